@@ -1,0 +1,3 @@
+from waft.cli.main import main
+
+raise SystemExit(main())

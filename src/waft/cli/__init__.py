@@ -1,0 +1,1 @@
+"""The `waft` command line, shaped like wasmCloud's `wash`."""

@@ -1,0 +1,70 @@
+"""Entry point of `waft`: one parser, each command group registered by its own module.
+
+A command group is a module under `waft.cli` with a `register(subparsers)` function that adds its
+parser and sets `handler` (a callable taking the parsed namespace and returning an exit code). Keeping
+the groups apart lets each part of the project own its commands without touching this file twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import sys
+import traceback
+from collections.abc import Sequence
+
+from waft import __version__
+from waft.cli.output import CliError, console_err
+
+#: Command groups, in the order `waft --help` lists them. A group whose module is missing is skipped,
+#: so a partial checkout still has a working CLI.
+GROUPS = ("up", "host", "ctl", "app", "keys", "claims", "par", "reg", "bindle", "models", "bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="waft", description="Waft: WebAssembly actors serving ML inference.")
+    parser.add_argument("--version", action="version", version=f"waft {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks and debug logs")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for group in GROUPS:
+        try:
+            module = importlib.import_module(f"waft.cli.{group}_cmd")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"waft.cli.{group}_cmd":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        result = handler(args)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except CliError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        console_err.print(f"[red]error:[/red] {exc}", highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the last line of defence: one line, never a traceback unless asked
+        if args.verbose:
+            traceback.print_exc()
+        console_err.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --verbose for details)",
+                          highlight=False)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""How commands speak: aligned tables or JSON on stdout, one-line errors on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False, soft_wrap=True)
+console_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class CliError(Exception):
+    """A failure the user can act on: the message names the problem and the fix."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def add_output_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+
+
+def emit(args: argparse.Namespace, data: Any, *, columns: Sequence[str] | None = None,
+         rows: Iterable[Mapping[str, Any]] | None = None, title: str | None = None) -> None:
+    """Print `data` as JSON when `-o json`, else as a table of `rows` (or a key/value table)."""
+    if getattr(args, "output", "text") == "json":
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+        return
+    if rows is not None and columns is not None:
+        table = Table(title=title, show_lines=False)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(_cell(row.get(column)) for column in columns))
+        console.print(table)
+    elif isinstance(data, Mapping):
+        table = Table(title=title, show_header=False)
+        table.add_column("key", style="bold")
+        table.add_column("value")
+        for key, value in data.items():
+            table.add_row(str(key), _cell(value))
+        console.print(table)
+    else:
+        console.print(str(data))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
