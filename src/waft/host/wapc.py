@@ -1,0 +1,253 @@
+"""The waPC guest ABI on wasmtime: one module, many sandboxed instances, one call at a time each.
+
+A waPC call is synchronous inside the guest, but the host routes `__host_call` over NATS with asyncio.
+So guest code runs on a worker thread and `host_call` is a plain callable the host supplies; the host
+bridges it back onto its event loop. The guest never sees the difference.
+
+Limits: every call gets an epoch deadline (a shared ticker thread advances the engine's epoch), and
+every instance gets a memory cap through the store's limiter. A trap of any kind poisons the
+instance: the caller gets an `ActorTrap` and must discard it (wasmtime keeps the instance callable
+after a trap, but the guest's heap may be half-updated).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import wasmtime
+
+#: Both import namespaces a wasmCloud 0.x host offers (wasmcloud-protocol §1.1).
+IMPORT_MODULES = ("wapc", "wasmbus")
+EPOCH_TICK_S = 0.005
+INIT_EXPORTS = ("_initialize", "start", "wapc_init", "_start")
+
+HostCall = Callable[[str, str, str, bytes], bytes]
+"""`host_call(binding, namespace, operation, payload)` returns the answer or raises HostCallError."""
+
+
+class HostCallError(Exception):
+    """Raised by a host_call implementation; the message reaches the guest through `__host_error`."""
+
+
+class GuestError(Exception):
+    """The guest answered with `__guest_error` (it ran fine, the operation failed)."""
+
+
+class ActorTrap(Exception):
+    """The guest trapped, ran past its deadline or could not be instantiated; the instance is spent."""
+
+    def __init__(self, message: str, *, deadline: bool = False) -> None:
+        super().__init__(message)
+        self.deadline = deadline
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-instance sandbox limits; every one has a default and a setting (design: Conventions)."""
+
+    memory_bytes: int = 256 * 1024 * 1024
+    deadline_ms: int = 10_000
+
+
+class _EpochTicker:
+    """One daemon thread per engine advancing its epoch, so deadlines cost guests ~nothing."""
+
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self._engine = engine
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="waft-epoch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(EPOCH_TICK_S):
+            self._engine.increment_epoch()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Runtime:
+    """The wasmtime engine shared by all actors of a host, with its epoch ticker."""
+
+    def __init__(self) -> None:
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        self.engine = wasmtime.Engine(config)
+        self._ticker = _EpochTicker(self.engine)
+
+    def compile(self, wasm: bytes) -> WapcModule:
+        try:
+            module = wasmtime.Module(self.engine, wasm)
+        except wasmtime.WasmtimeError as exc:
+            raise ActorTrap(f"module does not compile: {_first_line(exc)}") from None
+        return WapcModule(self, module)
+
+    def close(self) -> None:
+        self._ticker.stop()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+class WapcModule:
+    """A compiled actor module; instances are cheap to make from it."""
+
+    def __init__(self, runtime: Runtime, module: wasmtime.Module) -> None:
+        self.runtime = runtime
+        self.module = module
+        exports = {e.name for e in module.exports}
+        if "__guest_call" not in exports:
+            raise ActorTrap("module does not export __guest_call: not a waPC actor")
+        self.api_version_export = "__wasmbus_rpc_version" if "__wasmbus_rpc_version" in exports else None
+        self.init_exports = [name for name in INIT_EXPORTS if name in exports]
+        self.needs_wasi = any("wasi" in imp.module for imp in module.imports)
+
+    def instantiate(self, host_call: HostCall, limits: Limits = Limits(),
+                    log: Callable[[str], None] | None = None) -> WapcInstance:
+        return WapcInstance(self, host_call, limits, log or (lambda line: None))
+
+
+class WapcInstance:
+    """One sandboxed instance. Not thread-safe: the host gives each instance to one call at a time."""
+
+    def __init__(self, module: WapcModule, host_call: HostCall, limits: Limits,
+                 log: Callable[[str], None]) -> None:
+        self.module = module
+        self.limits = limits
+        self._host_call = host_call
+        self._log = log
+        self._operation = b""
+        self._payload = b""
+        self._guest_response: bytes | None = None
+        self._guest_error: bytes | None = None
+        self._host_response = b""
+        self._host_error = b""
+        self.store = wasmtime.Store(module.runtime.engine)
+        self.store.set_limits(memory_size=limits.memory_bytes)
+        self.store.set_epoch_deadline(self._ticks(limits.deadline_ms))
+        linker = wasmtime.Linker(module.runtime.engine)
+        if module.needs_wasi:
+            linker.define_wasi()
+            self.store.set_wasi(wasmtime.WasiConfig())
+        self._define_imports(linker)
+        try:
+            self.instance = linker.instantiate(self.store, module.module)
+            exports = self.instance.exports(self.store)
+            self._memory: wasmtime.Memory = exports["memory"]  # type: ignore[assignment]
+            self._guest_call: wasmtime.Func = exports["__guest_call"]  # type: ignore[assignment]
+            for name in module.init_exports:
+                exports[name](self.store)  # type: ignore[operator]
+            self.api_version = 0
+            if module.api_version_export:
+                self.api_version = int(exports[module.api_version_export](self.store))  # type: ignore[operator]
+        except (wasmtime.WasmtimeError, wasmtime.Trap, KeyError) as exc:
+            raise ActorTrap(f"instantiation failed: {_first_line(exc)}") from None
+        self.spent = False
+
+    @staticmethod
+    def _ticks(deadline_ms: int) -> int:
+        return max(1, int(deadline_ms / 1000 / EPOCH_TICK_S))
+
+    # -- memory access: ctypes memmove over the linear memory (re-read the base: it moves on grow)
+    def _read(self, caller: wasmtime.Caller, ptr: int, length: int) -> bytes:
+        mem = self._memory
+        if ptr < 0 or length < 0 or ptr + length > mem.data_len(caller):
+            raise HostCallError(f"guest pointer {ptr}+{length} is outside its memory")
+        base = ctypes.addressof(mem.data_ptr(caller).contents)
+        return ctypes.string_at(base + ptr, length)
+
+    def _write(self, caller: wasmtime.Caller, ptr: int, data: bytes) -> None:
+        mem = self._memory
+        if ptr < 0 or ptr + len(data) > mem.data_len(caller):
+            raise wasmtime.WasmtimeError(f"guest pointer {ptr}+{len(data)} is outside its memory")
+        base = ctypes.addressof(mem.data_ptr(caller).contents)
+        ctypes.memmove(base + ptr, data, len(data))
+
+    def _define_imports(self, linker: wasmtime.Linker) -> None:
+        i32 = wasmtime.ValType.i32()
+
+        def guest_request(caller: wasmtime.Caller, op_ptr: int, ptr: int) -> None:
+            self._write(caller, op_ptr, self._operation)
+            self._write(caller, ptr, self._payload)
+
+        def guest_response(caller: wasmtime.Caller, ptr: int, length: int) -> None:
+            self._guest_response = self._read(caller, ptr, length)
+
+        def guest_error(caller: wasmtime.Caller, ptr: int, length: int) -> None:
+            self._guest_error = self._read(caller, ptr, length)
+
+        def host_call(caller: wasmtime.Caller, bd_ptr: int, bd_len: int, ns_ptr: int, ns_len: int,
+                      op_ptr: int, op_len: int, ptr: int, length: int) -> int:
+            self._host_response = b""
+            self._host_error = b""
+            try:
+                binding = self._read(caller, bd_ptr, bd_len).decode("utf-8", "replace")
+                namespace = self._read(caller, ns_ptr, ns_len).decode("utf-8", "replace")
+                operation = self._read(caller, op_ptr, op_len).decode("utf-8", "replace")
+                payload = self._read(caller, ptr, length)
+                self._host_response = self._host_call(binding, namespace, operation, payload)
+                return 1
+            except HostCallError as exc:
+                self._host_error = str(exc).encode()
+                return 0
+
+        def host_response_len(caller: wasmtime.Caller) -> int:
+            return len(self._host_response)
+
+        def host_response(caller: wasmtime.Caller, ptr: int) -> None:
+            self._write(caller, ptr, self._host_response)
+
+        def host_error_len(caller: wasmtime.Caller) -> int:
+            return len(self._host_error)
+
+        def host_error(caller: wasmtime.Caller, ptr: int) -> None:
+            self._write(caller, ptr, self._host_error)
+
+        def console_log(caller: wasmtime.Caller, ptr: int, length: int) -> None:
+            self._log(self._read(caller, ptr, length).decode("utf-8", "replace"))
+
+        table = {
+            "__guest_request": (guest_request, 2, False),
+            "__guest_response": (guest_response, 2, False),
+            "__guest_error": (guest_error, 2, False),
+            "__host_call": (host_call, 8, True),
+            "__host_response_len": (host_response_len, 0, True),
+            "__host_response": (host_response, 1, False),
+            "__host_error_len": (host_error_len, 0, True),
+            "__host_error": (host_error, 1, False),
+            "__console_log": (console_log, 2, False),
+        }
+        for namespace in IMPORT_MODULES:
+            for name, (func, arity, returns) in table.items():
+                ty = wasmtime.FuncType([i32] * arity, [i32] if returns else [])
+                linker.define_func(namespace, name, ty, func, access_caller=True)
+
+    def call(self, operation: str, payload: bytes) -> bytes:
+        """Run one operation; raise GuestError for a guest-reported failure, ActorTrap for a trap."""
+        if self.spent:
+            raise ActorTrap("instance was discarded after a trap")
+        self._operation = operation.encode()
+        self._payload = payload
+        self._guest_response = None
+        self._guest_error = None
+        self.store.set_epoch_deadline(self._ticks(self.limits.deadline_ms))
+        try:
+            result = self._guest_call(self.store, len(self._operation), len(payload))
+        except wasmtime.Trap as exc:
+            self.spent = True
+            deadline = exc.trap_code == wasmtime.TrapCode.INTERRUPT
+            if deadline:
+                raise ActorTrap(f"actor ran past its {self.limits.deadline_ms} ms deadline",
+                                deadline=True) from None
+            raise ActorTrap(f"actor trapped: {_first_line(exc)}") from None
+        except wasmtime.WasmtimeError as exc:
+            self.spent = True
+            raise ActorTrap(f"actor failed: {_first_line(exc)}") from None
+        if result == 1:
+            return self._guest_response or b""
+        message = self._guest_error or b"guest call failed without an error message"
+        raise GuestError(message.decode("utf-8", "replace"))
