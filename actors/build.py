@@ -1,0 +1,191 @@
+"""Build every actor to wasm32 with zig cc and sign it: `make actors` runs this.
+
+An actor is a folder with an `actor.toml` (name, version, rev, sources, caps, tags, call_alias) under
+`actors/` or `tests/actors/`. Each is compiled together with the SDK in `actors/sdk/` into
+`build/actors/<name>.wasm` (unsigned, for tests of the unsigned path and for re-signing) and signed
+into `build/actors/<name>_s.wasm` with the keys in `$WAFT_HOME/keys` (created on first use, as wash
+does). Builds are incremental: an output newer than all of its inputs (SDK, sources, actor.toml, this
+script, the signing keys) is left alone, so `make test` costs nothing when nothing changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SDK_DIR = REPO / "actors" / "sdk"
+ACTOR_ROOTS = (REPO / "actors", REPO / "tests" / "actors")
+DEFAULT_OUT = REPO / "build" / "actors"
+
+#: Measured in design/reference/feasibility.md Q2. wasm32-wasi in the *reactor* model gives a real libc
+#: malloc with zero WASI imports (only `wapc.*`) and an `_initialize` export instead of `_start`; -s drops
+#: ~900 KB of debug info; zig's default 16 MiB stack would make every instance reserve 257 pages, so the
+#: stack is capped at 64 KiB (2 initial pages), letting small memory limits work.
+CFLAGS = (
+    "--target=wasm32-wasi", "-O3", "-mexec-model=reactor", "-s", "-Wl,-z,stack-size=65536",
+    "-std=c11", "-Wall", "-Wextra",
+)
+
+
+class BuildError(Exception):
+    """A compile or signing failure; the message carries the compiler's own output."""
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    """One actor's `actor.toml`, resolved against its folder."""
+
+    folder: Path
+    name: str
+    version: str
+    rev: int
+    sources: tuple[Path, ...]
+    caps: tuple[str, ...]
+    tags: tuple[str, ...] = ()
+    call_alias: str = ""
+    cflags: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def load(cls, toml_path: Path) -> ActorSpec:
+        with toml_path.open("rb") as fh:
+            meta = tomllib.load(fh)
+        folder = toml_path.parent
+        try:
+            name = str(meta["name"])
+            sources = tuple(folder / s for s in meta["sources"])
+        except KeyError as exc:
+            raise BuildError(f"{toml_path}: missing required key {exc.args[0]!r}") from None
+        if not name or "/" in name or name.startswith("."):
+            raise BuildError(f"{toml_path}: name {name!r} must be a plain file name")
+        missing = [str(s) for s in sources if not s.is_file()]
+        if missing:
+            raise BuildError(f"{toml_path}: source files not found: {', '.join(missing)}")
+        return cls(
+            folder=folder, name=name, version=str(meta.get("version", "0.0.0")), rev=int(meta.get("rev", 0)),
+            sources=sources, caps=tuple(meta.get("caps", ())), tags=tuple(meta.get("tags", ())),
+            call_alias=str(meta.get("call_alias", "")), cflags=tuple(meta.get("cflags", ())),
+        )
+
+
+def discover(roots: Iterable[Path] = ACTOR_ROOTS) -> list[ActorSpec]:
+    """Every `<root>/<folder>/actor.toml`, sorted by name so builds and logs are deterministic."""
+    specs = [ActorSpec.load(p) for root in roots for p in sorted(root.glob("*/actor.toml"))]
+    seen: dict[str, Path] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise BuildError(f"two actors are named {spec.name!r}: {seen[spec.name]} and {spec.folder}")
+        seen[spec.name] = spec.folder
+    return sorted(specs, key=lambda s: s.name)
+
+
+def sdk_files() -> list[Path]:
+    return sorted([*SDK_DIR.glob("*.c"), *SDK_DIR.glob("*.h")])
+
+
+def _newest_mtime(paths: Iterable[Path]) -> float:
+    return max((p.stat().st_mtime for p in paths), default=0.0)
+
+
+def _is_fresh(output: Path, inputs: Iterable[Path]) -> bool:
+    return output.exists() and output.stat().st_mtime > _newest_mtime(inputs)
+
+
+def compile_actor(spec: ActorSpec, output: Path) -> None:
+    """zig cc the SDK plus the actor's sources into `output`, atomically (no half-written module)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    cmd = [sys.executable, "-m", "ziglang", "cc", *CFLAGS, *spec.cflags, f"-I{SDK_DIR}",
+           *map(str, sorted(SDK_DIR.glob("*.c"))), *map(str, spec.sources), "-o", str(tmp)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"compiling actor {spec.name!r} failed (exit {proc.returncode}):\n"
+                         f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    if proc.stderr.strip():  # warnings: show them, but they do not fail the build
+        print(proc.stderr.rstrip(), file=sys.stderr)
+    os.replace(tmp, output)
+
+
+def sign(spec: ActorSpec, unsigned: Path, signed: Path) -> None:
+    """Embed claims signed by the `account` key for the `<name>_module` subject key."""
+    from waft.claims import Role, keystore, sign_actor
+
+    account = keystore.load_or_create("account", Role.ACCOUNT)
+    module_key = keystore.load_or_create(f"{spec.name}_module", Role.MODULE)
+    data = sign_actor(unsigned.read_bytes(), issuer=account, subject=module_key, name=spec.name,
+                      caps=spec.caps, tags=spec.tags, rev=spec.rev, ver=spec.version,
+                      call_alias=spec.call_alias)
+    tmp = signed.with_name(f".{signed.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, signed)
+
+
+def _key_files(spec: ActorSpec) -> list[Path]:
+    from waft.claims import keystore
+
+    return [keystore.key_path("account"), keystore.key_path(f"{spec.name}_module")]
+
+
+def build_actor(spec: ActorSpec, out_dir: Path = DEFAULT_OUT, *, force: bool = False) -> tuple[Path, Path]:
+    """Build and sign one actor if its outputs are stale; return (unsigned, signed) paths."""
+    unsigned = out_dir / f"{spec.name}.wasm"
+    signed = out_dir / f"{spec.name}_s.wasm"
+    inputs = [*sdk_files(), *spec.sources, spec.folder / "actor.toml", Path(__file__).resolve()]
+    if force or not _is_fresh(unsigned, inputs):
+        compile_actor(spec, unsigned)
+        print(f"built  {unsigned.relative_to(REPO) if unsigned.is_relative_to(REPO) else unsigned} "
+              f"({unsigned.stat().st_size} B)", file=sys.stderr)
+    keys = _key_files(spec)
+    # A missing key means a new $WAFT_HOME: re-sign so the claims match the keys this host will trust.
+    if force or not all(k.exists() for k in keys) or not _is_fresh(signed, [unsigned, *keys]):
+        sign(spec, unsigned, signed)
+        print(f"signed {signed.name}", file=sys.stderr)
+    return unsigned, signed
+
+
+def build(names: Sequence[str] | None = None, out_dir: Path = DEFAULT_OUT, *, force: bool = False,
+          jobs: int | None = None) -> dict[str, tuple[Path, Path]]:
+    """Build the named actors (all when None); return {name: (unsigned, signed)}. Raise BuildError."""
+    specs = discover()
+    if names:
+        unknown = sorted(set(names) - {s.name for s in specs})
+        if unknown:
+            raise BuildError(f"no such actor(s): {', '.join(unknown)}; known: {', '.join(s.name for s in specs)}")
+        specs = [s for s in specs if s.name in names]
+    # The shared account key first, serially: two threads creating it at once would each save a
+    # different key and sign with it.
+    from waft.claims import Role, keystore
+
+    keystore.load_or_create("account", Role.ACCOUNT)
+    with ThreadPoolExecutor(max_workers=jobs or min(4, os.cpu_count() or 1)) as pool:
+        futures = {s.name: pool.submit(build_actor, s, out_dir, force=force) for s in specs}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="actors to build (default: all)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if outputs look fresh")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default build/actors)")
+    parser.add_argument("-j", "--jobs", type=int, default=None, help="parallel compiles")
+    args = parser.parse_args(argv)
+    try:
+        built = build(args.names or None, args.out, force=args.force, jobs=args.jobs)
+    except BuildError as exc:
+        print(f"actors/build.py: {exc}", file=sys.stderr)
+        return 1
+    for name, (unsigned, signed) in built.items():
+        print(f"{name}: {unsigned} ({unsigned.stat().st_size} B), {signed} ({signed.stat().st_size} B)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
