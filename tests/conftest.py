@@ -55,20 +55,10 @@ def lattice_prefix(request: pytest.FixtureRequest) -> str:
 @contextlib.asynccontextmanager
 async def running_host(**config: object) -> AsyncIterator[object]:
     """Start a Host in this event loop; stop it and join all its tasks on exit."""
-    from waft.host.host import Host, HostConfig, _Stopped
+    from waft.host.host import Host, HostConfig
 
     host = Host(HostConfig(**config))  # type: ignore[arg-type]
-
-    async def run() -> None:
-        with contextlib.suppress(_Stopped):
-            try:
-                await host.run()
-            except ExceptionGroup as group:
-                rest = group.subgroup(lambda e: not isinstance(e, _Stopped))
-                if rest is not None:
-                    raise rest from None
-
-    task = asyncio.create_task(run())
+    task = asyncio.create_task(host.run())
     try:
         await asyncio.wait_for(host.wait_ready(), 15)
         yield host

@@ -140,24 +140,29 @@ class Host:
         await self.cache.start()
         self.providers = ProviderSupervisor(self.nc, self.config.prefix, self._host_data_for, self.events.publish,
                                             health_interval_s=self.config.health_interval_s)
-        from waft.host.control import ControlInterface
-
         try:
-            async with asyncio.TaskGroup() as tasks:
-                self._tasks = tasks
-                self.providers.attach(tasks)
-                self.control = ControlInterface(self)
-                await self.control.subscribe()
-                await self.events.publish("host_started", {"labels": self.labels,
-                                                           "friendly_name": self.friendly_name})
-                tasks.create_task(self._heartbeat_loop())
-                self._ready.set()
-                log.info("host %s up on lattice %r", self.host_id, self.config.prefix)
-                await self._stop.wait()
-                await self._shutdown()
+            await self._serve()
+        except* _Stopped:
+            pass  # the normal way out: _shutdown cancels the background tasks this way
         finally:
             self.runtime.close()
             self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _serve(self) -> None:
+        from waft.host.control import ControlInterface
+
+        async with asyncio.TaskGroup() as tasks:
+            assert self.providers is not None and self.events is not None
+            self._tasks = tasks
+            self.providers.attach(tasks)
+            self.control = ControlInterface(self)
+            await self.control.subscribe()
+            await self.events.publish("host_started", {"labels": self.labels, "friendly_name": self.friendly_name})
+            tasks.create_task(self._heartbeat_loop())
+            self._ready.set()
+            log.info("host %s up on lattice %r", self.host_id, self.config.prefix)
+            await self._stop.wait()
+            await self._shutdown()
 
     async def _shutdown(self) -> None:
         assert self.providers is not None and self.events is not None and self.nc is not None
@@ -494,9 +499,7 @@ def _describe(exc: BaseException) -> str:
 
 async def run_host(config: HostConfig) -> None:
     """Run a host until cancelled or stopped (what `waft host` does)."""
-    host = Host(config)
-    with contextlib.suppress(_Stopped, ExceptionGroup):
-        await host.run()
+    await Host(config).run()
 
 
 def parse_annotations(pairs: Iterable[str]) -> dict[str, str]:
