@@ -166,6 +166,37 @@ def get(route: str) -> ModelEntry:
         raise KeyError(f"unknown model {route!r}; known: {', '.join(REGISTRY)}") from None
 
 
+# --- reference pre-processing --------------------------------------------------------------------
+
+def preprocess(image: Any, spec: InputSpec | dict[str, Any]) -> Any:
+    """A PIL image -> the float32 input tensor (batch of 1) that `spec` describes.
+
+    The reference the pre-processor actor is held to: shorter side to `resize_to` (bicubic, long side
+    truncated as torchvision does), centre crop to `size`, (pixel - mean) / std per channel, then
+    NCHW or NHWC. Imported lazily: only tests and tools need numpy/Pillow here.
+    """
+    import numpy as np
+    from PIL import Image
+
+    s = spec if isinstance(spec, dict) else spec.to_json()
+    if s["resize"] != "shorter_side" or s["crop"] != "center" or s["dtype"] != "f32":
+        raise ValueError(f"unsupported input spec {s}")
+    image = image.convert(s["color"])
+    width, height = image.size
+    short = min(width, height)
+    target = int(s["resize_to"])
+    new_size = (target, int(target * height / width)) if width == short else (int(target * width / height), target)
+    image = image.resize(new_size, Image.Resampling.BICUBIC)
+    crop_h, crop_w = s["size"]
+    left, top = round((new_size[0] - crop_w) / 2.0), round((new_size[1] - crop_h) / 2.0)
+    image = image.crop((left, top, left + crop_w, top + crop_h))
+    pixels = np.asarray(image, dtype=np.float32)
+    pixels = (pixels - np.asarray(s["mean"], np.float32)) / np.asarray(s["std"], np.float32)
+    if s["layout"] == "NCHW":
+        pixels = pixels.transpose(2, 0, 1)
+    return np.ascontiguousarray(pixels[None], dtype=np.float32)
+
+
 # --- files ---------------------------------------------------------------------------------------
 
 class ModelFileMismatch(ValueError):
@@ -275,6 +306,28 @@ def invoice(entry: ModelEntry, parcels: list[Parcel]) -> dict[str, Any]:
     }
 
 
+def invoice_toml(doc: dict[str, Any]) -> str:
+    """Render an invoice as the original's files look: `[bindle]`, `[[group]]`, `[[parcel]]` tables.
+
+    tomli_w would write the groups as inline tables; equivalent TOML, but harder to read next to
+    the original invoices. Only the tables of the invoice schema are laid out; values go through
+    tomli_w so strings are always escaped correctly.
+    """
+    lines = [f"bindleVersion = {_value(doc['bindleVersion'])}", "", "[bindle]"]
+    lines += [f"{k} = {_value(v)}" for k, v in doc["bindle"].items()]
+    for group in doc.get("group", []):
+        lines += ["", "[[group]]", *(f"{k} = {_value(v)}" for k, v in group.items())]
+    for parcel in doc.get("parcel", []):
+        lines += ["", "[[parcel]]", "[parcel.label]", *(f"{k} = {_value(v)}" for k, v in parcel["label"].items())]
+        if parcel.get("conditions"):
+            lines += ["[parcel.conditions]", *(f"{k} = {_value(v)}" for k, v in parcel["conditions"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def _value(value: Any) -> str:
+    return tomli_w.dumps({"v": value}, multiline_strings=False).split("=", 1)[1].strip()
+
+
 def write_model_dir(entry: ModelEntry, directory: Path, *, input_name: str | None = None,
                     output_name: str | None = None) -> Path:
     """Write metadata.json, labels.txt (classifiers) and, last, invoice.toml next to the model file.
@@ -286,7 +339,7 @@ def write_model_dir(entry: ModelEntry, directory: Path, *, input_name: str | Non
     write_atomic(directory / METADATA_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     if entry.labels:
         write_atomic(directory / LABELS_FILE, imagenet_labels_file().read_bytes())
-    doc = tomli_w.dumps(invoice(entry, parcels_of(entry, directory)))
+    doc = invoice_toml(invoice(entry, parcels_of(entry, directory)))
     write_atomic(directory / INVOICE_FILE, doc.encode())
     return directory / INVOICE_FILE
 
