@@ -139,6 +139,7 @@ class Host:
         self.cache = LatticeCache(self.nc, self.config.prefix)
         await self.cache.start()
         self.providers = ProviderSupervisor(self.nc, self.config.prefix, self._host_data_for, self.events.publish,
+                                            self.cache.links_for_provider,
                                             health_interval_s=self.config.health_interval_s)
         try:
             await self._serve()

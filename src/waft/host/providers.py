@@ -85,12 +85,14 @@ class RunningProvider:
 
 class ProviderSupervisor:
     def __init__(self, nc: NATS, prefix: str, make_host_data: Callable[[RunningProvider], HostData],
-                 publish: Callable[[str, dict], Awaitable[None]], *, health_interval_s: float = 10.0,
-                 first_health_check_s: float = 1.0) -> None:
+                 publish: Callable[[str, dict], Awaitable[None]],
+                 links_for: Callable[[str, str], list[LinkDefinition]], *, health_interval_s: float = 10.0,
+                 first_health_check_s: float = 0.25) -> None:
         self._nc = nc
         self._prefix = prefix
         self._make_host_data = make_host_data
         self._publish = publish
+        self._links_for = links_for
         self.health_interval_s = health_interval_s
         self.first_health_check_s = first_health_check_s
         self.running: dict[tuple[str, str], RunningProvider] = {}
@@ -167,10 +169,11 @@ class ProviderSupervisor:
                 await asyncio.sleep(RESTART_BACKOFF_S[-1])
 
     async def _health_loop(self, provider: RunningProvider) -> None:
+        """Check often until the first answer (links wait on it), then every `health_interval_s`."""
         await asyncio.sleep(self.first_health_check_s)
         while True:
-            await self.check_health(provider)
-            await asyncio.sleep(self.health_interval_s)
+            healthy = await self.check_health(provider)
+            await asyncio.sleep(self.health_interval_s if healthy else self.first_health_check_s * 4)
 
     async def check_health(self, provider: RunningProvider) -> bool:
         subject = subjects.provider_health(self._prefix, provider.public_key, provider.link_name)
@@ -181,6 +184,11 @@ class ProviderSupervisor:
             healthy, message = False, f"no answer to health check ({type(exc).__name__})"
         changed = provider.healthy != healthy
         provider.healthy, provider.health_message = healthy, message
+        if changed and healthy:
+            # Links put while the process was still starting reached no one: deliver them again now
+            # that it answers (a provider ignores a put it already has).
+            for link in self._links_for(provider.public_key, provider.link_name):
+                await self.deliver_link_put(link)
         if changed:
             await self._publish("health_check_passed" if healthy else "health_check_failed",
                                 {"public_key": provider.public_key, "link_name": provider.link_name,
