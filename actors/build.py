@@ -5,7 +5,7 @@ An actor is a folder with an `actor.toml` (name, version, rev, sources, caps, ta
 `build/actors/<name>.wasm` (unsigned, for tests of the unsigned path and for re-signing) and signed
 into `build/actors/<name>_s.wasm` with the keys in `$WAFT_HOME/keys` (created on first use, as wash
 does). Builds are incremental: an output newer than all of its inputs (SDK, sources, actor.toml, this
-script, the signing keys) is left alone, so `make test` costs nothing when nothing changed.
+script) is left alone, so `make test` costs nothing when nothing changed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import tomllib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ class ActorSpec:
     caps: tuple[str, ...]
     tags: tuple[str, ...] = ()
     call_alias: str = ""
-    cflags: tuple[str, ...] = field(default=())
+    cflags: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, toml_path: Path) -> ActorSpec:
@@ -128,46 +128,47 @@ def sign(spec: ActorSpec, unsigned: Path, signed: Path) -> None:
     os.replace(tmp, signed)
 
 
-def _key_files(spec: ActorSpec) -> list[Path]:
-    from waft.claims import keystore
+def _needs_compile(spec: ActorSpec, unsigned: Path) -> bool:
+    return not _is_fresh(unsigned, [*sdk_files(), *spec.sources, spec.folder / "actor.toml",
+                                    Path(__file__).resolve()])
 
-    return [keystore.key_path("account"), keystore.key_path(f"{spec.name}_module")]
 
-
-def build_actor(spec: ActorSpec, out_dir: Path = DEFAULT_OUT, *, force: bool = False) -> tuple[Path, Path]:
-    """Build and sign one actor if its outputs are stale; return (unsigned, signed) paths."""
-    unsigned = out_dir / f"{spec.name}.wasm"
-    signed = out_dir / f"{spec.name}_s.wasm"
-    inputs = [*sdk_files(), *spec.sources, spec.folder / "actor.toml", Path(__file__).resolve()]
-    if force or not _is_fresh(unsigned, inputs):
-        compile_actor(spec, unsigned)
-        print(f"built  {unsigned.relative_to(REPO) if unsigned.is_relative_to(REPO) else unsigned} "
-              f"({unsigned.stat().st_size} B)", file=sys.stderr)
-    keys = _key_files(spec)
-    # A missing key means a new $WAFT_HOME: re-sign so the claims match the keys this host will trust.
-    if force or not all(k.exists() for k in keys) or not _is_fresh(signed, [unsigned, *keys]):
-        sign(spec, unsigned, signed)
-        print(f"signed {signed.name}", file=sys.stderr)
-    return unsigned, signed
+def _needs_signing(spec: ActorSpec, unsigned: Path, signed: Path) -> bool:
+    # Deliberately not tied to the key files: the test suite runs with a throwaway $WAFT_HOME, and
+    # re-signing there would churn build/ with keys nobody keeps. `--force` re-signs after a key change.
+    return not _is_fresh(signed, [unsigned, spec.folder / "actor.toml"])
 
 
 def build(names: Sequence[str] | None = None, out_dir: Path = DEFAULT_OUT, *, force: bool = False,
           jobs: int | None = None) -> dict[str, tuple[Path, Path]]:
-    """Build the named actors (all when None); return {name: (unsigned, signed)}. Raise BuildError."""
+    """Build and sign the named actors (all when None) where stale; return {name: (unsigned, signed)}.
+
+    Raises BuildError naming the first actor that failed, with the compiler's output.
+    """
     specs = discover()
     if names:
         unknown = sorted(set(names) - {s.name for s in specs})
         if unknown:
             raise BuildError(f"no such actor(s): {', '.join(unknown)}; known: {', '.join(s.name for s in specs)}")
         specs = [s for s in specs if s.name in names]
-    # The shared account key first, serially: two threads creating it at once would each save a
-    # different key and sign with it.
-    from waft.claims import Role, keystore
+    outputs = {s.name: (out_dir / f"{s.name}.wasm", out_dir / f"{s.name}_s.wasm") for s in specs}
 
-    keystore.load_or_create("account", Role.ACCOUNT)
+    # Compiles are independent subprocesses: run them in parallel.
+    stale = [s for s in specs if force or _needs_compile(s, outputs[s.name][0])]
     with ThreadPoolExecutor(max_workers=jobs or min(4, os.cpu_count() or 1)) as pool:
-        futures = {s.name: pool.submit(build_actor, s, out_dir, force=force) for s in specs}
-        return {name: f.result() for name, f in futures.items()}
+        futures = [(s, pool.submit(compile_actor, s, outputs[s.name][0])) for s in stale]
+        for spec, future in futures:
+            future.result()
+            unsigned = outputs[spec.name][0]
+            print(f"built  {spec.name}.wasm ({unsigned.stat().st_size} B)", file=sys.stderr)
+
+    # Signing is milliseconds, and serial so that the shared account key is created exactly once.
+    for spec in specs:
+        unsigned, signed = outputs[spec.name]
+        if force or _needs_signing(spec, unsigned, signed):
+            sign(spec, unsigned, signed)
+            print(f"signed {signed.name} ({signed.stat().st_size} B)", file=sys.stderr)
+    return outputs
 
 
 def main(argv: Sequence[str] | None = None) -> int:

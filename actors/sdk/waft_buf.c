@@ -28,14 +28,15 @@ int waft_buf_reserve(waft_buf *b, size_t extra) {
         return -1;
     }
     size_t need = b->len + extra;
-    /* Doubling keeps appends amortised O(1); start at 64 so tiny messages take one allocation. */
-    size_t cap = b->cap ? b->cap : 64;
+    /* Capacities are 2^k - 32: zig's wasm libc malloc rounds every request plus a ~20-byte header
+     * up to a power of two, so exact powers of two would each take a slot twice their size. */
+    size_t cap = b->cap ? b->cap : 96;
     while (cap < need) {
-        if (cap > SIZE_MAX / 2) {
+        if (cap > SIZE_MAX / 2 - 32) {
             cap = need;
             break;
         }
-        cap *= 2;
+        cap = (cap + 32) * 2 - 32;
     }
     uint8_t *data = realloc(b->data, cap);
     if (!data) {

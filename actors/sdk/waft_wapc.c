@@ -75,9 +75,10 @@ __attribute__((export_name("wapc_init"))) void wapc_init(void) { ensure_init(); 
 
 __attribute__((export_name("__guest_call"))) int __guest_call(uint32_t op_len, uint32_t req_len) {
     ensure_init();
-    /* +1: malloc(0) may return NULL, and a NUL after the op name costs nothing. */
+    /* op gets a NUL for free; req gets no +1 (a 1 MiB payload must not spill into the 2 MiB size
+     * class) but at least 1 byte, since malloc(0) may return NULL. */
     uint8_t *op = malloc((size_t)op_len + 1);
-    uint8_t *req = malloc((size_t)req_len + 1);
+    uint8_t *req = malloc(req_len ? req_len : 1);
     if (!op || !req) {
         free(op);
         free(req);
