@@ -8,6 +8,17 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from actor_support import build_all, load_build_script
+
+
+@pytest.fixture()
+def build_script() -> ModuleType:
+    return load_build_script()
+
+
+@pytest.fixture()
+def built() -> dict[str, tuple[Path, Path]]:
+    return build_all()
 
 
 def test_discovers_the_echo_and_hostcheck_actors(build_script: ModuleType) -> None:

@@ -11,16 +11,21 @@ import json
 import os
 import random
 import struct
-from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
+from actor_support import build_all, compiled, shared_runtime
 
 from waft.claims import inspect_actor
-from waft.host.wapc import ActorTrap, GuestError, HostCallError, Limits, Runtime, WapcInstance, WapcModule
+from waft.host.wapc import ActorTrap, GuestError, HostCallError, Limits, WapcInstance, WapcModule
 
 OP = "HttpServer.HandleRequest"
+
+
+@pytest.fixture()
+def echo_module() -> WapcModule:
+    return compiled("echo")
 
 
 def no_host_calls(binding: str, namespace: str, operation: str, payload: bytes) -> bytes:
@@ -226,11 +231,11 @@ def test_no_memory_leak_across_calls(echo: WapcInstance) -> None:
     assert echo._memory.size(echo.store) == before
 
 
-def test_signed_copy_runs_and_carries_claims(runtime: Runtime, built: dict[str, tuple[Path, Path]]) -> None:
-    signed = built["echo"][1]
+def test_signed_copy_runs_and_carries_claims() -> None:
+    signed = build_all()["echo"][1]
     claims = inspect_actor(signed.read_bytes())
     assert claims.name == "echo"
     assert set(claims.caps) == {"wasmcloud:httpserver", "wasmcloud:builtin:logging"}
     assert claims.subject.startswith("M") and claims.issuer.startswith("A")
-    instance = runtime.compile(signed.read_bytes()).instantiate(no_host_calls)
+    instance = shared_runtime().compile(signed.read_bytes()).instantiate(no_host_calls)
     assert_echoes(instance, "GET", "/signed", "", {}, b"x")

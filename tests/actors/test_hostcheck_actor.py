@@ -9,11 +9,22 @@ from pathlib import Path
 import msgpack
 import pytest
 import wasmtime
+from actor_support import build_all, compiled
 
 from waft.claims import ClaimsError, inspect_actor
 from waft.host.wapc import ActorTrap, GuestError, HostCallError, Limits, WapcInstance, WapcModule
 
 MIB = 1024 * 1024
+
+
+@pytest.fixture()
+def hostcheck_module() -> WapcModule:
+    return compiled("hostcheck")
+
+
+@pytest.fixture()
+def built() -> dict[str, tuple[Path, Path]]:
+    return build_all()
 
 
 class RecordingHost:
@@ -188,3 +199,18 @@ def test_signed_and_unsigned_copies(built: dict[str, tuple[Path, Path]]) -> None
     assert claims.call_alias == "waft/hostcheck"
     with pytest.raises(ClaimsError):
         inspect_actor(unsigned.read_bytes())
+
+
+def test_host_call_bug_spends_the_instance(hostcheck_module: WapcModule) -> None:
+    """A host_call raising anything but HostCallError unwinds the guest mid-call: the caller gets an
+    ActorTrap (not the raw exception) and the instance is retired like after a trap."""
+
+    def broken(binding: str, namespace: str, operation: str, payload: bytes) -> bytes:
+        raise RuntimeError("router bug")
+
+    instance = hostcheck_module.instantiate(broken)
+    with pytest.raises(ActorTrap, match="RuntimeError: router bug") as info:
+        instance.call("Test.Call", _call_request("", "x", "y", b""))
+    assert info.value.deadline is False
+    with pytest.raises(ActorTrap, match="discarded"):
+        instance.call("Test.Echo", b"x")

@@ -154,6 +154,7 @@ class WapcInstance:
 
     # -- memory access: ctypes memmove over the linear memory (re-read the base: it moves on grow)
     def _read(self, caller: wasmtime.Caller, ptr: int, length: int) -> bytes:
+        ptr, length = ptr & 0xFFFFFFFF, length & 0xFFFFFFFF  # wasm32 addresses arrive as signed i32
         mem = self._memory
         if ptr < 0 or length < 0 or ptr + length > mem.data_len(caller):
             raise HostCallError(f"guest pointer {ptr}+{length} is outside its memory")
@@ -161,6 +162,7 @@ class WapcInstance:
         return ctypes.string_at(base + ptr, length)
 
     def _write(self, caller: wasmtime.Caller, ptr: int, data: bytes) -> None:
+        ptr &= 0xFFFFFFFF  # wasm32 addresses arrive as signed i32
         mem = self._memory
         if ptr < 0 or ptr + len(data) > mem.data_len(caller):
             raise wasmtime.WasmtimeError(f"guest pointer {ptr}+{len(data)} is outside its memory")
@@ -247,6 +249,11 @@ class WapcInstance:
         except wasmtime.WasmtimeError as exc:
             self.spent = True
             raise ActorTrap(f"actor failed: {_first_line(exc)}") from None
+        except Exception as exc:
+            # host_call raised something other than HostCallError: wasmtime unwound the guest mid-call
+            # and re-raises it here. The guest's heap is as suspect as after a trap.
+            self.spent = True
+            raise ActorTrap(f"actor call aborted by a host error: {type(exc).__name__}: {exc}") from exc
         if result == 1:
             return self._guest_response or b""
         message = self._guest_error or b"guest call failed without an error message"
