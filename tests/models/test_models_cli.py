@@ -177,5 +177,5 @@ async def test_push_unknown_local_route_fails(built_models: Path, home: Path) ->
 
 
 async def test_push_to_unreachable_server_fails_clearly(built_models: Path, home: Path) -> None:
-    with pytest.raises(CliError, match=r"bindle server http://127\.0\.0\.1:\d+/v1: Client"):
+    with pytest.raises(CliError, match=r"bindle server http://127\.0\.0\.1:\d+/v1: pushing identity: cannot reach"):
         await _run(["models", "push", "--bindle-url", f"http://127.0.0.1:{_closed_port()}", "identity"])

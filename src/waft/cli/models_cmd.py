@@ -8,14 +8,16 @@ at the door gives a one-line error that names the file, the expected size and th
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from waft import models
+from waft.bindle.client import BindleClient, BindleError
+from waft.bindle.invoice import Invoice, InvoiceError
 from waft.cli.output import CliError, add_output_flag, emit
 from waft.config import setting
 
@@ -159,15 +161,8 @@ async def _download(url: str, target: Path, timeout: float) -> None:
 
 def bindle_base(url: str | None) -> str:
     """Bindle URLs are conventionally given with the `/v1` API prefix; accept them with or without it."""
-    raw = url or setting("bindle_url", "") or _env_bindle_url() or DEFAULT_BINDLE_URL
-    raw = raw.rstrip("/")
+    raw = (url or setting("bindle_url", "") or os.environ.get("BINDLE_URL") or DEFAULT_BINDLE_URL).rstrip("/")
     return raw if raw.endswith("/v1") else f"{raw}/v1"
-
-
-def _env_bindle_url() -> str:
-    import os
-
-    return os.environ.get("BINDLE_URL", "")
 
 
 async def _push(args: argparse.Namespace) -> int:
@@ -181,45 +176,25 @@ async def _push(args: argparse.Namespace) -> int:
         raise CliError("nothing to push: run `make models` first")
     base = bindle_base(args.bindle_url)
     results = []
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
-            for route in routes:
-                results.append(await push_model(session, base, local[route]))
-    except aiohttp.ClientError as exc:
-        raise CliError(f"bindle server {base}: {type(exc).__name__}: {exc}") from None
+    async with BindleClient(base) as client:
+        for route in routes:
+            try:
+                results.append(await push_model(client, local[route]))
+            except (BindleError, InvoiceError) as exc:
+                raise CliError(f"bindle server {base}: pushing {route}: {exc}") from None
     emit(args, results, columns=["route", "bindle_id", "invoice", "uploaded", "present"], rows=results,
          title=base)
     return 0
 
 
-async def push_model(session: aiohttp.ClientSession, base: str, directory: Path) -> dict[str, Any]:
-    """POST the invoice, then each parcel the server lacks. Re-pushing a complete bindle is a no-op."""
-    text = (directory / models.INVOICE_FILE).read_text()
-    doc = tomllib.loads(text)
-    bindle_id = f"{doc['bindle']['name']}/{doc['bindle']['version']}"
-    async with session.post(f"{base}/_i", data=text.encode(),
-                            headers={"Content-Type": "application/toml", "Accept": "application/toml"}) as resp:
-        body = await resp.text()
-        if resp.status not in (201, 202, 409):
-            raise CliError(f"bindle server refused invoice {bindle_id}: HTTP {resp.status} {body.strip()[:200]}")
-        invoice_state = {201: "created", 202: "created", 409: "exists"}[resp.status]
-    uploaded = present = 0
-    for parcel in doc.get("parcel", []):
-        label = parcel["label"]
-        url = f"{base}/_i/{bindle_id}@{label['sha256']}"
-        async with session.head(url) as head:
-            if head.status == 200:
-                present += 1
-                continue
-        data = (directory / label["name"]).read_bytes()
-        async with session.post(url, data=data, headers={"Content-Type": label["mediaType"]}) as resp:
-            if resp.status == 409:  # content-addressed: another bindle already uploaded these bytes
-                present += 1
-                continue
-            if resp.status != 200:
-                detail = (await resp.text()).strip()[:200]
-                raise CliError(f"bindle server refused parcel {label['name']} of {bindle_id}: "
-                               f"HTTP {resp.status} {detail}")
-            uploaded += 1
-    return {"route": directory.name, "bindle_id": bindle_id, "invoice": invoice_state, "uploaded": uploaded,
-            "present": present}
+async def push_model(client: BindleClient, directory: Path) -> dict[str, Any]:
+    """Create the invoice (or reuse it) and upload the parcels the server lacks; a re-push is a no-op."""
+    invoice = Invoice.from_toml((directory / models.INVOICE_FILE).read_text())
+    files = {p.label.sha256: directory / p.label.name for p in invoice.parcels or []}
+    result = await client.push(invoice, files)
+    if result.missing:
+        names = ", ".join(label.name for label in result.missing)
+        raise CliError(f"{directory}: the server still lacks {names}")
+    return {"route": directory.name, "bindle_id": str(invoice.id),
+            "invoice": "created" if result.created else "exists",
+            "uploaded": len(result.uploaded), "present": len(files) - len(result.uploaded)}
