@@ -91,6 +91,15 @@ class HostConfig:
                 setattr(config, key, value)
         return config
 
+    def with_stored_cluster_key(self) -> HostConfig:
+        """Hosts started from the CLI share the cluster key kept in the key store, so `waft ctl call`
+        and every host on this machine trust each other without passing seeds around."""
+        if not self.cluster_seed:
+            from waft.claims import keystore
+
+            self.cluster_seed = keystore.load_or_create("cluster", Role.CLUSTER).seed
+        return self
+
 
 def _human(seconds: float) -> str:
     seconds = int(seconds)

@@ -1,0 +1,115 @@
+"""`waft app deploy|undeploy|list|status`: wadm-like declarative applications."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import nats.js.errors
+
+from waft.app import Manifest, ManifestError, reconcile, status, undeploy
+from waft.cli.output import CliError, add_output_flag, console, emit
+from waft.ctl import CtlClient, CtlError
+
+
+def _connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nats-url", default=os.environ.get("WAFT_NATS_URL", "nats://127.0.0.1:4222"))
+    parser.add_argument("-x", "--lattice-prefix", default=os.environ.get("WAFT_LATTICE_PREFIX", "default"))
+    parser.add_argument("-t", "--timeout-ms", type=int, default=5000)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    app = subparsers.add_parser("app", help="deploy applications from a manifest")
+    sub = app.add_subparsers(dest="app_command", metavar="ACTION", required=True)
+    for name, handler, help_text in (("deploy", _deploy, "reconcile the lattice to a manifest"),
+                                     ("undeploy", _undeploy, "remove what a manifest deployed"),
+                                     ("status", _status, "desired vs running, per component")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("manifest", type=Path)
+        _connection(p)
+        add_output_flag(p)
+        p.set_defaults(handler=_wrap(handler))
+    ls = sub.add_parser("list", help="applications deployed on this lattice")
+    _connection(ls)
+    add_output_flag(ls)
+    ls.set_defaults(handler=_wrap(_list))
+
+
+def _bucket(prefix: str) -> str:
+    return f"waft_apps_{prefix}"
+
+
+def _wrap(handler):  # type: ignore[no-untyped-def]
+    def run(args: argparse.Namespace) -> int:
+        async def main() -> int:
+            async with CtlClient.connect(args.nats_url, args.lattice_prefix, args.timeout_ms / 1000) as ctl:
+                return await handler(ctl, args)
+
+        try:
+            return asyncio.run(main())
+        except (CtlError, ManifestError) as exc:
+            raise CliError(str(exc)) from None
+
+    return run
+
+
+async def _apps(ctl: CtlClient):  # type: ignore[no-untyped-def]
+    js = ctl.nc.jetstream()
+    try:
+        return await js.key_value(_bucket(ctl.prefix))
+    except nats.js.errors.BucketNotFoundError:
+        return await js.create_key_value(bucket=_bucket(ctl.prefix))
+
+
+async def _deploy(ctl: CtlClient, args: argparse.Namespace) -> int:
+    manifest = Manifest.load(args.manifest)
+    done = await reconcile(ctl, manifest)
+    kv = await _apps(ctl)
+    await kv.put(manifest.name, json.dumps({"name": manifest.name, "version": manifest.version,
+                                            "source": str(args.manifest.resolve())}).encode())
+    if args.output == "json":
+        emit(args, {"app": manifest.name, "actions": done})
+    else:
+        for line in done or ["already in the declared state"]:
+            console.print(f"{manifest.name}: {line}")
+    return 0
+
+
+async def _undeploy(ctl: CtlClient, args: argparse.Namespace) -> int:
+    manifest = Manifest.load(args.manifest)
+    done = await undeploy(ctl, manifest)
+    kv = await _apps(ctl)
+    try:
+        await kv.delete(manifest.name)
+    except nats.js.errors.KeyNotFoundError:
+        pass
+    if args.output == "json":
+        emit(args, {"app": manifest.name, "actions": done})
+    else:
+        for line in done or ["nothing was running"]:
+            console.print(f"{manifest.name}: {line}")
+    return 0
+
+
+async def _status(ctl: CtlClient, args: argparse.Namespace) -> int:
+    manifest = Manifest.load(args.manifest)
+    rows = await status(ctl, manifest)
+    emit(args, rows, columns=["kind", "name", "desired", "running", "ok"], rows=rows, title=manifest.name)
+    return 0
+
+
+async def _list(ctl: CtlClient, args: argparse.Namespace) -> int:
+    kv = await _apps(ctl)
+    rows = []
+    try:
+        keys = await kv.keys()
+    except nats.js.errors.NoKeysError:
+        keys = []
+    for key in keys:
+        entry = await kv.get(key)
+        rows.append(json.loads(entry.value or b"{}"))
+    emit(args, rows, columns=["name", "version", "source"], rows=rows, title="Applications")
+    return 0

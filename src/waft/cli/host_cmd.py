@@ -1,0 +1,44 @@
+"""`waft host`: one more host on an existing lattice (scale-out)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+from waft.cli.output import console
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("host", help="run a host that joins an existing lattice")
+    parser.add_argument("--nats-url", default=os.environ.get("WAFT_NATS_URL", "nats://127.0.0.1:4222"))
+    parser.add_argument("-x", "--lattice-prefix", default=os.environ.get("WAFT_LATTICE_PREFIX", "default"))
+    parser.add_argument("--label", action="append", default=[], help="host label KEY=VALUE (repeatable)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.set_defaults(handler=_host)
+
+
+def _host(args: argparse.Namespace) -> int:
+    from waft.host.host import Host, HostConfig, parse_annotations
+    from waft.logs import configure_logging
+
+    configure_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    config = HostConfig.from_env(nats_url=args.nats_url, prefix=args.lattice_prefix).with_stored_cluster_key()
+    config.labels.update(parse_annotations(args.label))
+
+    async def main() -> None:
+        host = Host(config)
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError):
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, host.stop)
+        task = asyncio.create_task(host.run())
+        await host.wait_ready(30)
+        console.print(f"host {host.host_id} joined lattice {config.prefix!r} at {config.nats_url}")
+        await task
+
+    asyncio.run(main())
+    return 0

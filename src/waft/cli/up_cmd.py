@@ -1,0 +1,90 @@
+"""`waft up` (foreground, or `--detached`) and `waft down`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from waft.cli.output import CliError, console
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    up = subparsers.add_parser("up", help="start a lattice: NATS, bindle, host, dashboard")
+    up.add_argument("--nats-url", help="join this NATS server instead of starting one")
+    up.add_argument("--join", action="store_true", help="join the NATS server on 127.0.0.1:4222 (a second host)")
+    up.add_argument("--nats-port", type=int, default=4222)
+    up.add_argument("-x", "--lattice-prefix", default=os.environ.get("WAFT_LATTICE_PREFIX", "default"))
+    up.add_argument("--bindle-address", default="127.0.0.1:8080")
+    up.add_argument("--no-bindle", action="store_true")
+    up.add_argument("--dashboard-address", default=os.environ.get("WAFT_DASHBOARD_ADDRESS", "127.0.0.1:4000"))
+    up.add_argument("--no-dashboard", action="store_true")
+    up.add_argument("--app", type=Path, help="deploy this manifest once the host is up")
+    up.add_argument("--push-models", action="store_true", help="push the preloaded models (build/models) first")
+    up.add_argument("--models-dir", type=Path, help="where the built models are (default build/models)")
+    up.add_argument("-d", "--detached", action="store_true", help="run in the background; stop with `waft down`")
+    up.add_argument("--log-format", choices=("text", "json"), default="text")
+    up.set_defaults(handler=_up)
+
+    down = subparsers.add_parser("down", help="stop a lattice started with `waft up --detached`")
+    down.set_defaults(handler=_down)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from waft.logs import configure_logging
+    from waft.up import UpConfig, UpError, detach, up
+
+    if args.detached:
+        argv = [a for a in sys.argv[2:] if a not in ("-d", "--detached")]
+        pid = detach(argv)
+        console.print(f"lattice starting in the background (pid {pid}); `waft down` stops it")
+        return 0
+    configure_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    nats_url = args.nats_url or (f"nats://127.0.0.1:{args.nats_port}" if args.join else None)
+    config = UpConfig(nats_url=nats_url, nats_port=args.nats_port, prefix=args.lattice_prefix,
+                      bindle_address=None if args.no_bindle or args.join else args.bindle_address,
+                      dashboard_address=None if args.no_dashboard or args.join else args.dashboard_address,
+                      app=args.app, push_models=args.push_models, models_dir=args.models_dir)
+
+    def ready(urls: dict[str, str]) -> None:
+        for name, url in urls.items():
+            console.print(f"[bold]{name:>9}[/bold]  {url}")
+        console.print("lattice is up; Ctrl-C stops everything it started")
+
+    try:
+        asyncio.run(up(config, on_ready=ready))
+    except* UpError as group:
+        raise CliError(str(group.exceptions[0])) from None
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from waft.up import pid_file
+
+    path = pid_file()
+    if not path.exists():
+        raise CliError("no detached lattice is recorded (nothing to stop); `waft up --detached` starts one")
+    pid = int(path.read_text().strip() or 0)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        console.print("the detached lattice had already stopped")
+        return 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    path.unlink(missing_ok=True)
+    console.print("lattice stopped")
+    return 0

@@ -1,0 +1,168 @@
+"""`waft up`: the whole lattice from one command, and everything it started stopped on the way out.
+
+Order, as the design fixes it: NATS (embedded unless a URL is given), the bindle model repository,
+the host, the dashboard; then, when asked, the preloaded models are pushed and an application
+manifest is deployed. All of it runs in one TaskGroup; Ctrl-C or SIGTERM unwinds it in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from waft.config import waft_home
+from waft.embedded_nats import EmbeddedNats
+
+log = logging.getLogger("waft.up")
+
+
+class UpError(Exception):
+    """The lattice cannot come up; the message says what to change."""
+
+
+@dataclass
+class UpConfig:
+    nats_url: str | None = None
+    nats_port: int = 4222
+    prefix: str = "default"
+    bindle_address: str | None = "127.0.0.1:8080"
+    dashboard_address: str | None = "127.0.0.1:4000"
+    app: Path | None = None
+    push_models: bool = False
+    models_dir: Path | None = None
+    host_overrides: dict[str, object] = field(default_factory=dict)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UpError(f"address must be HOST:PORT, got {address!r}")
+    return host or "127.0.0.1", int(port)
+
+
+async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | None = None,
+             stop: asyncio.Event | None = None) -> None:
+    """Run the lattice until `stop` is set or the process is signalled."""
+    from waft.host.host import Host, HostConfig
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    home = waft_home()
+    nats_server: EmbeddedNats | None = None
+    urls: dict[str, str] = {}
+    try:
+        if config.nats_url:
+            nats_url = config.nats_url
+        else:
+            if not _port_free("127.0.0.1", config.nats_port):
+                raise UpError(f"port {config.nats_port} is in use; to join the NATS server there, run "
+                              f"`waft up --nats-url nats://127.0.0.1:{config.nats_port}`")
+            nats_server = EmbeddedNats(home / "nats", port=config.nats_port)
+            nats_url = await asyncio.to_thread(nats_server.start)
+        urls["nats"] = nats_url
+        host_config = HostConfig.from_env(nats_url=nats_url, prefix=config.prefix, **config.host_overrides)
+        host = Host(host_config.with_stored_cluster_key())
+        async with asyncio.TaskGroup() as tasks:
+            if config.bindle_address:
+                urls["bindle"] = await _start_bindle(tasks, config.bindle_address, stop)
+            host_task = tasks.create_task(host.run())
+            await host.wait_ready(30)
+            urls["host"] = host.host_id
+            if config.dashboard_address:
+                url = await _start_dashboard(tasks, config.dashboard_address, nats_url, config.prefix, stop)
+                if url:
+                    urls["dashboard"] = url
+            if config.push_models and "bindle" in urls:
+                await _push_models(urls["bindle"], config.models_dir)
+            if config.app:
+                await _deploy(nats_url, config.prefix, config.app)
+            if on_ready:
+                on_ready(urls)
+            await stop.wait()
+            host.stop()
+            await host_task
+    finally:
+        if nats_server is not None:
+            await asyncio.to_thread(nats_server.stop)
+
+
+async def _start_bindle(tasks: asyncio.TaskGroup, address: str, stop: asyncio.Event) -> str:
+    from waft.bindle.serve import ServerConfig, serve  # type: ignore[attr-defined]
+
+    host, port = _split(address)
+    if not _port_free(host, port):
+        raise UpError(f"bindle port {port} is in use; pass --bindle-address HOST:PORT or --no-bindle")
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    config = ServerConfig(directory=waft_home() / "bindle")
+    tasks.create_task(serve(config, host, port, on_ready=ready.set_result, stop=stop))
+    url = await asyncio.wait_for(ready, 30)
+    os.environ.setdefault("BINDLE_URL", url)  # providers started by this host find the repository
+    return url
+
+
+async def _start_dashboard(tasks: asyncio.TaskGroup, address: str, nats_url: str, prefix: str,
+                           stop: asyncio.Event) -> str | None:
+    try:
+        from waft.dashboard.server import serve_dashboard
+    except ImportError:
+        log.warning("dashboard not available in this build")
+        return None
+    host, port = _split(address)
+    if not _port_free(host, port):
+        raise UpError(f"dashboard port {port} is in use; pass --dashboard-address HOST:PORT or --no-dashboard")
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    tasks.create_task(serve_dashboard(nats_url, prefix, host, port, on_ready=ready.set_result, stop=stop))
+    return await asyncio.wait_for(ready, 30)
+
+
+async def _push_models(bindle_url: str, models_dir: Path | None) -> None:
+    from waft.cli.models_cmd import push_all  # type: ignore[attr-defined]
+
+    await push_all(bindle_url, models_dir)
+
+
+async def _deploy(nats_url: str, prefix: str, manifest_path: Path) -> None:
+    from waft.app import Manifest, reconcile
+    from waft.ctl import CtlClient
+
+    manifest = Manifest.load(manifest_path)
+    async with CtlClient.connect(nats_url, prefix, timeout=10) as ctl:
+        for line in await reconcile(ctl, manifest):
+            log.info("%s: %s", manifest.name, line)
+
+
+def pid_file() -> Path:
+    return waft_home() / "up.pid"
+
+
+def detach(argv: list[str]) -> int:
+    """Start `waft up` again in the background, its output in $WAFT_HOME/up.log; return its pid."""
+    import subprocess
+
+    log_path = waft_home() / "up.log"
+    with open(log_path, "ab") as out:
+        child = subprocess.Popen([sys.executable, "-m", "waft", "up", *argv], stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    pid_file().write_text(str(child.pid))
+    return child.pid
