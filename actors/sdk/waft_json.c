@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void waft_json_init(waft_json *j, waft_buf *out) {
@@ -132,20 +133,28 @@ void waft_json_i64(waft_json *j, int64_t v) {
     }
 }
 
-static void write_float(waft_json *j, double v, const char *format) {
+/* Shortest decimal that parses back to the same value: try precisions from `lo` up to `hi` (which
+ * always round-trips: 9 digits for f32, 17 for f64). Clients then see 0.71, not 0.709999979. */
+static void write_float(waft_json *j, double v, int is_f32) {
     before_item(j);
     if (!isfinite(v)) {
         waft_buf_append(j->out, "null", 4);
         return;
     }
     char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, format, v);
+    int n = 0;
+    int hi = is_f32 ? 9 : 17;
+    for (int precision = is_f32 ? 6 : 15; precision <= hi; precision++) {
+        n = snprintf(tmp, sizeof tmp, "%.*g", precision, v);
+        if (n <= 0 || (size_t)n >= sizeof tmp) break;
+        if (is_f32 ? strtof(tmp, NULL) == (float)v : strtod(tmp, NULL) == v) break;
+    }
     if (n > 0 && (size_t)n < sizeof tmp) waft_buf_append(j->out, tmp, (size_t)n);
     else j->out->failed = 1;
 }
 
-void waft_json_f64(waft_json *j, double v) { write_float(j, v, "%.17g"); }
-void waft_json_f32(waft_json *j, float v) { write_float(j, (double)v, "%.9g"); }
+void waft_json_f64(waft_json *j, double v) { write_float(j, v, 0); }
+void waft_json_f32(waft_json *j, float v) { write_float(j, (double)v, 1); }
 
 void waft_json_bool(waft_json *j, int v) {
     before_item(j);

@@ -33,9 +33,9 @@ void waft_json_string(waft_json *j, const char *s, size_t len);
 void waft_json_string_c(waft_json *j, const char *s);
 void waft_json_u64(waft_json *j, uint64_t v);
 void waft_json_i64(waft_json *j, int64_t v);
-/* Shortest form that round-trips a double (%.17g); NaN and infinities, which JSON lacks, become null. */
+/* Shortest decimal that round-trips the double; NaN and infinities, which JSON lacks, become null. */
 void waft_json_f64(waft_json *j, double v);
-/* Shortest form that round-trips a float (%.9g): tensors are f32, and "0.71" beats "0.70999997854". */
+/* Shortest decimal that round-trips the float: tensors are f32, and "0.71" beats "0.709999979". */
 void waft_json_f32(waft_json *j, float v);
 void waft_json_bool(waft_json *j, int v);
 void waft_json_null(waft_json *j);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import time
 from pathlib import Path
@@ -214,3 +215,13 @@ def test_host_call_bug_spends_the_instance(hostcheck_module: WapcModule) -> None
     assert info.value.deadline is False
     with pytest.raises(ActorTrap, match="discarded"):
         instance.call("Test.Echo", b"x")
+
+
+def test_sdk_self_check(hostcheck_module: WapcModule) -> None:
+    """base64 decode, shortest float printing and msgpack integer edges, checked inside the guest."""
+    b64_line, json_line, ints = make(hostcheck_module).call("Test.SdkSelfCheck", b"").decode().split("\n")
+    # decoded then re-encoded: padding restored, invalid length and alphabet refused
+    assert b64_line == " Zg== Zm8= Zm9v Zm9vYg== AP8A bad bad "
+    assert json_line == "[0.71,1e-07,0.1,0.3333333333333333,-9223372036854775808,18446744073709551615,null,false,null]"
+    assert json.loads(json_line)[:4] == [0.71, 1e-07, 0.1, 1 / 3]
+    assert ints == "." * 16

@@ -118,7 +118,54 @@ static int op_http(const uint8_t *req, size_t len, waft_buf *out) {
     return waft_http_respond(out, 200, "text/plain", "hostcheck", 9);
 }
 
+/* SDK pieces no operation above reaches (base64 decode, float and integer edges), rendered as text
+ * for test_hostcheck_actor.py to compare with Python's answers. */
+static int op_sdk_self_check(const uint8_t *req, size_t len, waft_buf *out) {
+    (void)req;
+    (void)len;
+    waft_buf tmp = WAFT_BUF_INIT;
+    static const char *b64[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg", "AP8A", "Z", "Zm9v!"};
+    for (size_t i = 0; i < sizeof b64 / sizeof *b64; i++) {
+        waft_buf_reset(&tmp);
+        if (waft_base64_decode(&tmp, b64[i], strlen(b64[i])) != 0) {
+            waft_buf_append_str(out, "bad ");
+            continue;
+        }
+        waft_base64_encode(out, tmp.data, tmp.len); /* re-encode: compare with Python */
+        waft_buf_push(out, ' ');
+    }
+    waft_buf_push(out, '\n');
+    waft_json j;
+    waft_json_init(&j, out);
+    waft_json_array_begin(&j);
+    waft_json_f32(&j, 0.71f);
+    waft_json_f32(&j, 1e-7f);
+    waft_json_f64(&j, 0.1);
+    waft_json_f64(&j, 1.0 / 3.0);
+    waft_json_i64(&j, INT64_MIN);
+    waft_json_u64(&j, UINT64_MAX);
+    waft_json_f64(&j, 1.0 / 0.0);
+    waft_json_bool(&j, 0);
+    waft_json_null(&j);
+    waft_json_array_end(&j);
+    waft_buf_push(out, '\n');
+    static const int64_t ints[] = {0, -1, -32, -33, -128, -129, -32768, -32769, INT32_MIN,
+                                   (int64_t)INT32_MIN - 1, INT64_MIN, INT64_MAX, 127, 128, 65535, 65536};
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        waft_buf_reset(&tmp);
+        waft_mp_write_i64(&tmp, ints[i]);
+        waft_mp_reader r;
+        waft_mp_reader_init(&r, tmp.data, tmp.len);
+        int64_t v = 0;
+        int ok = waft_mp_read_i64(&r, &v) && v == ints[i] && waft_mp_at_end(&r);
+        waft_buf_push(out, ok ? '.' : 'F');
+    }
+    waft_buf_free(&tmp);
+    return WAFT_OK;
+}
+
 void waft_actor_init(void) {
+    waft_register("Test.SdkSelfCheck", op_sdk_self_check);
     waft_register("Test.Echo", op_echo);
     waft_register("Test.Loop", op_loop);
     waft_register("Test.Alloc", op_alloc);
