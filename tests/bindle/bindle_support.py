@@ -92,7 +92,8 @@ GREEN = FileSpec("other.txt", "text/plain", b"a green one")
 WARPCORE_V1 = Bundle("enterprise.com/warpcore", "1.0.0", [RED])
 WARPCORE_V2 = Bundle("enterprise.com/warpcore", "2.0.0", [RED, GREEN])
 CARGOBAY = Bundle("enterprise.com/cargobay", "1.0.0", [
-    RED, FileSpec("barrel.txt", "text/plain", b"unstable plasma"), FileSpec("crate.txt", "text/plain", b"isolinear rods")])
+    RED, FileSpec("barrel.txt", "text/plain", b"unstable plasma"),
+    FileSpec("crate.txt", "text/plain", b"isolinear rods")])
 
 
 @dataclass

@@ -140,7 +140,8 @@ async def test_create_existing_is_409_and_yanked_is_422(server):
     (None, "application/toml"), ("*/*", "application/toml"), ("text/plain", "application/toml"),
     ("application/json", "application/json"), ("text/json", "application/json"),
     ("application/json;x=y", "application/json"), ("foo, application/json", "application/json"),
-    ("application/toml, application/json", "application/toml"), ("text/html,application/json;q=0.1", "application/json"),
+    ("application/toml, application/json", "application/toml"),
+    ("text/html,application/json;q=0.1", "application/json"),
 ])
 async def test_get_invoice_format_follows_accept(server, accept, expected):
     await seed(server, [IDENTITY], upload=False)
@@ -230,7 +231,8 @@ async def test_parcel_get_and_head(server):
     assert head.headers["content-length"] == str(len(model.data))
     meta = MOBILENET.files[1]
     reply = await server.call("GET", f"/v1/_i/{MOBILENET.id}@{meta.sha}")
-    assert reply.headers["content-type"] == "application/json" and json.loads(reply.body)["model_name"] == "mobilenetv2-7"
+    assert reply.headers["content-type"] == "application/json"
+    assert json.loads(reply.body)["model_name"] == "mobilenetv2-7"
 
 
 async def test_parcel_membership_and_presence(server):
@@ -241,7 +243,8 @@ async def test_parcel_membership_and_presence(server):
     assert (await server.call("HEAD", f"/v1/_i/{WARPCORE_V2.id}@{GREEN.sha}")).status == 404
     stranger = hashlib.sha256(b"not in the invoice").hexdigest()
     for method in ("GET", "POST"):
-        reply = await server.call(method, f"/v1/_i/{WARPCORE_V2.id}@{stranger}", body=b"x" if method == "POST" else None)
+        body = b"x" if method == "POST" else None
+        reply = await server.call(method, f"/v1/_i/{WARPCORE_V2.id}@{stranger}", body=body)
         assert reply.status == 400
         assert toml_body(reply)["error"] == f"Parcel SHA {stranger} does not exist in invoice {WARPCORE_V2.id}"
     reply = await server.call("GET", f"/v1/_i/ghost/1.0.0@{RED.sha}")
@@ -387,7 +390,8 @@ async def test_anonymous_get_only(auth_server):
                                    headers={"Content-Type": "application/toml", **_basic("admin", "sw0rdf1sh")})
     assert reply.status == 202
     assert (await auth_server.call("GET", f"/v1/_i/{WARPCORE_V1.id}")).status == 200
-    assert (await auth_server.call("GET", f"/v1/_i/{WARPCORE_V1.id}", headers=_basic("admin", "sw0rdf1sh"))).status == 200
+    with_creds = await auth_server.call("GET", f"/v1/_i/{WARPCORE_V1.id}", headers=_basic("admin", "sw0rdf1sh"))
+    assert with_creds.status == 200
     assert (await auth_server.call("HEAD", f"/v1/_i/{WARPCORE_V1.id}")).status == 403
     assert (await auth_server.call("DELETE", f"/v1/_i/{WARPCORE_V1.id}")).status == 403
 
