@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,12 @@ from waft.embedded_nats import EmbeddedNats
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPPORT = Path(__file__).resolve().parent / "support"
+if str(SUPPORT) not in sys.path:  # test modules import their helpers from here (waft_testing)
+    sys.path.insert(0, str(SUPPORT))
+
+from waft_testing import built_actor, running_host  # noqa: E402  (re-exported for older imports)
+
+__all__ = ["built_actor", "running_host"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,8 +28,6 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     old = {k: os.environ.get(k) for k in ("WAFT_HOME", "PYTHONPATH")}
     os.environ["WAFT_HOME"] = str(home)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), old["PYTHONPATH"]]))
-    if str(SUPPORT) not in sys.path:
-        sys.path.insert(0, str(SUPPORT))
     yield
     for key, value in old.items():
         if value is None:
@@ -52,26 +54,3 @@ def lattice_prefix(request: pytest.FixtureRequest) -> str:
     return f"t{name}{os.getpid()}"
 
 
-@contextlib.asynccontextmanager
-async def running_host(**config: object) -> AsyncIterator[object]:
-    """Start a Host in this event loop; stop it and join all its tasks on exit."""
-    from waft.host.host import Host, HostConfig
-
-    host = Host(HostConfig(**config))  # type: ignore[arg-type]
-    task = asyncio.create_task(host.run())
-    try:
-        await asyncio.wait_for(host.wait_ready(), 15)
-        yield host
-    finally:
-        host.stop()
-        await asyncio.wait_for(task, 30)
-
-
-def built_actor(name: str, signed: bool = True) -> Path:
-    """A built actor from build/actors; built on demand so a bare `pytest` works too."""
-    path = ROOT / "build" / "actors" / (f"{name}_s.wasm" if signed else f"{name}.wasm")
-    if not path.exists():
-        import subprocess
-
-        subprocess.run([sys.executable, str(ROOT / "actors" / "build.py")], check=True)
-    return path

@@ -13,7 +13,7 @@ from collections import Counter
 import msgpack
 import nats
 import pytest
-from conftest import built_actor, running_host
+from waft_testing import built_actor, running_host
 
 from waft.claims import KeyPair, Role, sign_actor
 from waft.ctl import CtlClient, CtlError, wait_for_event

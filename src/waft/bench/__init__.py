@@ -1,0 +1,1 @@
+"""`make bench`: every benchmark, each figure a ratio against a baseline measured in the same run."""

@@ -1,0 +1,82 @@
+"""Issue 2's benchmark: actor -> provider -> actor round trips vs bare nats-py request/reply.
+
+Ours: a client invokes the hostcheck actor's `Test.Call`, whose guest makes a `__host_call` to the
+echo provider and returns its answer: two signed lattice hops (client -> host, host -> provider),
+msgpack and claims on each. Baseline: the same bytes echoed by a bare nats-py responder, one hop.
+Also reported: the host-call leg alone (actor -> provider -> actor, measured as ours minus a plain
+`Test.Echo` of the actor), against the same single bare hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import nats
+
+from waft.bench.common import latency_pair, percentile, row
+from waft.claims import KeyPair, Role
+from waft.embedded_nats import EmbeddedNats
+from waft.host.host import Host, HostConfig
+from waft.lattice import LatticeConfig, LatticeRpc, LinkDefinition, WasmCloudEntity
+from waft.lattice.codec import pack
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+async def run() -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    actor_path = ROOT / "build" / "actors" / "hostcheck_s.wasm"
+    async with EmbeddedNats() as server:
+        cluster = KeyPair.generate(Role.CLUSTER)
+        host = Host(HostConfig(nats_url=server.url, prefix="bench", cluster_seed=cluster.seed, rpc_timeout_s=20))
+        task = asyncio.create_task(host.run())
+        nc = await nats.connect(server.url)
+        try:
+            await host.wait_ready()
+            pool = await host.start_actor(str(actor_path))
+            provider = await host.start_provider("python:waft.bench.echo_provider")
+            await host.put_link(LinkDefinition(pool.public_key, provider.public_key, "waft:test"))
+            rpc = LatticeRpc(nc, LatticeConfig("bench", cluster, "N" * 56, rpc_timeout_s=20))
+            target = WasmCloudEntity.actor(pool.public_key)
+            caller = WasmCloudEntity.actor("M" + "A" * 55)
+
+            async def bare_echo(msg):  # type: ignore[no-untyped-def]
+                await msg.respond(msg.data)
+
+            await nc.subscribe("bench.bare", cb=bare_echo)
+            for size, label in ((100, "100 B"), (600 * 1024, "600 KB")):
+                body = os.urandom(size)
+                call = pack({"binding": "default", "namespace": "waft:test", "operation": "Test.Echo",
+                             "payload": body})
+                for _ in range(200):  # wait until the provider has its link
+                    try:
+                        await rpc.invoke(caller, target, "Test.Call", call)
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.05)
+
+                async def ours(call: bytes = call) -> None:
+                    await rpc.invoke(caller, target, "Test.Call", call)
+
+                async def actor_only(body: bytes = body) -> None:
+                    await rpc.invoke(caller, target, "Test.Echo", body)
+
+                async def bare(body: bytes = body) -> None:
+                    await nc.request("bench.bare", body, timeout=20)
+
+                rounds = 10 if size < 1000 else 6
+                full = await latency_pair(ours, bare, rounds=rounds, per_round=40 if size < 1000 else 15)
+                leg = await latency_pair(actor_only, bare, rounds=rounds, per_round=40 if size < 1000 else 15)
+                ours_p50, bare_p50 = percentile(full.ours, 50), percentile(full.baseline + leg.baseline, 50)
+                hostcall_p50 = max(0.0, ours_p50 - percentile(leg.ours, 50))
+                rows.append(row(f"client -> actor -> provider -> actor -> client, {label}, p50", ours_p50 * 1e3,
+                                bare_p50 * 1e3, "ms", goal="two lattice hops vs one bare hop"))
+                rows.append(row(f"host call actor -> provider -> actor, {label}, p50", hostcall_p50 * 1e3,
+                                bare_p50 * 1e3, "ms", goal="<= 1.5x bare round trip"))
+        finally:
+            await nc.close()
+            host.stop()
+            await task
+    return rows
