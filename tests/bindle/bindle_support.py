@@ -113,6 +113,8 @@ class Harness:
 
     config: ServerConfig
     requests: list[tuple[str, str]] = field(default_factory=list)
+    #: (raw path, Content-Length, chunked?) of every request, to check how clients send bodies
+    framing: list[tuple[str, int | None, bool]] = field(default_factory=list)
     runner: web.AppRunner | None = None
     port: int = 0
     session: aiohttp.ClientSession | None = None
@@ -127,11 +129,13 @@ class Harness:
 
     async def start(self) -> Harness:
         app = create_app(self.config)
-        log = self.requests
+        log, framing = self.requests, self.framing
 
         @web.middleware
         async def count(request: web.Request, handler):
             log.append((request.method, request.raw_path))
+            chunked = "chunked" in request.headers.get("Transfer-Encoding", "")
+            framing.append((request.raw_path, request.content_length, chunked))
             return await handler(request)
 
         app.middlewares.append(count)

@@ -11,6 +11,7 @@ as good as gone), so callers branch on types, never on numbers.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -114,7 +115,11 @@ class BindleClient:
                  read_timeout: float = READ_TIMEOUT) -> None:
         base = base_url or default_url()
         self.base_url = base if base.endswith("/") else base + "/"
-        self.auth = aiohttp.BasicAuth(*auth) if auth else None
+        # A plain header (aiohttp's BasicAuth helper is deprecated); sent on every request, GET included.
+        self._headers = {"Accept": "application/toml"}
+        if auth:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+            self._headers["Authorization"] = f"Basic {token}"
         self.cache = ParcelCache(cache_dir)
         self.progress = progress
         self._timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT,
@@ -135,8 +140,7 @@ class BindleClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, auth=self.auth,
-                                                  headers={"Accept": "application/toml"})
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         return self._session
 
     def _url(self, path: str, query: Mapping[str, str] | None = None) -> URL:
