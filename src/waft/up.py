@@ -37,7 +37,6 @@ class UpConfig:
     dashboard_address: str | None = "127.0.0.1:4000"
     app: Path | None = None
     push_models: bool = False
-    models_dir: Path | None = None
     host_overrides: dict[str, object] = field(default_factory=dict)
 
 
@@ -94,7 +93,7 @@ async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | N
                 if url:
                     urls["dashboard"] = url
             if config.push_models and "bindle" in urls:
-                await _push_models(urls["bindle"], config.models_dir)
+                await _push_models(urls["bindle"])
             if config.app:
                 await _deploy(nats_url, config.prefix, config.app)
             if on_ready:
@@ -136,10 +135,17 @@ async def _start_dashboard(tasks: asyncio.TaskGroup, address: str, nats_url: str
     return await asyncio.wait_for(ready, 30)
 
 
-async def _push_models(bindle_url: str, models_dir: Path | None) -> None:
-    from waft.cli.models_cmd import push_all  # type: ignore[attr-defined]
+async def _push_models(bindle_url: str) -> None:
+    """Upload every locally built or imported model; a re-push uploads nothing."""
+    from waft import models
+    from waft.bindle.client import BindleClient
+    from waft.cli.models_cmd import bindle_base, push_model
 
-    await push_all(bindle_url, models_dir)
+    local = dict(models.local_models())
+    async with BindleClient(bindle_base(bindle_url)) as client:
+        for route, directory in local.items():
+            result = await push_model(client, directory)
+            log.info("model %s: invoice %s, %d parcel(s) uploaded", route, result["invoice"], result["uploaded"])
 
 
 async def _deploy(nats_url: str, prefix: str, manifest_path: Path) -> None:

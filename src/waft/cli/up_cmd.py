@@ -26,7 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--no-dashboard", action="store_true")
     up.add_argument("--app", type=Path, help="deploy this manifest once the host is up")
     up.add_argument("--push-models", action="store_true", help="push the preloaded models (build/models) first")
-    up.add_argument("--models-dir", type=Path, help="where the built models are (default build/models)")
     up.add_argument("-d", "--detached", action="store_true", help="run in the background; stop with `waft down`")
     up.add_argument("--log-format", choices=("text", "json"), default="text")
     up.set_defaults(handler=_up)
@@ -49,7 +48,7 @@ def _up(args: argparse.Namespace) -> int:
     config = UpConfig(nats_url=nats_url, nats_port=args.nats_port, prefix=args.lattice_prefix,
                       bindle_address=None if args.no_bindle or args.join else args.bindle_address,
                       dashboard_address=None if args.no_dashboard or args.join else args.dashboard_address,
-                      app=args.app, push_models=args.push_models, models_dir=args.models_dir)
+                      app=args.app, push_models=args.push_models)
 
     def ready(urls: dict[str, str]) -> None:
         for name, url in urls.items():
