@@ -20,7 +20,7 @@ from waft.ctl import CtlClient, CtlError, wait_for_event
 from waft.host.host import StartError
 from waft.lattice import LatticeConfig, LatticeRpc, RpcError, WasmCloudEntity
 from waft.lattice.codec import pack
-from waft.lattice.types import Invocation, InvocationResponse
+from waft.lattice.types import Invocation, InvocationResponse, LinkDefinition
 
 CALLER = WasmCloudEntity.actor("M" + "A" * 55)
 HTTP_ORIGIN_CONTRACT = "wasmcloud:httpserver"
@@ -105,8 +105,6 @@ async def test_provider_link_calls_and_restart_after_sigkill(nats_url, lattice_p
     async with running_host(nats_url=nats_url, prefix=lattice_prefix, cluster_seed=cluster.seed) as host:
         pool = await host.start_actor(str(built_actor("hostcheck")))
         provider = await host.start_provider("python:waft_testprovider")
-        from waft.lattice.types import LinkDefinition
-
         await host.put_link(LinkDefinition(pool.public_key, provider.public_key, "waft:test", "default",
                                            {"greeting": "hello"}))
         nc, rpc = await lattice_client(nats_url, lattice_prefix, cluster)
@@ -230,6 +228,19 @@ async def test_deadline_and_memory_cap_fail_alone(nats_url, lattice_prefix):
                 await rpc.invoke(CALLER, target, "Test.Trap", b"")
             assert await rpc.invoke(CALLER, target, "Test.Echo", b"after trap") == b"after trap"
             assert pool.count == 1
+            # waiting on a provider does not count against the guest's deadline
+            provider = await host.start_provider("python:waft_testprovider")
+            await host.put_link(LinkDefinition(pool.public_key, provider.public_key, "waft:test"))
+            slow = pack({"binding": "default", "namespace": "waft:test", "operation": "Test.Sleep", "payload": b"600"})
+            for _ in range(100):
+                try:
+                    assert await rpc.invoke(CALLER, target, "Test.Call", slow, timeout=10) == b"slept"
+                    break
+                except RpcError as exc:
+                    assert "not linked" in str(exc) or "no one is serving" in str(exc), exc
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the slow provider call never succeeded")
         finally:
             await nc.close()
 

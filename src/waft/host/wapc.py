@@ -196,6 +196,10 @@ class WapcInstance:
             except HostCallError as exc:
                 self._host_error = str(exc).encode()
                 return 0
+            finally:
+                # The deadline bounds the guest's own computing; time spent waiting on a provider is
+                # bounded by the RPC timeout instead, so the guest gets its full budget back.
+                self.store.set_epoch_deadline(self._ticks(self.limits.deadline_ms))
 
         def host_response_len(caller: wasmtime.Caller) -> int:
             return len(self._host_response)

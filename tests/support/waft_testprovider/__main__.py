@@ -1,7 +1,9 @@
-"""Answers `Test.Echo` with its payload and `Test.LinkValues` with the caller's link values (msgpack)."""
+"""Answers `Test.Echo` with its payload, `Test.LinkValues` with the caller's link values (msgpack),
+and `Test.Sleep` after a delay."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from waft.lattice.codec import pack
@@ -20,6 +22,12 @@ class TestProvider(Provider):
     @operation("Test.Echo")
     async def echo(self, ctx: InvocationContext, payload: bytes) -> bytes:
         return payload
+
+    @operation("Test.Sleep")
+    async def sleep(self, ctx: InvocationContext, payload: bytes) -> bytes:
+        """Answers after `payload` (ASCII milliseconds): a slow provider for deadline tests."""
+        await asyncio.sleep(int(payload or b"0") / 1000)
+        return b"slept"
 
     @operation("Test.LinkValues")
     async def link_values(self, ctx: InvocationContext, payload: bytes) -> bytes:
