@@ -3,11 +3,12 @@ the store exactly as it was (compared file by file before and after)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tomllib
 
 import pytest
-from bindle_support import IDENTITY, PLUS3, RED, WARPCORE_V1, Bundle, seed
+from bindle_support import IDENTITY, PLUS3, RED, WARPCORE_V1, Bundle, parse_reply, seed
 
 VALID = WARPCORE_V1.toml()
 
@@ -170,3 +171,24 @@ async def test_write_in_progress_is_409(server):
     reply = await server.upload(WARPCORE_V1, RED.sha)
     assert reply.status == 409 and "write operation is currently in progress" in _error(reply)
     assert (part_dir / "parcel.dat.part").read_bytes() == b"a re"  # the other writer's file is untouched
+
+
+async def test_stalled_upload_is_dropped_and_leaves_nothing(make_server):
+    """The client sends half the body and then nothing: the server gives up (408) and cleans up."""
+    server = await make_server(upload_idle_timeout=0.5)
+    await seed(server, [PLUS3], upload=False)
+    model = PLUS3.files[0]
+    before = server.files()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        head = f"POST /v1/_i/{PLUS3.id}@{model.sha} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(model.data)}\r\n\r\n"
+        writer.write(head.encode() + model.data[: len(model.data) // 2])
+        await writer.drain()
+        head_bytes = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
+        length = int(parse_reply(head_bytes).headers["content-length"])
+        reply = parse_reply(head_bytes + await asyncio.wait_for(reader.readexactly(length), 60))
+    finally:
+        writer.close()
+    assert reply.status == 408 and "upload stalled" in _error(reply)
+    assert server.files() == before
+    assert (await server.upload(PLUS3, model.sha)).status == 200

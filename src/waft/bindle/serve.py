@@ -12,7 +12,13 @@ import signal
 import sys
 from pathlib import Path
 
-from waft.bindle.server import DEFAULT_MAX_INVOICE_SIZE, DEFAULT_MAX_PARCEL_SIZE, ServerConfig, serve
+from waft.bindle.server import (
+    DEFAULT_MAX_INVOICE_SIZE,
+    DEFAULT_MAX_PARCEL_SIZE,
+    DEFAULT_UPLOAD_IDLE_TIMEOUT,
+    ServerConfig,
+    serve,
+)
 from waft.config import waft_home
 
 
@@ -55,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-parcel-size", type=_size,
                         default=_size(_env("WAFT_BINDLE_MAX_PARCEL_SIZE") or str(DEFAULT_MAX_PARCEL_SIZE)),
                         help="largest parcel body accepted, bytes (413 above)")
+    parser.add_argument("--upload-idle-timeout", type=float,
+                        default=float(_env("WAFT_BINDLE_UPLOAD_IDLE_TIMEOUT") or DEFAULT_UPLOAD_IDLE_TIMEOUT),
+                        help="seconds an upload may stall before it is dropped (408)")
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, str, int]:
@@ -64,7 +73,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, str, int]:
     directory = args.directory or waft_home() / "bindle"
     config = ServerConfig(directory=Path(directory), signing_keys=args.signing_keys, keyring=args.keyring,
                           strategy=args.strategy, htpasswd_file=args.htpasswd_file,
-                          max_invoice_size=args.max_invoice_size, max_parcel_size=args.max_parcel_size)
+                          max_invoice_size=args.max_invoice_size, max_parcel_size=args.max_parcel_size,
+                          upload_idle_timeout=args.upload_idle_timeout)
     return config, host.strip("[]") or "127.0.0.1", int(port)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_INVOICE_SIZE = 4 * 1024 * 1024
 DEFAULT_MAX_PARCEL_SIZE = 8 * 1024 * 1024 * 1024
+DEFAULT_UPLOAD_IDLE_TIMEOUT = 300.0
 READ_CHUNK = 256 * 1024
 
 INVALID_PATH = "Invalid URL. Missing Bindle ID and/or parcel SHA"
@@ -53,6 +54,9 @@ class ServerConfig:
     htpasswd_file: Path | None = None
     max_invoice_size: int = DEFAULT_MAX_INVOICE_SIZE
     max_parcel_size: int = DEFAULT_MAX_PARCEL_SIZE
+    #: Seconds an upload may go without receiving a byte before it is dropped (and its `.part`
+    #: removed); without it a stalled client would hold the parcel's write lock forever.
+    upload_idle_timeout: float = DEFAULT_UPLOAD_IDLE_TIMEOUT
 
 
 class _State:
@@ -262,8 +266,26 @@ async def _create_parcel(request: web.Request, state: _State, tail: str) -> web.
     if length is not None and length != label.size:
         raise SizeMismatch(f"parcel size does not match invoice: the label says {label.size} bytes, "
                            f"Content-Length is {length}")
-    await state.store.write_parcel(label, request.content.iter_chunked(READ_CHUNK), max_size=limit)
+    chunks = _idle_limited(request.content.iter_chunked(READ_CHUNK), state.config.upload_idle_timeout)
+    await state.store.write_parcel(label, chunks, max_size=limit)
     return wire.serialized(request, {"message": "parcel created"})
+
+
+class _Stalled(StoreError):
+    status = 408
+
+
+async def _idle_limited(chunks: AsyncIterator[bytes], idle: float) -> AsyncIterator[bytes]:
+    iterator = aiter(chunks)
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise _Stalled(f"upload stalled: no data for {idle:g} seconds") from None
+        yield chunk
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes:
