@@ -17,8 +17,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests drive for real (OCI registry, headless browser); installed only when missing.
+# Debian bookworm's versions: docker-registry 2.8.2+ds1, chromium 156.
+APT_PACKAGES := docker-registry chromium
 system-deps:
-	@command -v docker-registry >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-registry >/dev/null; }
+	@missing=""; \
+	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 actors: venv
 	$(PY) actors/build.py
@@ -29,7 +38,7 @@ models: venv
 lint: venv
 	$(VENV)/bin/ruff check src providers tests actors models
 
-test: venv actors models
+test: venv system-deps actors models
 	$(VENV)/bin/ruff check src providers tests actors models
 	$(PY) -m pytest -q tests
 
