@@ -26,7 +26,7 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 actors: venv
