@@ -74,10 +74,11 @@ async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | N
         if config.nats_url:
             nats_url = config.nats_url
         else:
-            if not _port_free("127.0.0.1", config.nats_port):
+            if config.nats_port and not _port_free("127.0.0.1", config.nats_port):
                 raise UpError(f"port {config.nats_port} is in use; to join the NATS server there, run "
                               f"`waft up --nats-url nats://127.0.0.1:{config.nats_port}`")
-            nats_server = EmbeddedNats(home / "nats", port=config.nats_port)
+            # port 0 lets the kernel pick (nats-server spells that -1)
+            nats_server = EmbeddedNats(home / "nats", port=config.nats_port or -1)
             nats_url = await asyncio.to_thread(nats_server.start)
         urls["nats"] = nats_url
         host_config = HostConfig.from_env(nats_url=nats_url, prefix=config.prefix, **config.host_overrides)
@@ -110,7 +111,7 @@ async def _start_bindle(tasks: asyncio.TaskGroup, address: str, stop: asyncio.Ev
     from waft.bindle.serve import ServerConfig, serve  # type: ignore[attr-defined]
 
     host, port = _split(address)
-    if not _port_free(host, port):
+    if port and not _port_free(host, port):
         raise UpError(f"bindle port {port} is in use; pass --bindle-address HOST:PORT or --no-bindle")
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     config = ServerConfig(directory=waft_home() / "bindle")
@@ -128,7 +129,7 @@ async def _start_dashboard(tasks: asyncio.TaskGroup, address: str, nats_url: str
         log.warning("dashboard not available in this build")
         return None
     host, port = _split(address)
-    if not _port_free(host, port):
+    if port and not _port_free(host, port):
         raise UpError(f"dashboard port {port} is in use; pass --dashboard-address HOST:PORT or --no-dashboard")
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     tasks.create_task(serve_dashboard(nats_url, prefix, host, port, on_ready=ready.set_result, stop=stop))

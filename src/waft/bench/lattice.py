@@ -2,7 +2,8 @@
 
 Ours: a client invokes the hostcheck actor's `Test.Call`, whose guest makes a `__host_call` to the
 echo provider and returns its answer: two signed lattice hops (client -> host, host -> provider),
-msgpack and claims on each. Baseline: the same bytes echoed by a bare nats-py responder, one hop.
+msgpack and claims on each. Baseline: the same bytes echoed by a bare nats-py responder in its own
+process (as a provider is), one hop.
 Also reported: the host-call leg alone (actor -> provider -> actor, measured as ours minus a plain
 `Test.Echo` of the actor), against the same single bare hop.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 
 import nats
@@ -42,10 +44,11 @@ async def run() -> list[dict[str, object]]:
             target = WasmCloudEntity.actor(pool.public_key)
             caller = WasmCloudEntity.actor("M" + "A" * 55)
 
-            async def bare_echo(msg):  # type: ignore[no-untyped-def]
-                await msg.respond(msg.data)
-
-            await nc.subscribe("bench.bare", cb=bare_echo)
+            responder = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "waft.bench.bare_responder", server.url, "bench.bare",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            assert responder.stdout is not None
+            await asyncio.wait_for(responder.stdout.readline(), 30)
             for size, label in ((100, "100 B"), (600 * 1024, "600 KB")):
                 body = os.urandom(size)
                 call = pack({"binding": "default", "namespace": "waft:test", "operation": "Test.Echo",
@@ -75,6 +78,9 @@ async def run() -> list[dict[str, object]]:
                                 bare_p50 * 1e3, "ms", goal="two lattice hops vs one bare hop"))
                 rows.append(row(f"host call actor -> provider -> actor, {label}, p50", hostcall_p50 * 1e3,
                                 bare_p50 * 1e3, "ms", goal="<= 1.5x bare round trip"))
+            assert responder.stdin is not None
+            responder.stdin.close()
+            await asyncio.wait_for(responder.wait(), 10)
         finally:
             await nc.close()
             host.stop()

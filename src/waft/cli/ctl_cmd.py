@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from waft.app import wait_started
@@ -186,7 +187,14 @@ async def _get_links(ctl: CtlClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_ref(ref: str) -> str:
+    """A file path means a file here: send the host an absolute path, since its working directory differs."""
+    path = Path(ref)
+    return str(path.resolve()) if path.exists() else ref
+
+
 async def _start_actor(ctl: CtlClient, args: argparse.Namespace) -> int:
+    args.ref = _local_ref(args.ref)
     host_id = await _only_host(ctl, args.host_id)
     async with ctl.events() as events:
         await ctl.start_actor(host_id, args.ref, args.count)
@@ -199,6 +207,7 @@ async def _start_actor(ctl: CtlClient, args: argparse.Namespace) -> int:
 
 
 async def _start_provider(ctl: CtlClient, args: argparse.Namespace) -> int:
+    args.ref = _local_ref(args.ref)
     host_id = await _only_host(ctl, args.host_id)
     async with ctl.events() as events:
         await ctl.start_provider(host_id, args.ref, args.link_name, args.config_json)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False, soft_wrap=True)
+# Piped output is read by programs and people with wide windows: don't squeeze tables into 80 columns.
+_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
+console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 console_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
