@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 WAFT := $(VENV)/bin/waft
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench actors models lint venv clean system-deps
+.PHONY: run test bench chaos actors models lint venv clean system-deps
 
 venv: $(STAMP)
 
@@ -42,11 +42,17 @@ test: venv system-deps actors models
 	$(VENV)/bin/ruff check src providers tests actors models
 	$(PY) -m pytest -q tests
 
+# The whole application on embedded defaults: NATS, bindle (:8080, models pushed), host, dashboard (:4000),
+# and the ML app on :8078. Ctrl-C stops everything it started.
 run: venv actors models
-	$(WAFT) up
+	$(WAFT) up --push-models --app deploy/ml-app.yaml
 
 bench: venv actors models
 	$(PY) -m waft.bench
+
+# Long fault runs (issue 9): SIGKILLs, NATS restarts, host loss under steady load; writes docs/reliability.md.
+chaos: venv actors models
+	$(PY) -m waft.chaos
 
 clean:
 	rm -rf build
