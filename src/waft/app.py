@@ -101,6 +101,9 @@ class Manifest:
 
 
 def _looks_like_oci(ref: str) -> bool:
+    """`registry.example:5000/ns/name:tag` is OCI; `./x`, `../x` and plain relative paths are files."""
+    if ref.startswith(("./", "../")):
+        return False
     head = ref.split("/", 1)[0]
     return "/" in ref and (":" in head or "." in head or head == "localhost")
 

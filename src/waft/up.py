@@ -94,9 +94,15 @@ async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | N
                 if url:
                     urls["dashboard"] = url
             if config.push_models and "bindle" in urls:
-                await _push_models(urls["bindle"])
+                try:
+                    await _push_models(urls["bindle"])
+                except Exception as exc:
+                    raise UpError(f"pushing the preloaded models failed: {exc} (did `make models` run?)") from exc
             if config.app:
-                await _deploy(nats_url, config.prefix, config.app)
+                try:
+                    await _deploy(nats_url, config.prefix, config.app)
+                except Exception as exc:
+                    raise UpError(f"deploying {config.app} failed: {exc}") from exc
             if on_ready:
                 on_ready(urls)
             await stop.wait()
