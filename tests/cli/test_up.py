@@ -1,0 +1,102 @@
+"""`waft up` as a user runs it: one process brings up NATS, bindle, host and an app; SIGTERM stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from waft_testing import built_actor
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Processes with `text` in their command line or environment: nats-server's config path, and every
+    provider child (they inherit WAFT_HOME)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in blob:
+            found.append(f"{entry.name}: {(entry / 'cmdline').read_bytes().replace(bytes(1), b' ').decode()[:120]}")
+    return found
+
+
+def test_up_serves_an_app_and_stops_everything(tmp_path: Path) -> None:
+    port = free_port()
+    manifest = tmp_path / "app.yaml"
+    manifest.write_text(f"""
+name: echo-test
+actors:
+  - name: echo
+    image: {built_actor("echo")}
+providers:
+  - name: http
+    image: python:waft_httpserver
+links:
+  - actor: echo
+    provider: http
+    contract: wasmcloud:httpserver
+    values: {{address: "127.0.0.1:{port}"}}
+""")
+    home = tmp_path / "home"
+    env = {**os.environ, "WAFT_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "waft", "up", "--nats-port", "0", "--bindle-address",
+                             "127.0.0.1:0", "--no-dashboard", "--app", str(manifest)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body = None
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello?x=1", timeout=2) as response:
+                    body = response.read()
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.1)
+        assert body is not None, "the app never answered"
+        assert b'"path":"/hello"' in body and b'"queryString":"x=1"' in body
+        running = processes_mentioning(str(home))
+        assert any("nats-server" in p for p in running) and any("waft_httpserver" in p for p in running), running
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "lattice is up" in output
+    for _ in range(100):  # children may take a moment to be reaped
+        if not processes_mentioning(str(home)):
+            break
+        time.sleep(0.1)
+    assert processes_mentioning(str(home)) == []
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+def test_up_refuses_a_taken_port_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "waft", "up", "--nats-port", str(port), "--no-bindle",
+                                 "--no-dashboard"], env={**os.environ, "WAFT_HOME": str(tmp_path)},
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"port {port} is in use" in result.stderr and "--nats-url" in result.stderr
+    assert "Traceback" not in result.stderr
