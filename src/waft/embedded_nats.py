@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 MAX_PAYLOAD = 8 * 1024 * 1024
+PING_INTERVAL = "1s"
+PING_MAX = 2
 
 
 def nats_server_binary() -> str:
@@ -45,8 +47,11 @@ class EmbeddedNats:
 
     def _config(self) -> str:
         store = self.data_dir / "jetstream"
+        # A client that stops answering pings (a frozen host) is dropped after ~3 s, so its queue
+        # subscriptions stop receiving work that would only time out; the default is 2 minutes.
         return (f'listen: "{self.host}:{self.port}"\n'
                 f"max_payload: {self.max_payload}\n"
+                f'ping_interval: "{PING_INTERVAL}"\nping_max: {PING_MAX}\n'
                 f'jetstream {{ store_dir: "{store}" }}\n')
 
     def start(self, timeout: float = 10.0) -> str:
