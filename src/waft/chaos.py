@@ -1,0 +1,356 @@
+"""`make chaos`: faults under steady load, and what the lattice does about them.
+
+A lattice of separate processes (NATS, the bindle server, host A from `waft up` with the providers,
+host B from `waft host`), the application deployed on both hosts, an open-loop load at a fixed rate,
+and one fault at a time: SIGKILL the mlinference provider, restart nats-server, SIGKILL host B, stop
+the bindle server, SIGSTOP host B for 10 s. For each we count answers, errors and wrong answers, check
+that every request ended, and measure how long after the fault errors kept coming.
+Results go to docs/reliability.md. `run_scenarios` is also what the short test in `make test` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from waft.embedded_nats import EmbeddedNats
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pids_matching(text: str) -> list[int]:
+    """Processes whose command line contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class Workload:
+    """What the load sends and how an answer is judged."""
+
+    manifest: Path
+    path: str
+    body: bytes
+    is_correct: Callable[[bytes], bool]
+    extra_actors_on_b: tuple[str, ...] = ()
+
+
+@dataclass
+class Request:
+    due: float
+    end: float = 0.0
+    status: str = ""
+    correct: bool = False
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    fault_at: float
+    requests: list[Request] = field(default_factory=list)
+
+    @property
+    def errors(self) -> Counter[str]:
+        return Counter(r.status for r in self.requests if r.status != "200")
+
+    @property
+    def wrong(self) -> int:
+        return sum(1 for r in self.requests if r.status == "200" and not r.correct)
+
+    @property
+    def unfinished(self) -> int:
+        return sum(1 for r in self.requests if not r.status)
+
+    @property
+    def recovery_s(self) -> float:
+        """From the fault to the last failed request's due time (0 when nothing failed)."""
+        failed = [r.due for r in self.requests if r.status != "200" and r.due >= self.fault_at]
+        return max(failed) - self.fault_at if failed else 0.0
+
+    def row(self) -> dict[str, object]:
+        return {"scenario": self.name, "requests": len(self.requests),
+                "ok": sum(1 for r in self.requests if r.status == "200"), "errors": dict(self.errors),
+                "wrong_answers": self.wrong, "unfinished": self.unfinished, "recovery_s": round(self.recovery_s, 2)}
+
+
+class ChaosLattice:
+    """The processes under test, each one ours to kill."""
+
+    def __init__(self, workload: Workload, home: Path) -> None:
+        self.workload = workload
+        self.home = home
+        self.env = {**os.environ, "WAFT_HOME": str(home)}
+        self.nats = EmbeddedNats(home / "nats")
+        self.bindle: asyncio.subprocess.Process | None = None
+        self.host_a: asyncio.subprocess.Process | None = None
+        self.host_b: asyncio.subprocess.Process | None = None
+        self.http_port = free_port()
+        self.bindle_port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}{self.workload.path}"
+
+    async def _spawn(self, name: str, *args: str) -> asyncio.subprocess.Process:
+        """Start `python *args` with its output in `<home>/<name>.log` (read it when a scenario fails)."""
+        log = await asyncio.to_thread(open, self.home / f"{name}.log", "ab")
+        try:
+            return await asyncio.create_subprocess_exec(sys.executable, *args, env=self.env, stdout=log, stderr=log,
+                                                        stdin=asyncio.subprocess.DEVNULL)
+        finally:
+            log.close()
+
+    async def start_bindle(self) -> None:
+        self.bindle = await self._spawn("bindle", "-m", "waft.bindle", "--address", f"127.0.0.1:{self.bindle_port}",
+                                        "--directory", str(self.home / "bindle"))
+        await self._wait_http(f"http://127.0.0.1:{self.bindle_port}/healthz")
+
+    async def start_host_b(self) -> None:
+        self.host_b = await self._spawn("host-b", "-m", "waft", "host", "--nats-url", self.nats.url,
+                                        "--label", "role=b")
+        for actor in self.workload.extra_actors_on_b:
+            await self._ctl("start", "actor", actor, "--host-id", await self._host_id("b"))
+
+    async def _host_id(self, role: str) -> str:
+        for _ in range(100):
+            out = await self._ctl("get", "hosts", "-o", "json")
+            for host in json.loads(out or "[]"):
+                if (host.get("labels", {}).get("role") == "b") == (role == "b"):
+                    return host["id"]
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"host {role} never answered a ping")
+
+    async def _ctl(self, *args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "waft", "ctl", *args, "--nats-url",
+                                                    self.nats.url, env=self.env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        if proc.returncode:
+            raise RuntimeError(f"waft ctl {' '.join(args)}: {err.decode().strip()}")
+        return out.decode()
+
+    async def _wait_http(self, url: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+                        if response.status < 500:
+                            return
+                await asyncio.sleep(0.2)
+        raise TimeoutError(f"{url} did not come up within {timeout:g} s")
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[ChaosLattice]:
+        await asyncio.to_thread(self.nats.start)
+        try:
+            await self.start_bindle()
+            push = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "waft", "models", "push", "--bindle-url",
+                f"http://127.0.0.1:{self.bindle_port}/v1", env=self.env, stdout=asyncio.subprocess.DEVNULL)
+            await asyncio.wait_for(push.wait(), 120)
+            self.env["BINDLE_URL"] = f"http://127.0.0.1:{self.bindle_port}/v1/"
+            manifest = self.home / "app.yaml"
+            manifest.write_text(self.workload.manifest.read_text().replace("127.0.0.1:8078",
+                                                                           f"127.0.0.1:{self.http_port}")
+                                .replace("../build/", f"{ROOT}/build/"))
+            self.host_a = await self._spawn("host-a", "-m", "waft", "up", "--nats-url", self.nats.url, "--no-bindle",
+                                            "--no-dashboard", "--app", str(manifest))
+            await self.start_host_b()
+            await self._wait_until_correct()
+            yield self
+        finally:
+            for proc in (self.host_b, self.host_a, self.bindle):
+                await _stop(proc)
+            await asyncio.to_thread(self.nats.stop)
+
+    async def _wait_until_correct(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.put(self.url, data=self.workload.body,
+                                           timeout=aiohttp.ClientTimeout(total=10)) as response:
+                        if response.status == 200 and self.workload.is_correct(await response.read()):
+                            return
+                await asyncio.sleep(0.3)
+        raise TimeoutError(f"{self.url} never answered correctly")
+
+
+async def _stop(proc: asyncio.subprocess.Process | None) -> None:
+    if proc is None or proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), 30)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def load_with_fault(lattice: ChaosLattice, name: str, rate: float, duration: float, fault_at: float,
+                          fault: Callable[[], Awaitable[None]], timeout: float = 10.0) -> ScenarioResult:
+    result = ScenarioResult(name, fault_at)
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        start = loop.time()
+
+        async def one(request: Request) -> None:
+            try:
+                async with session.put(lattice.url, data=lattice.workload.body) as response:
+                    body = await response.read()
+                    request.status = str(response.status)
+                    request.correct = response.status == 200 and lattice.workload.is_correct(body)
+            except TimeoutError:
+                request.status = "timeout"
+            except aiohttp.ClientError as exc:
+                request.status = type(exc).__name__
+            request.end = loop.time() - start
+
+        async def inject() -> None:
+            await asyncio.sleep(fault_at)
+            await fault()
+
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(inject())
+            for i in range(int(rate * duration)):
+                due = i / rate
+                await asyncio.sleep(max(0.0, start + due - loop.time()))
+                request = Request(due)
+                result.requests.append(request)
+                tasks.create_task(one(request))
+    return result
+
+
+def scenarios(lattice: ChaosLattice, *, stop_s: float) -> dict[str, Callable[[], Awaitable[None]]]:
+    """The faults, each a coroutine that injects it (and schedules its own repair where one exists)."""
+
+    async def kill_mlinference() -> None:
+        for pid in pids_matching("waft_mlinference"):
+            os.kill(pid, signal.SIGKILL)
+
+    async def restart_nats() -> None:
+        await asyncio.to_thread(lattice.nats.restart)
+
+    async def kill_host_b() -> None:
+        assert lattice.host_b is not None
+        lattice.host_b.kill()
+        await lattice.host_b.wait()
+
+    async def stop_bindle() -> None:
+        await _stop(lattice.bindle)
+
+    async def freeze_host_b() -> None:
+        assert lattice.host_b is not None
+        lattice.host_b.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(stop_s)
+        lattice.host_b.send_signal(signal.SIGCONT)
+
+    return {"SIGKILL mlinference provider": kill_mlinference, "restart nats-server": restart_nats,
+            "SIGKILL host B": kill_host_b, "stop bindle server": stop_bindle,
+            f"SIGSTOP host B for {stop_s:g} s": freeze_host_b}
+
+
+async def repair(lattice: ChaosLattice, name: str) -> None:
+    """Put back what a fault took away that nothing restarts by itself, before the next scenario."""
+    if name.startswith("SIGKILL host B"):
+        await lattice.start_host_b()
+    if name.startswith("stop bindle"):
+        await lattice.start_bindle()
+    await lattice._wait_until_correct()
+
+
+async def run_scenarios(workload: Workload, *, rate: float, duration: float, fault_at: float,
+                        only: tuple[str, ...] = (), stop_s: float = 10.0) -> list[ScenarioResult]:
+    with tempfile.TemporaryDirectory(prefix="waft-chaos-") as tmp:
+        lattice = ChaosLattice(workload, Path(tmp))
+        results = []
+        async with lattice.running():
+            for name, fault in scenarios(lattice, stop_s=stop_s).items():
+                if only and not any(name.startswith(o) for o in only):
+                    continue
+                results.append(await load_with_fault(lattice, name, rate, duration, fault_at, fault))
+                await repair(lattice, name)
+        return results
+
+
+def ml_workload() -> Workload:
+    """/effnetlite0/matches with a photo; an answer is right when its labels equal a clean run's."""
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    buffer = io.BytesIO()
+    Image.fromarray(data.chelsea()).save(buffer, format="JPEG", quality=90)
+    expected: list[str] = []
+
+    def is_correct(body: bytes) -> bool:
+        try:
+            labels = [m["label"] for m in json.loads(body)]
+        except (ValueError, TypeError, KeyError):
+            return False
+        if not expected:
+            expected.extend(labels)
+        return labels == expected and bool(labels)
+
+    return Workload(ROOT / "deploy" / "ml-app.yaml", "/effnetlite0/matches", buffer.getvalue(), is_correct,
+                    extra_actors_on_b=tuple(str(ROOT / "build" / "actors" / f"{a}_s.wasm")
+                                            for a in ("api", "preprocessor", "postprocessor")))
+
+
+def write_report(results: list[ScenarioResult], rate: float, duration: float) -> Path:
+    out = ROOT / "docs" / "reliability.md"
+    lines = ["# Reliability", "", "Written by `make chaos`: each fault injected under a steady open-loop load of "
+             f"{rate:g} req/s for {duration:g} s against `/effnetlite0/matches`, two hosts on one NATS.", "",
+             "| fault | requests | ok | errors | wrong answers | unfinished | errors stop after (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        row = r.row()
+        errors = ", ".join(f"{k}: {v}" for k, v in sorted(row["errors"].items())) or "none"  # type: ignore[union-attr]
+        lines.append(f"| {r.name} | {row['requests']} | {row['ok']} | {errors} | {row['wrong_answers']} | "
+                     f"{row['unfinished']} | {row['recovery_s']} |")
+    lines.append("")
+    out.write_text("\n".join(lines))
+    return out
+
+
+def main() -> int:
+    rate = float(os.environ.get("WAFT_CHAOS_RATE", "20"))
+    duration = float(os.environ.get("WAFT_CHAOS_DURATION", "30"))
+    results = asyncio.run(run_scenarios(ml_workload(), rate=rate, duration=duration, fault_at=5.0))
+    for r in results:
+        print(json.dumps(r.row()))
+    print(f"wrote {write_report(results, rate, duration)}")
+    return 0 if all(r.wrong == 0 and r.unfinished == 0 and r.recovery_s <= 5 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
