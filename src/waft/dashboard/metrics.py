@@ -1,0 +1,216 @@
+"""Inference metrics: one access event per HTTP request in, Prometheus text and live chart series out.
+
+The httpserver provider publishes `{"method","path","status","bytes","ms","model"}` on
+`waft.access.{prefix}` for every request it answers. `AccessMetrics` folds them into
+
+* Prometheus series in a registry of its own (requests, errors, latency histogram by model and route),
+  plus a collector that reads the lattice model at scrape time (actor instances, provider restarts);
+* per-model one-second buckets (requests/s, p50/p95 latency, errors) for the page's charts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+#: Seconds of history kept for the charts.
+WINDOW_S = 120
+#: Latency buckets in seconds, from a cached tiny model (sub-ms) to a cold large one.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: Label values are bounded so a scan of random paths cannot grow the registry without end.
+MAX_LABEL_VALUES = 200
+OTHER = "other"
+NO_MODEL = "-"
+
+
+def route_of(path: str) -> str:
+    """`/effnetlite0/classify?x=1` -> `/effnetlite0/classify`; at most two segments, no query."""
+    segments = [s for s in path.split("?", 1)[0].split("#", 1)[0].split("/") if s]
+    return "/" + "/".join(segments[:2])
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list (0 when empty)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+@dataclass
+class _Bucket:
+    second: int
+    count: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class ModelSeries:
+    """Per-second buckets of one model; `points()` is what the charts draw."""
+
+    buckets: deque[_Bucket] = field(default_factory=lambda: deque(maxlen=WINDOW_S))
+    total: int = 0
+    errors: int = 0
+
+    def add(self, second: int, ms: float, error: bool) -> None:
+        if not self.buckets or self.buckets[-1].second != second:
+            if self.buckets and self.buckets[-1].second > second:  # clock went back: fold into the last
+                second = self.buckets[-1].second
+            else:
+                self.buckets.append(_Bucket(second))
+        bucket = self.buckets[-1]
+        bucket.count += 1
+        bucket.latencies.append(ms)
+        self.total += 1
+        if error:
+            bucket.errors += 1
+            self.errors += 1
+
+    def points(self, now_s: int, span: int = 60) -> list[dict[str, float]]:
+        """One point per second for the last `span` seconds (zeros where nothing arrived)."""
+        by_second = {b.second: b for b in self.buckets}
+        out = []
+        for second in range(now_s - span + 1, now_s + 1):
+            bucket = by_second.get(second)
+            if bucket is None:
+                out.append({"t": second, "rps": 0, "p50": 0.0, "p95": 0.0, "errors": 0})
+                continue
+            lat = sorted(bucket.latencies)
+            out.append({"t": second, "rps": bucket.count, "p50": round(percentile(lat, 0.5), 3),
+                        "p95": round(percentile(lat, 0.95), 3), "errors": bucket.errors})
+        return out
+
+    def recent_latencies(self, now_s: int, span: int = 60) -> list[float]:
+        return sorted(ms for b in self.buckets if b.second > now_s - span for ms in b.latencies)
+
+    def last_second(self) -> int:
+        return self.buckets[-1].second if self.buckets else 0
+
+
+class _Bounded:
+    """Maps label values into a bounded set; the overflow goes to `other`."""
+
+    def __init__(self, limit: int = MAX_LABEL_VALUES) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self.seen:
+            return value
+        if len(self.seen) >= self.limit:
+            return OTHER
+        self.seen.add(value)
+        return value
+
+
+class LatticeCollector(Collector):
+    """Actor instances and provider restarts, read from the lattice model at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        state = self._snapshot()
+        instances = GaugeMetricFamily("waft_actor_instances", "Running instances of an actor on a host",
+                                      labels=["actor", "name", "host"])
+        restarts = CounterMetricFamily("waft_provider_restarts", "Restarts of a provider after it exited",
+                                       labels=["provider", "name", "link_name", "host"])
+        providers = GaugeMetricFamily("waft_provider_healthy", "1 when the provider's last health check passed",
+                                      labels=["provider", "name", "link_name", "host"])
+        hosts = GaugeMetricFamily("waft_hosts", "Hosts seen on the lattice")
+        hosts.add_metric([], len(state.get("hosts", {})))
+        for host_id, host in state.get("hosts", {}).items():
+            for actor in host.get("actors", []):
+                instances.add_metric([actor["id"], actor.get("name", ""), host_id], len(actor.get("instances", [])))
+            for prov in host.get("providers", []):
+                labels = [prov["id"], prov.get("name", ""), prov.get("link_name", ""), host_id]
+                restarts.add_metric(labels, float(prov.get("restarts") or 0))
+                providers.add_metric(labels, 1.0 if prov.get("healthy") else 0.0)
+        yield hosts
+        yield instances
+        yield restarts
+        yield providers
+
+
+class AccessMetrics:
+    """Everything the dashboard knows about request traffic."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.clock = clock
+        self.requests = Counter("waft_http_requests", "HTTP requests answered by the httpserver provider",
+                                ["model", "route", "method", "status"], registry=self.registry)
+        self.errors = Counter("waft_http_errors", "HTTP requests answered with status 5xx or 4xx",
+                              ["model", "route"], registry=self.registry)
+        self.latency = Histogram("waft_http_request_duration_seconds", "Time to answer an HTTP request",
+                                 ["model", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.response_bytes = Counter("waft_http_response_bytes", "Bytes sent in HTTP responses",
+                                      ["model", "route"], registry=self.registry)
+        self.rejected = Counter("waft_dashboard_access_events_rejected", "Access events that could not be read",
+                                registry=self.registry)
+        if snapshot is not None:
+            self.registry.register(LatticeCollector(snapshot))
+        self.series: dict[str, ModelSeries] = {}
+        self._models = _Bounded()
+        self._routes = _Bounded()
+        self.changed = False
+
+    def record(self, event: Any) -> bool:
+        """Fold one access event in; False (and counted) when it is not one."""
+        try:
+            method = str(event.get("method", "GET"))[:16].upper()
+            path = str(event["path"])
+            status = int(event["status"])
+            ms = float(event.get("ms", 0.0))
+            size = int(event.get("bytes", 0) or 0)
+            model = str(event.get("model") or "")[:128]
+            if not math.isfinite(ms) or ms < 0 or not 100 <= status <= 599:
+                raise ValueError("out of range")
+        except (AttributeError, KeyError, TypeError, ValueError):
+            self.rejected.inc()
+            return False
+        model_label = self._models(model) if model else NO_MODEL
+        route = self._routes(route_of(path))
+        error = status >= 400
+        self.requests.labels(model_label, route, method, str(status)).inc()
+        self.latency.labels(model_label, route).observe(ms / 1000)
+        self.response_bytes.labels(model_label, route).inc(max(size, 0))
+        if error:
+            self.errors.labels(model_label, route).inc()
+        self.series.setdefault(model_label, ModelSeries()).add(int(self.clock()), ms, error)
+        self.changed = True
+        return True
+
+    def active(self, span: int = 62) -> bool:
+        """True while some model had traffic within the chart window (the charts still move)."""
+        now = int(self.clock())
+        return any(s.last_second() > now - span for s in self.series.values())
+
+    def summary(self, span: int = 60) -> dict[str, Any]:
+        """What the page draws: per model, totals, current rates and the per-second points."""
+        now = int(self.clock())
+        models = {}
+        for name, series in sorted(self.series.items()):
+            lat = series.recent_latencies(now, span)
+            points = series.points(now, span)
+            recent = points[-5:]
+            models[name] = {
+                "total": series.total, "errors": series.errors,
+                "rps": round(sum(p["rps"] for p in recent) / len(recent), 2) if recent else 0,
+                "p50": round(percentile(lat, 0.5), 3), "p95": round(percentile(lat, 0.95), 3),
+                "points": points,
+            }
+        return {"now": now, "span": span, "models": models}
+
+    def model_names(self) -> Iterable[str]:
+        return self.series.keys()
