@@ -20,7 +20,7 @@ from waft.cli.output import CliError, console_err
 
 #: Command groups, in the order `waft --help` lists them. A group whose module is missing is skipped,
 #: so a partial checkout still has a working CLI.
-GROUPS = ("up", "host", "ctl", "app", "keys", "claims", "par", "reg", "bindle", "models", "bench")
+GROUPS = ("up", "host", "ctl", "app", "keys", "claims", "par", "reg", "bindle", "models", "bench", "dashboard")
 
 
 def build_parser() -> argparse.ArgumentParser:
