@@ -1,0 +1,119 @@
+"""ONNX through onnxruntime: one InferenceSession per model, optimised once and cached on disk.
+
+The first load runs ORT_ENABLE_ALL and writes the optimised graph (`SessionOptions.optimized_model_filepath`)
+to the cache; later loads read that file with optimisation off, so a restart skips the work. The
+cache key holds the model's sha256, the onnxruntime version, the execution providers and the CPU,
+because ENABLE_ALL output may use hardware-specific kernels (NCHWc) valid only where it was made.
+`InferenceSession.run` is thread-safe, so one session serves every concurrent request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from waft.mlwire import INVALID_MODEL, ONNX_ERROR, ModelError
+from waft_mlinference.engines import IOSpec
+from waft_mlinference.metadata import ModelMetadata
+from waft_mlinference.settings import ModelOptions
+
+log = logging.getLogger("waft.mlinference.onnx")
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+    "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(uint16)": np.uint16, "tensor(int16)": np.int16,
+    "tensor(uint32)": np.uint32, "tensor(int32)": np.int32, "tensor(uint64)": np.uint64,
+    "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
+}
+
+
+def _spec(arg: Any) -> IOSpec:
+    dtype = _ORT_TYPES.get(arg.type)
+    shape = None if arg.shape is None else tuple(d if isinstance(d, int) and d >= 0 else None for d in arg.shape)
+    return IOSpec(arg.name, np.dtype(dtype) if dtype is not None else None, shape)
+
+
+def providers_for(target: str) -> tuple[list[str], str, str | None]:
+    """(execution providers, effective target, warning). GPU only through CUDA, when this build has it."""
+    available = ort.get_available_providers()
+    if target == "gpu":
+        if "CUDAExecutionProvider" in available:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"], "gpu", None
+        return (["CPUExecutionProvider"], "cpu",
+                f"execution_target gpu requested but onnxruntime has no CUDAExecutionProvider "
+                f"(available: {', '.join(available)}); running on cpu")
+    if target == "tpu":
+        return ["CPUExecutionProvider"], "cpu", "execution_target tpu is not supported by onnxruntime; running on cpu"
+    return ["CPUExecutionProvider"], "cpu", None
+
+
+def _cpu_id() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return hashlib.sha256(line.encode()).hexdigest()[:8]
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class OnnxEngine:
+    encoding = "onnx"
+    error_variant = ONNX_ERROR
+
+    def __init__(self, path: Path, meta: ModelMetadata, options: ModelOptions, cache_dir: Path | None) -> None:
+        providers, self.target, self.warning = providers_for(options.execution_target or meta.execution_target)
+        if self.warning:
+            log.warning("%s: %s", path.name, self.warning)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = options.intra_op_threads
+        so.inter_op_num_threads = options.inter_op_threads
+        so.log_severity_level = 3  # errors only: the NCHWc serialisation warning is expected
+        source, part = str(path), None
+        if cache_dir is not None:
+            key = f"{_sha256(path)[:32]}-ort{ort.__version__}-{'+'.join(providers)}-{_cpu_id()}"
+            cached = cache_dir / f"{key}.onnx"
+            if cached.is_file():
+                source = str(cached)
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            else:
+                cache_dir.mkdir(parents=True, exist_ok=True)
+                part = cache_dir / f".{key}.{uuid.uuid4().hex}.part"
+                so.optimized_model_filepath = str(part)
+        try:
+            self.session = ort.InferenceSession(source, sess_options=so, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+            if part is not None:
+                part.unlink(missing_ok=True)
+            raise ModelError(INVALID_MODEL, f"onnxruntime cannot load {path.name}: {exc}") from None
+        if part is not None:
+            if part.is_file():
+                os.replace(part, cached)
+            self.optimized_cache = cached
+        self.optimized_from_cache = part is None and source != str(path)
+        self.inputs = [_spec(a) for a in self.session.get_inputs()]
+        self.outputs = [_spec(a) for a in self.session.get_outputs()]
+        self._output_names = [o.name for o in self.outputs]
+
+    def run(self, array: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self._output_names, {self.inputs[0].name: array})
+
+    def close(self) -> None:
+        del self.session

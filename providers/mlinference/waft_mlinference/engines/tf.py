@@ -1,0 +1,89 @@
+"""TF1 frozen GraphDef (`graph_encoding` `tensorflow`, e.g. plus3.pb) through `tensorflow.compat.v1`.
+
+TensorFlow is imported here, on the first load of such a model, because importing it costs seconds
+and most deployments only serve ONNX. One Session per model; `Session.run` is thread-safe.
+The input and output are the metadata's `input_name`/`output_name`, else the graph's only Placeholder
+and the one node nothing else consumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from waft.mlwire import INVALID_MODEL, TENSORFLOW_ERROR, ModelError
+from waft_mlinference.engines import IOSpec
+from waft_mlinference.metadata import ModelMetadata
+from waft_mlinference.settings import ModelOptions
+
+log = logging.getLogger("waft.mlinference.tf")
+
+
+def import_tf() -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow.compat.v1 as tf
+
+    return tf
+
+
+def _spec(tensor: Any) -> IOSpec:
+    dtype = tensor.dtype.as_numpy_dtype
+    shape = tensor.shape
+    dims = None if shape.rank is None else tuple(shape.as_list())
+    return IOSpec(tensor.name.split(":")[0], np.dtype(dtype), dims)
+
+
+class TfGraphEngine:
+    encoding = "tensorflow"
+    error_variant = TENSORFLOW_ERROR
+    warning: str | None = None
+
+    def __init__(self, path: Path, meta: ModelMetadata, options: ModelOptions) -> None:
+        tf = import_tf()
+        target = options.execution_target or meta.execution_target
+        self.target = "cpu"
+        if target != "cpu":
+            self.warning = f"execution_target {target} requested; tensorflow-cpu runs it on cpu"
+            log.warning("%s: %s", path.name, self.warning)
+        graph_def = tf.GraphDef()
+        try:
+            graph_def.ParseFromString(path.read_bytes())
+        except Exception as exc:  # protobuf's DecodeError
+            raise ModelError(INVALID_MODEL, f"{path.name} is not a TensorFlow GraphDef: {exc}") from None
+        self.graph = tf.Graph()
+        try:
+            with self.graph.as_default():
+                tf.import_graph_def(graph_def, name="")
+        except Exception as exc:
+            raise ModelError(INVALID_MODEL, f"{path.name}: cannot import the graph: {exc}") from None
+        ops = self.graph.get_operations()
+        in_name = meta.input_name or _only([op.name for op in ops if op.type == "Placeholder"], "Placeholder", path)
+        consumed = {t.op.name for op in ops for t in op.inputs}
+        out_name = meta.output_name or _only([op.name for op in ops if op.name not in consumed
+                                              and op.type not in ("Placeholder", "Const", "NoOp")], "output", path)
+        try:
+            self._in = self.graph.get_tensor_by_name(f"{in_name}:0")
+            self._out = self.graph.get_tensor_by_name(f"{out_name}:0")
+        except (KeyError, ValueError) as exc:
+            raise ModelError(INVALID_MODEL, f"{path.name}: {exc}") from None
+        self.inputs, self.outputs = [_spec(self._in)], [_spec(self._out)]
+        config = tf.ConfigProto(intra_op_parallelism_threads=options.intra_op_threads,
+                                inter_op_parallelism_threads=options.inter_op_threads)
+        self.session = tf.Session(graph=self.graph, config=config)
+
+    def run(self, array: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(self.session.run(self._out, {self._in: array}))]
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _only(names: list[str], what: str, path: Path) -> str:
+    if len(names) != 1:
+        raise ModelError(INVALID_MODEL, f"{path.name}: expected one {what} node, found {names or 'none'}; "
+                                        f"name it in the metadata (input_name/output_name)")
+    return names[0]

@@ -1,0 +1,76 @@
+"""TensorFlow Lite (`graph_encoding` `tf_lite`) through tensorflow's bundled interpreter.
+
+A TFLite Interpreter is not thread-safe, so the engine keeps one interpreter per allowed concurrent
+request (`max_concurrent`) in a pool; a request borrows one, resizes its input if the shape changed
+(dynamic dims), invokes, and copies the outputs out before giving it back. Outputs are returned as
+the model produces them (a quantised model answers u8; no silent dequantisation).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from waft.mlwire import INVALID_MODEL, TENSORFLOW_ERROR, ModelError
+from waft_mlinference.engines import IOSpec
+from waft_mlinference.engines.tf import import_tf
+from waft_mlinference.metadata import ModelMetadata
+from waft_mlinference.settings import ModelOptions
+
+log = logging.getLogger("waft.mlinference.tflite")
+
+
+def _spec(detail: dict[str, Any]) -> IOSpec:
+    signature = detail.get("shape_signature")
+    dims = signature if signature is not None and len(signature) else detail["shape"]
+    return IOSpec(detail["name"], np.dtype(detail["dtype"]), tuple(int(d) if d >= 0 else None for d in dims))
+
+
+class TfLiteEngine:
+    encoding = "tf_lite"
+    error_variant = TENSORFLOW_ERROR
+    warning: str | None = None
+
+    def __init__(self, path: Path, meta: ModelMetadata, options: ModelOptions) -> None:
+        tf = import_tf()
+        target = options.execution_target or meta.execution_target
+        self.target = "cpu"
+        if target != "cpu":
+            self.warning = f"execution_target {target} requested; the TFLite interpreter runs it on cpu"
+            log.warning("%s: %s", path.name, self.warning)
+        content = path.read_bytes()
+        self._pool: queue.Queue[Any] = queue.Queue()
+        for _ in range(max(1, options.max_concurrent)):
+            try:
+                interpreter = tf.lite.Interpreter(model_content=content,
+                                                  num_threads=options.intra_op_threads or None)
+                interpreter.allocate_tensors()
+            except Exception as exc:
+                raise ModelError(INVALID_MODEL, f"{path.name} is not a loadable TFLite model: {exc}") from None
+            self._pool.put(interpreter)
+        probe = self._pool.queue[0]
+        self._input_details = probe.get_input_details()
+        self._output_details = probe.get_output_details()
+        self.inputs = [_spec(d) for d in self._input_details]
+        self.outputs = [_spec(d) for d in self._output_details]
+
+    def run(self, array: np.ndarray) -> list[np.ndarray]:
+        interpreter = self._pool.get()
+        try:
+            index = self._input_details[0]["index"]
+            if tuple(interpreter.get_input_details()[0]["shape"]) != array.shape:
+                interpreter.resize_tensor_input(index, list(array.shape), strict=True)
+                interpreter.allocate_tensors()
+            interpreter.set_tensor(index, array)
+            interpreter.invoke()
+            return [np.array(interpreter.get_tensor(d["index"])) for d in interpreter.get_output_details()]
+        finally:
+            self._pool.put(interpreter)
+
+    def close(self) -> None:
+        while not self._pool.empty():
+            self._pool.get_nowait()

@@ -1,0 +1,245 @@
+"""Which models are loaded, for which actors, and in what state.
+
+A model is keyed by (source, bindle id, options): two actors naming the same bindle with the same
+options share one session, and it is unloaded when the last of their links goes. Loading happens in
+a background task per model (the original loaded in a detached `tokio::spawn` and logged failures);
+until it finishes Predict answers `modelLoading`, and a failed load answers its error on every
+request and shows in health. Load tasks are owned here and cancelled and joined on unload/close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from waft.mlwire import (
+    CONTEXT_NOT_FOUND,
+    INVALID_MODEL,
+    MODEL_LOADING,
+    RUNTIME_ERROR,
+    InferenceInput,
+    InferenceOutput,
+    ModelError,
+    Tensor,
+)
+from waft_mlinference.engines import load_engine
+from waft_mlinference.metadata import ModelMetadata
+from waft_mlinference.runner import ModelRunner
+from waft_mlinference.settings import LinkSettings, ModelOptions
+from waft_mlinference.sources import BindleSource, DirectorySource, ModelFiles, ModelSource
+
+log = logging.getLogger("waft.mlinference")
+
+DEFAULT_LOAD_TIMEOUT_S = 600.0
+
+
+class State(Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    source: str
+    bindle_id: str
+    options: ModelOptions
+
+
+@dataclass
+class Model:
+    key: ModelKey
+    name: str  # the first route it was loaded under, for messages and thread names
+    state: State = State.LOADING
+    error: ModelError | None = None
+    runner: ModelRunner | None = None
+    metadata: ModelMetadata | None = None
+    labels: list[str] | None = None
+    users: set[str] = field(default_factory=set)
+    task: asyncio.Task[None] | None = None
+    load_seconds: float | None = None
+
+
+class ModelRegistry:
+    def __init__(self, *, cache_dir: Path | None = None, slot_timeout_s: float = 30.0,
+                 load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S) -> None:
+        self.cache_dir = cache_dir
+        self.slot_timeout_s = slot_timeout_s
+        self.load_timeout_s = load_timeout_s
+        self.models: dict[ModelKey, Model] = {}
+        self.routes: dict[str, dict[str, ModelKey]] = {}  # actor -> route -> model
+
+    # --------------------------------------------------------------------------------------- links
+    def source_for(self, settings: LinkSettings) -> ModelSource:
+        if settings.model_dir is not None:
+            return DirectorySource(settings.model_dir)
+        parcels = self.cache_dir / "parcels" if self.cache_dir is not None else None
+        return BindleSource(settings.bindle_url, parcels)
+
+    def attach(self, actor_id: str, settings: LinkSettings, source: ModelSource | None = None) -> None:
+        """Start loading what the actor's zoo names (sharing models already loaded or loading)."""
+        source = source or self.source_for(settings)
+        routes: dict[str, ModelKey] = {}
+        for route, bindle_id in settings.zoo.items():
+            key = ModelKey(source.description, bindle_id, settings.options_for(route))
+            model = self.models.get(key)
+            if model is None:
+                model = self.models[key] = Model(key, route)
+                model.task = asyncio.create_task(self._load(model, source), name=f"load {bindle_id}")
+                log.info("loading model %s (%s) from %s", route, bindle_id, source.description)
+            model.users.add(actor_id)
+            routes[route] = key
+        self.routes[actor_id] = routes
+
+    async def detach(self, actor_id: str) -> list[str]:
+        """Forget the actor's routes; unload each model no other actor uses. Returns the unloaded ids."""
+        unloaded = []
+        for key in self.routes.pop(actor_id, {}).values():
+            model = self.models.get(key)
+            if model is None:
+                continue
+            model.users.discard(actor_id)
+            if not model.users:
+                del self.models[key]
+                await self._unload(model)
+                unloaded.append(key.bindle_id)
+        return unloaded
+
+    async def close(self) -> None:
+        models, self.models, self.routes = list(self.models.values()), {}, {}
+        await asyncio.gather(*(self._unload(m) for m in models), return_exceptions=True)
+
+    async def _unload(self, model: Model) -> None:
+        if model.task is not None and not model.task.done():
+            model.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await model.task
+        if model.runner is not None:
+            await model.runner.close()
+            model.runner = None
+        log.info("unloaded model %s (%s)", model.name, model.key.bindle_id)
+
+    async def _load(self, model: Model, source: ModelSource) -> None:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.load_timeout_s):
+                files: ModelFiles = await source.fetch(model.key.bindle_id)
+                meta = ModelMetadata.parse(files.metadata)
+                ort_cache = self.cache_dir / "ort" if self.cache_dir is not None else None
+                engine = await asyncio.to_thread(load_engine, files.model, meta, model.key.options, ort_cache)
+        except ModelError as exc:
+            self._fail(model, exc)
+            return
+        except TimeoutError:
+            self._fail(model, ModelError(INVALID_MODEL, f"loading took longer than {self.load_timeout_s:g} s"))
+            return
+        except Exception as exc:
+            log.exception("loading %s failed", model.key.bindle_id)
+            self._fail(model, ModelError(INVALID_MODEL, f"{type(exc).__name__}: {exc}"))
+            return
+        model.runner = ModelRunner(model.name, engine, model.key.options, slot_timeout_s=self.slot_timeout_s)
+        model.metadata, model.labels = meta, files.labels
+        model.load_seconds = time.monotonic() - started
+        model.state = State.READY
+        log.info("model %s (%s) ready on %s in %.2f s", model.name, model.key.bindle_id, engine.target,
+                 model.load_seconds)
+
+    def _fail(self, model: Model, error: ModelError) -> None:
+        model.error = ModelError(error.variant, f"model {model.name!r} ({model.key.bindle_id}) failed to load: "
+                                                f"{error.message}")
+        model.state = State.FAILED
+        log.error("%s", model.error.message)
+
+    # ------------------------------------------------------------------------------------ requests
+    def lookup(self, actor_id: str, route: str) -> Model:
+        routes = self.routes.get(actor_id, {})
+        key = routes.get(route)
+        model = self.models.get(key) if key is not None else None
+        if model is None:
+            served = ", ".join(sorted(routes)) or "no models"
+            raise ModelError(CONTEXT_NOT_FOUND, f"unknown model {route!r}; this actor's link serves: {served}")
+        return model
+
+    def ready(self, actor_id: str, route: str) -> tuple[Model, ModelRunner]:
+        model = self.lookup(actor_id, route)
+        if model.state is State.FAILED:
+            assert model.error is not None
+            raise model.error
+        if model.state is State.LOADING or model.runner is None:
+            raise ModelError(MODEL_LOADING, f"model {route!r} ({model.key.bindle_id}) is still loading; retry shortly")
+        return model, model.runner
+
+    async def predict(self, actor_id: str, request: InferenceInput) -> InferenceOutput:
+        try:
+            model, runner = self.ready(actor_id, request.model)
+            array = request.tensor.to_numpy(max_bytes=model.key.options.max_tensor_bytes)
+            outputs = await runner.predict(array)
+            if request.index >= len(outputs):
+                raise ModelError(RUNTIME_ERROR, f"output index {request.index} is out of range: model "
+                                                f"{request.model!r} has {len(outputs)} output(s)")
+            output = np.asarray(outputs[request.index])
+            return InferenceOutput(Tensor.from_numpy(output, flags=request.tensor.flags))
+        except ModelError as exc:
+            return InferenceOutput.failure(exc)
+
+    # ------------------------------------------------------------------------------------- reports
+    def describe(self, actor_id: str) -> list[dict[str, Any]]:
+        out = []
+        for route, key in sorted(self.routes.get(actor_id, {}).items()):
+            model = self.models.get(key)
+            if model is None:
+                continue
+            entry: dict[str, Any] = {"name": route, "bindleId": key.bindle_id, "status": model.state.value}
+            if model.error is not None:
+                entry["error"] = {model.error.variant: model.error.message}
+            if model.metadata is not None:
+                entry["graphEncoding"] = model.metadata.graph_encoding
+                entry["executionTarget"] = model.metadata.execution_target
+            runner = model.runner
+            if runner is not None:
+                engine = runner.engine
+                entry |= {"runsOn": engine.target, "inputs": [s.describe() for s in engine.inputs],
+                          "outputs": [s.describe() for s in engine.outputs],
+                          "maxConcurrent": key.options.max_concurrent, "maxQueue": key.options.max_queue,
+                          "batching": None if runner.batching is None else
+                          {"maxItems": runner.batching.max_items, "maxDelayMs": runner.batching.max_delay_ms},
+                          "loadSeconds": model.load_seconds}
+                notes = [n for n in (engine.warning, runner.batching_note) if n]
+                if notes:
+                    entry["warnings"] = notes
+            out.append(entry)
+        return out
+
+    def metadata(self, actor_id: str, route: str) -> dict[str, Any]:
+        model, _ = self.ready(actor_id, route)
+        assert model.metadata is not None
+        meta = dict(model.metadata.raw)
+        if model.labels is not None:
+            meta["labels"] = model.labels
+        return meta
+
+    def health(self) -> tuple[bool, str]:
+        by_state: dict[State, list[str]] = {s: [] for s in State}
+        warnings = []
+        for model in self.models.values():
+            by_state[model.state].append(model.name)
+            if model.runner is not None and model.runner.engine.warning:
+                warnings.append(f"{model.name}: {model.runner.engine.warning}")
+        if not self.models:
+            return True, "healthy: no models linked"
+        parts = [f"ready: {', '.join(sorted(by_state[State.READY]))}"] if by_state[State.READY] else []
+        if by_state[State.LOADING]:
+            parts.append(f"loading: {', '.join(sorted(by_state[State.LOADING]))}")
+        failed = [m for m in self.models.values() if m.state is State.FAILED]
+        if failed:
+            parts.append("failed: " + "; ".join(f"{m.name} ({m.error.message if m.error else '?'})" for m in failed))
+        parts += [f"warning: {w}" for w in warnings]
+        return not failed, ("healthy: " if not failed else "unhealthy: ") + "; ".join(parts)

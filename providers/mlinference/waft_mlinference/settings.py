@@ -1,0 +1,197 @@
+"""Link values -> which models an actor uses and how each is served, read as the original provider read them.
+
+The original (`bin/main.rs put_link`, `settings.rs`) lower-cased the link value keys, took `config_b64`
+(base64 JSON) and let `config_json` (raw JSON) override it, and read `{"models": {"zoo": {route:
+"<bindle name>/<version>"}}}`, ignoring other keys (`values`, `lazy_load`). We accept that unchanged and
+add, all optional:
+
+- `bindle_url` link value (else env `BINDLE_URL`, else the bindle client's default) — the original only
+  read the environment;
+- `model_dir` link value (else env `WAFT_ML_MODEL_DIR`): load from a directory of built model folders
+  (`build/models` layout: `<dir>/invoice.toml` + parcels named by label) instead of a bindle server.
+  Precedence: link `model_dir`, link `bindle_url`, env `WAFT_ML_MODEL_DIR`, env `BINDLE_URL`;
+- limits for every model in `models.defaults` and per route in `models.options.<route>`:
+  `max_concurrent`, `max_queue`, `intra_op_threads`, `inter_op_threads`, `max_tensor_bytes`,
+  `execution_target` (overrides the metadata's), `batch: {max_items, max_delay_ms}` (micro-batching,
+  off unless given); plain link values of the same names and `WAFT_ML_<NAME>` env variables set the
+  defaults too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MAX_CONCURRENT = min(4, os.cpu_count() or 1)
+DEFAULT_MAX_QUEUE = 64
+DEFAULT_MAX_TENSOR_BYTES = 64 * 1024 * 1024
+DEFAULT_BATCH_ITEMS = 8
+DEFAULT_BATCH_DELAY_MS = 2.0
+LIMIT_KEYS = ("max_concurrent", "max_queue", "intra_op_threads", "inter_op_threads", "max_tensor_bytes",
+              "execution_target")
+BINDLE_ID = re.compile(r"^[^/\s]+(?:/[^/\s]+)*/[^/\s]+$")
+
+
+class SettingsError(ValueError):
+    """Link values that cannot configure the provider; the message names the bad value."""
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Gather concurrent requests of one model into one run: up to `max_items` rows or `max_delay_ms`."""
+
+    max_items: int = DEFAULT_BATCH_ITEMS
+    max_delay_ms: float = DEFAULT_BATCH_DELAY_MS
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How one model is served. Frozen and hashable: two links asking for the same bindle with the
+    same options share one loaded model."""
+
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    max_queue: int = DEFAULT_MAX_QUEUE
+    intra_op_threads: int = 0  # 0: the engine's default (all cores)
+    inter_op_threads: int = 0
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+    execution_target: str | None = None  # None: as the metadata says
+    batch: BatchSettings | None = None
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    zoo: dict[str, str]
+    bindle_url: str | None = None
+    model_dir: Path | None = None
+    options: dict[str, ModelOptions] = field(default_factory=dict)
+
+    def options_for(self, route: str) -> ModelOptions:
+        return self.options.get(route, ModelOptions())
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise SettingsError(f"invalid {what}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"invalid {what}: expected a JSON object")
+    return data
+
+
+def _b64_json(text: str) -> dict[str, Any]:
+    padded = text.strip() + "=" * (-len(text.strip()) % 4)
+    try:
+        raw = base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SettingsError(f"invalid config_b64: not base64 ({exc})") from None
+    return _json_object(raw.decode("utf-8", "replace"), "config_b64")
+
+
+def _int(value: object, what: str, minimum: int) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise SettingsError(f"invalid {what} {value!r}: expected a whole number") from None
+    if number < minimum:
+        raise SettingsError(f"invalid {what} {number}: must be at least {minimum}")
+    return number
+
+
+def _options(data: object, base: ModelOptions, what: str) -> ModelOptions:
+    if not isinstance(data, Mapping):
+        raise SettingsError(f"invalid {what}: expected a JSON object")
+    data = {str(k).lower(): v for k, v in data.items()}
+    changes: dict[str, Any] = {}
+    for key, minimum in (("max_concurrent", 1), ("max_queue", 0), ("intra_op_threads", 0),
+                         ("inter_op_threads", 0), ("max_tensor_bytes", 1)):
+        if data.get(key) is not None:
+            changes[key] = _int(data[key], f"{what}.{key}", minimum)
+    if data.get("execution_target") is not None:
+        target = str(data["execution_target"]).lower()
+        if target not in ("cpu", "gpu", "tpu"):
+            raise SettingsError(f"invalid {what}.execution_target {target!r}: use cpu, gpu or tpu")
+        changes["execution_target"] = target
+    if "batch" in data:
+        batch = data["batch"]
+        if batch in (None, False):
+            changes["batch"] = None
+        elif batch is True:
+            changes["batch"] = BatchSettings()
+        elif isinstance(batch, Mapping):
+            batch = {str(k).lower(): v for k, v in batch.items()}
+            try:
+                delay = float(batch.get("max_delay_ms", DEFAULT_BATCH_DELAY_MS))
+            except (TypeError, ValueError):
+                raise SettingsError(f"invalid {what}.batch.max_delay_ms {batch.get('max_delay_ms')!r}") from None
+            if not 0 <= delay <= 1000:
+                raise SettingsError(f"invalid {what}.batch.max_delay_ms {delay}: use 0..1000")
+            changes["batch"] = BatchSettings(_int(batch.get("max_items", DEFAULT_BATCH_ITEMS),
+                                                  f"{what}.batch.max_items", 1), delay)
+        else:
+            raise SettingsError(f"invalid {what}.batch: expected true, false or {{max_items, max_delay_ms}}")
+    return replace(base, **changes)
+
+
+def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = None) -> LinkSettings:
+    """Read one link's values; raise SettingsError naming what is wrong (the link is then refused)."""
+    env = os.environ if env is None else env
+    lowered: dict[str, str] = {}
+    for key, value in values.items():
+        name = key.lower()
+        if name in lowered:
+            raise SettingsError(f"link values repeat the key {name!r} in another case (keys are case-insensitive)")
+        lowered[name] = value
+
+    config: dict[str, Any] = {}
+    if "config_b64" in lowered:
+        config = _b64_json(lowered["config_b64"])
+    if "config_json" in lowered:  # overrides config_b64, as in the original
+        config = _json_object(lowered["config_json"], "config_json")
+    models = config.get("models") or {}
+    if not isinstance(models, Mapping):
+        raise SettingsError("invalid config: 'models' must be an object holding 'zoo'")
+    zoo = models.get("zoo") or {}
+    if not isinstance(zoo, Mapping) or not zoo:
+        raise SettingsError("link values hold no models: expected config_json or config_b64 with "
+                            '{"models": {"zoo": {"<route>": "<bindle name>/<version>"}}}')
+    for route, bindle_id in zoo.items():
+        if not isinstance(bindle_id, str) or not BINDLE_ID.match(bindle_id):
+            raise SettingsError(f"invalid zoo entry {route!r}: {bindle_id!r} is not '<bindle name>/<version>'")
+
+    defaults = ModelOptions()
+    env_limits = {key: env[f"WAFT_ML_{key.upper()}"] for key in LIMIT_KEYS if env.get(f"WAFT_ML_{key.upper()}")}
+    defaults = _options(env_limits, defaults, "WAFT_ML_* environment")
+    defaults = _options(models.get("defaults") or {}, defaults, "models.defaults")
+    defaults = _options({k: lowered[k] for k in LIMIT_KEYS if k in lowered}, defaults, "link values")
+    per_route = models.get("options") or {}
+    if not isinstance(per_route, Mapping):
+        raise SettingsError("invalid models.options: expected an object keyed by route")
+    unknown = sorted(set(per_route) - set(zoo))
+    if unknown:
+        raise SettingsError(f"models.options names {', '.join(unknown)}, which the zoo does not hold")
+    options = {str(route): _options(per_route.get(route) or {}, defaults, f"models.options.{route}")
+               for route in zoo}
+
+    # The link's own choice wins over the environment; a model_dir wins over a bindle URL at the same level.
+    model_dir: str | None = None
+    bindle_url: str | None = None
+    if lowered.get("model_dir"):
+        model_dir = lowered["model_dir"]
+    elif lowered.get("bindle_url"):
+        bindle_url = lowered["bindle_url"]
+    elif env.get("WAFT_ML_MODEL_DIR"):
+        model_dir = env["WAFT_ML_MODEL_DIR"]
+    else:
+        bindle_url = env.get("BINDLE_URL") or None  # None: the bindle client's default
+    if model_dir is not None and not Path(model_dir).is_dir():
+        raise SettingsError(f"model_dir {model_dir!r} is not a directory")
+    return LinkSettings({str(k): v for k, v in zoo.items()}, bindle_url,
+                        Path(model_dir) if model_dir else None, options)

@@ -1,0 +1,321 @@
+"""The `wasmcloud:mlinference` wire types, shared by the provider, the API actor's tests and the benchmarks.
+
+Only numpy and msgpack are imported here, never onnxruntime or tensorflow, so anything in the project
+can encode a request or read an answer cheaply.
+
+Wire shapes (msgpack maps, camelCase keys as in the smithy model, `docs/interfaces.md`):
+
+- `Tensor{dimensions: [u32], valueTypes: [str], flags: u8, data: bin}`
+- `InferenceInput{model: str, tensor: Tensor, index: u32}`
+- `InferenceOutput{result: {"success": null} | {"error": {<variant>: <message>}}, tensor: Tensor}`
+
+Flags (the original's `ml/rust/src/lib.rs` constants, kept bit for bit):
+
+- bit 0 (value 1, `FLAG_COLUMN_MAJOR`): data is in column-major (Fortran) order; clear = row-major.
+- bit 1 (value 2, `FLAG_BIG_ENDIAN`): every element is big-endian; clear = little-endian.
+  Other bits are reserved and rejected, so a client using a future flag learns it is not understood.
+The provider answers in the byte order and layout the request used.
+
+Errors: the original's eight MlError variants, plus two that Waft adds and the original never had
+(its predict turned every failure, "still loading" included, into `contextNotFoundError`):
+
+- `modelLoading`: the model is still being fetched or initialised; try again shortly (HTTP 503).
+- `overloaded`: the model's concurrency limit and queue are full; back off (HTTP 429).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+CONTRACT_ID = "wasmcloud:mlinference"
+OP_PREDICT = "MlInference.Predict"
+OP_LIST_MODELS = "MlInference.ListModels"
+OP_GET_METADATA = "MlInference.GetMetadata"
+
+FLAG_COLUMN_MAJOR = 0x01
+FLAG_BIG_ENDIAN = 0x02
+KNOWN_FLAGS = FLAG_COLUMN_MAJOR | FLAG_BIG_ENDIAN
+
+# ----------------------------------------------------------------------------------------- value types
+
+#: Canonical wire name -> numpy dtype (native byte order). These are the names we write.
+VALUE_TYPES: dict[str, np.dtype[Any]] = {
+    "ValueU8": np.dtype(np.uint8),
+    "ValueI8": np.dtype(np.int8),
+    "ValueU16": np.dtype(np.uint16),
+    "ValueI16": np.dtype(np.int16),
+    "ValueU32": np.dtype(np.uint32),
+    "ValueI32": np.dtype(np.int32),
+    "ValueU64": np.dtype(np.uint64),
+    "ValueI64": np.dtype(np.int64),
+    "ValueF16": np.dtype(np.float16),
+    "ValueF32": np.dtype(np.float32),
+    "ValueF64": np.dtype(np.float64),
+    "ValueBool": np.dtype(np.bool_),
+}
+#: Names we also read: the original smithy spelled signed types `ValueS8…`, and `TryFrom<&str>` took `f32`.
+_ALIASES = {"ValueS8": "ValueI8", "ValueS16": "ValueI16", "ValueS32": "ValueI32", "ValueS64": "ValueI64"}
+_BY_DTYPE = {dtype: name for name, dtype in VALUE_TYPES.items()}
+
+
+def value_type_name(name: str) -> str:
+    """The canonical name for any accepted spelling (`ValueF32`, `valueF32`, `F32`, `f32`, `ValueS8`).
+
+    Raises ModelError(corruptInputTensor) for a name we cannot map, listing the ones we can.
+    """
+    text = str(name)
+    short = text[5:] if text[:5].lower() == "value" else text
+    key = "ValueBool" if short.lower() == "bool" else "Value" + short.upper()
+    key = _ALIASES.get(key, key)
+    if key not in VALUE_TYPES:
+        raise ModelError(CORRUPT_INPUT_TENSOR, f"unsupported value type {text!r}; supported: {', '.join(VALUE_TYPES)}")
+    return key
+
+
+def dtype_of(name: str) -> np.dtype[Any]:
+    return VALUE_TYPES[value_type_name(name)]
+
+
+def name_of(dtype: np.dtype[Any] | type) -> str:
+    """The wire name of a numpy dtype (byte order ignored)."""
+    native = np.dtype(dtype).newbyteorder("=")
+    try:
+        return _BY_DTYPE[native]
+    except KeyError:
+        raise ModelError(RUNTIME_ERROR, f"the model produced dtype {native}, which has no wire value type") from None
+
+
+# ----------------------------------------------------------------------------------------------- errors
+
+INVALID_MODEL = "invalidModel"
+INVALID_ENCODING = "invalidEncoding"
+CORRUPT_INPUT_TENSOR = "corruptInputTensor"
+RUNTIME_ERROR = "runtimeError"
+OPEN_VINO_ERROR = "openVinoError"
+ONNX_ERROR = "onnxError"
+TENSORFLOW_ERROR = "tensorflowError"
+CONTEXT_NOT_FOUND = "contextNotFoundError"
+#: Waft additions (not in the original MlError union).
+MODEL_LOADING = "modelLoading"
+OVERLOADED = "overloaded"
+
+ML_ERROR_VARIANTS = (INVALID_MODEL, INVALID_ENCODING, CORRUPT_INPUT_TENSOR, RUNTIME_ERROR, OPEN_VINO_ERROR,
+                     ONNX_ERROR, TENSORFLOW_ERROR, CONTEXT_NOT_FOUND, MODEL_LOADING, OVERLOADED)
+
+#: How the API actor maps each variant to HTTP (design: Conventions). What each means here:
+HTTP_STATUS = {
+    CONTEXT_NOT_FOUND: 404,     # unknown model for this actor's link
+    CORRUPT_INPUT_TENSOR: 400,  # tensor inconsistent in itself, or not what the model declares
+    INVALID_ENCODING: 400,      # unsupported graph encoding / undecodable input (pre-processor)
+    MODEL_LOADING: 503,         # not ready yet
+    OVERLOADED: 429,            # concurrency limit and queue full
+    INVALID_MODEL: 500,         # the model failed to load
+    RUNTIME_ERROR: 500,
+    OPEN_VINO_ERROR: 500,
+    ONNX_ERROR: 500,
+    TENSORFLOW_ERROR: 500,
+}
+
+
+class ModelError(Exception):
+    """A failure the provider reports inside InferenceOutput (not as an RPC error)."""
+
+    def __init__(self, variant: str, message: str) -> None:
+        super().__init__(f"{variant}: {message}")
+        self.variant = variant
+        self.message = message
+
+
+class WireError(ValueError):
+    """The payload is not a well-formed message at all (the provider answers with an RPC error)."""
+
+
+# ----------------------------------------------------------------------------------------------- tensor
+
+@dataclass(frozen=True)
+class Tensor:
+    dimensions: list[int] = field(default_factory=list)
+    value_types: list[str] = field(default_factory=lambda: ["ValueF32"])
+    flags: int = 0
+    data: bytes = b""
+
+    # -- wire
+    def to_wire(self) -> dict[str, Any]:
+        return {"dimensions": list(self.dimensions), "valueTypes": list(self.value_types), "flags": self.flags,
+                "data": bytes(self.data)}
+
+    @classmethod
+    def from_wire(cls, wire: Any, *, what: str = "tensor") -> Tensor:
+        if not isinstance(wire, Mapping):
+            raise WireError(f"{what} must be a map, got {type(wire).__name__}")
+        dims = wire.get("dimensions", [])
+        if not isinstance(dims, list | tuple) or not all(isinstance(d, int) and not isinstance(d, bool)
+                                                         for d in dims):
+            raise WireError(f"{what}.dimensions must be a list of unsigned integers")
+        types = wire.get("valueTypes", ["ValueF32"])
+        if isinstance(types, str):
+            types = [types]
+        if not isinstance(types, list | tuple) or not all(isinstance(t, str) for t in types):
+            raise WireError(f"{what}.valueTypes must be a list of strings")
+        flags = wire.get("flags", 0) or 0
+        if not isinstance(flags, int) or isinstance(flags, bool):
+            raise WireError(f"{what}.flags must be an unsigned 8-bit integer")
+        data = wire.get("data", b"")
+        if isinstance(data, str):  # the 0.x host wrote str for byte fields
+            data = data.encode("utf-8", "surrogateescape")
+        elif isinstance(data, list):  # serde_json form: an array of byte values
+            try:
+                data = bytes(data)
+            except (TypeError, ValueError):
+                raise WireError(f"{what}.data as a list must hold byte values 0-255") from None
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise WireError(f"{what}.data must be bytes")
+        return cls([int(d) for d in dims], list(types), int(flags), bytes(data))
+
+    # -- numpy
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The element type; raises corruptInputTensor when valueTypes is empty, mixed or unknown."""
+        if not self.value_types:
+            raise ModelError(CORRUPT_INPUT_TENSOR, "valueTypes is empty")
+        names = {value_type_name(t) for t in self.value_types}
+        if len(names) > 1:
+            raise ModelError(CORRUPT_INPUT_TENSOR, f"mixed valueTypes {sorted(names)} are not supported")
+        if len(self.value_types) not in (1, len(self.dimensions)):
+            raise ModelError(CORRUPT_INPUT_TENSOR, f"valueTypes has {len(self.value_types)} entries; expected 1 "
+                                                   f"or one per dimension ({len(self.dimensions)})")
+        return VALUE_TYPES[names.pop()]
+
+    def to_numpy(self, *, max_bytes: int | None = None) -> np.ndarray:
+        """Decode to a C-contiguous native-endian array, checking everything the original's `check_dims` did
+        (which its provider never called) plus flags and bool values."""
+        if self.flags & ~KNOWN_FLAGS or not 0 <= self.flags <= 255:
+            raise ModelError(CORRUPT_INPUT_TENSOR, f"flags {self.flags:#x} set reserved bits; known: column-major "
+                                                   f"{FLAG_COLUMN_MAJOR:#x}, big-endian {FLAG_BIG_ENDIAN:#x}")
+        if not self.dimensions:
+            raise ModelError(CORRUPT_INPUT_TENSOR, "dimensions are empty")
+        if any(d <= 0 or d > 0xFFFFFFFF for d in self.dimensions):
+            raise ModelError(CORRUPT_INPUT_TENSOR, f"dimensions {list(self.dimensions)} must each be 1..2^32-1")
+        dtype = self.dtype
+        count = 1
+        for d in self.dimensions:
+            count *= d
+        need = count * dtype.itemsize
+        if max_bytes is not None and need > max_bytes:
+            raise ModelError(CORRUPT_INPUT_TENSOR, f"tensor {list(self.dimensions)} of {name_of(dtype)} needs {need} "
+                                                   f"bytes, over the limit of {max_bytes} (setting max_tensor_bytes)")
+        if len(self.data) != need:
+            raise ModelError(CORRUPT_INPUT_TENSOR, f"data is {len(self.data)} bytes but dimensions "
+                                                   f"{list(self.dimensions)} of {name_of(dtype)} need {need} "
+                                                   f"({count} x {dtype.itemsize})")
+        wire_dtype = dtype.newbyteorder(">" if self.flags & FLAG_BIG_ENDIAN else "<")
+        flat = np.frombuffer(self.data, dtype=wire_dtype)
+        if dtype == np.bool_ and flat.size and np.frombuffer(self.data, np.uint8).max() > 1:
+            raise ModelError(CORRUPT_INPUT_TENSOR, "ValueBool data must hold only bytes 0 and 1")
+        order = "F" if self.flags & FLAG_COLUMN_MAJOR else "C"
+        array = flat.reshape(self.dimensions, order=order)
+        return np.ascontiguousarray(array, dtype=dtype)  # native order, row-major, a private copy
+
+    @classmethod
+    def from_numpy(cls, array: np.ndarray, *, flags: int = 0) -> Tensor:
+        """Encode in the layout and byte order `flags` asks for (the provider mirrors the request's)."""
+        array = np.asarray(array)
+        dtype = array.dtype.newbyteorder(">" if flags & FLAG_BIG_ENDIAN else "<")
+        order = "F" if flags & FLAG_COLUMN_MAJOR else "C"
+        data = array.astype(dtype, copy=False).tobytes(order=order)
+        dims = list(array.shape) or [1]
+        return cls(dims, [name_of(array.dtype)], flags & KNOWN_FLAGS, data)
+
+
+# ---------------------------------------------------------------------------------------------- messages
+
+@dataclass(frozen=True)
+class InferenceInput:
+    model: str
+    tensor: Tensor
+    index: int = 0
+
+    def encode(self) -> bytes:
+        return msgpack.packb({"model": self.model, "tensor": self.tensor.to_wire(), "index": self.index},
+                             use_bin_type=True)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> InferenceInput:
+        wire = _unpack(payload, "InferenceInput")
+        model = wire.get("model")
+        if not isinstance(model, str) or not model:
+            raise WireError("InferenceInput.model must be a non-empty string")
+        if "tensor" not in wire:
+            raise WireError("InferenceInput.tensor is missing")
+        index = wire.get("index", 0) or 0
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise WireError("InferenceInput.index must be an unsigned integer")
+        return cls(model, Tensor.from_wire(wire["tensor"], what="InferenceInput.tensor"), index)
+
+
+@dataclass(frozen=True)
+class InferenceOutput:
+    tensor: Tensor = field(default_factory=Tensor)
+    error: ModelError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_wire(self) -> dict[str, Any]:
+        result: dict[str, Any] = ({"success": None} if self.error is None
+                                  else {"error": {self.error.variant: self.error.message}})
+        return {"result": result, "tensor": self.tensor.to_wire()}
+
+    def encode(self) -> bytes:
+        return msgpack.packb(self.to_wire(), use_bin_type=True)
+
+    @classmethod
+    def failure(cls, error: ModelError) -> InferenceOutput:
+        """An error answer carries the original's `Tensor::default()`: f32, no dims, no data."""
+        return cls(Tensor(), error)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> InferenceOutput:
+        wire = _unpack(payload, "InferenceOutput")
+        tensor = Tensor.from_wire(wire.get("tensor") or {}, what="InferenceOutput.tensor")
+        return cls(tensor, status_error(wire.get("result")))
+
+
+def status_error(result: Any) -> ModelError | None:
+    """Read a Status in any of the forms seen on the wire: `{"success": null}`, `"Success"`,
+    `{"error": {variant: msg}}` or serde_json's `{"Error": {"Variant": msg}}`."""
+    if result is None or (isinstance(result, str) and result.lower() == "success"):
+        return None
+    if isinstance(result, Mapping):
+        lowered = {str(k).lower(): v for k, v in result.items()}
+        if "success" in lowered:
+            return None
+        error = lowered.get("error")
+        if isinstance(error, Mapping) and len(error) == 1:
+            (variant, message), = error.items()
+            variant = str(variant)
+            return ModelError(variant[:1].lower() + variant[1:], str(message))
+    raise WireError(f"unreadable result status {result!r}")
+
+
+def _unpack(payload: bytes, what: str) -> dict[str, Any]:
+    try:
+        wire = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise WireError(f"{what} is not valid msgpack: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise WireError(f"{what} holds a string that is not UTF-8: {exc}") from None
+    if not isinstance(wire, dict):
+        raise WireError(f"{what} must be a msgpack map, got {type(wire).__name__}")
+    return wire
+
+
+def predict_request(model: str, array: np.ndarray, *, index: int = 0, flags: int = 0) -> bytes:
+    """Convenience for tests and benchmarks: an encoded InferenceInput for `array`."""
+    return InferenceInput(model, Tensor.from_numpy(array, flags=flags), index).encode()
