@@ -19,16 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* waft_image is defined by the JPEG decoder's header (owned by the JPEG work); share it when present. */
-#if defined(WAFT_WITH_JPEG) || __has_include("jpeg.h")
+/* waft_image (8-bit grey or RGB pixels) is shared with the JPEG decoder, whose header defines it. */
 #include "jpeg.h"
-#else
-typedef struct {
-    uint32_t width, height;
-    uint32_t channels; /* 1 or 3 */
-    uint8_t *pixels;   /* row-major, width * channels bytes per row, malloc'd */
-} waft_image;
-#endif
 
 /* 1 when `data` starts with the PNG signature. */
 int waft_png_sniff(const uint8_t *data, size_t len);

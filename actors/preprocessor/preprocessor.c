@@ -290,7 +290,9 @@ static const char *decode_image(const uint8_t *data, size_t len, const input_spe
         if (pixels > spec->max_pixels)
             return limit_msg("image too large: ", pixels, " pixels exceeds the limit of ", spec->max_pixels,
                              " pixels");
-        if (waft_jpeg_decode(data, len, jpeg_denom(w, h, spec), spec->max_pixels, img, &err) != 0) {
+        /* The decoder applies the EXIF orientation; 5..8 swap the sides, which matters for "stretch". */
+        uint32_t ow = orientation >= 5 && orientation <= 8 ? h : w, oh = ow == w ? h : w;
+        if (waft_jpeg_decode(data, len, jpeg_denom(ow, oh, spec), spec->max_pixels, img, &err) != 0) {
             free(img->pixels);
             img->pixels = NULL;
             return err ? err : "bad JPEG data";

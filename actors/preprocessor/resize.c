@@ -94,6 +94,56 @@ static inline uint8_t clip8(int32_t in) {
     return (uint8_t)(in >> PRECISION_BITS);
 }
 
+/* One horizontal pass: `rows` rows of `in` (row stride `in_stride` bytes; column 0 = input column
+ * `col0`), output columns `cw` with coefficients `c`, into `out` (row stride cw * ch). */
+static void hpass(const uint8_t *in, size_t in_stride, uint32_t rows, int col0, const coeffs *c, uint32_t cw,
+                  uint32_t ch, uint8_t *out) {
+    for (uint32_t y = 0; y < rows; y++) {
+        const uint8_t *line = in + (size_t)y * in_stride;
+        uint8_t *o = out + (size_t)y * cw * ch;
+        for (uint32_t xx = 0; xx < cw; xx++) {
+            int xmin = c->bounds[xx * 2] - col0, xmax = c->bounds[xx * 2 + 1];
+            const int32_t *k = &c->kk[(size_t)xx * c->ksize];
+            for (uint32_t cc = 0; cc < ch; cc++) {
+                int32_t ss = 1 << (PRECISION_BITS - 1);
+                const uint8_t *p = line + (size_t)xmin * ch + cc;
+                for (int x = 0; x < xmax; x++) ss += p[(size_t)x * ch] * k[x];
+                o[(size_t)xx * ch + cc] = clip8(ss);
+            }
+        }
+    }
+}
+
+/* One vertical pass: output rows `n` with coefficients `c` (bounds relative to input row `row0`), each
+ * `width` bytes wide, from `in` (row stride `in_stride`) into `out` (row stride `width`). */
+static void vpass(const uint8_t *in, size_t in_stride, int row0, const coeffs *c, uint32_t n, size_t width,
+                  uint8_t *out) {
+    for (uint32_t yy = 0; yy < n; yy++) {
+        int ymin = c->bounds[yy * 2] - row0, ymax = c->bounds[yy * 2 + 1];
+        const int32_t *k = &c->kk[(size_t)yy * c->ksize];
+        const uint8_t *base = in + (size_t)ymin * in_stride;
+        uint8_t *o = out + (size_t)yy * width;
+        for (size_t xc = 0; xc < width; xc++) {
+            int32_t ss = 1 << (PRECISION_BITS - 1);
+            const uint8_t *p = base + xc;
+            for (int y = 0; y < ymax; y++) ss += p[(size_t)y * in_stride] * k[y];
+            o[xc] = clip8(ss);
+        }
+    }
+}
+
+/* First input index used by the window's taps, and one past the last (Pillow's ybox_first/ybox_last). */
+static void span(const coeffs *c, uint32_t n, uint32_t *first, uint32_t *last) {
+    *first = (uint32_t)c->bounds[0];
+    *last = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t a = (uint32_t)c->bounds[i * 2], b = a + (uint32_t)c->bounds[i * 2 + 1];
+        if (a < *first) *first = a;
+        if (b > *last) *last = b;
+    }
+    if (*last < *first) *last = *first;
+}
+
 int waft_resize_window(const uint8_t *src, uint32_t sw, uint32_t sh, uint32_t ch, uint32_t dw, uint32_t dh,
                        uint32_t cx, uint32_t cy, uint32_t cw, uint32_t chh, waft_filter filter, uint8_t *dst,
                        const char **err) {
@@ -102,9 +152,13 @@ int waft_resize_window(const uint8_t *src, uint32_t sw, uint32_t sh, uint32_t ch
         *err = "bad resize geometry";
         return -1;
     }
-    /* Pillow skips a pass when the size on that axis does not change; with box = the whole image the
-     * identity pass would give the same pixels anyway (one coefficient of exactly 1 << 22). */
+    /* Pillow skips a pass when the size on that axis does not change (box = the whole image). */
     int need_h = sw != dw, need_v = sh != dh;
+    /* Pillow 13 (ImagingResampleInner): "if height is being scaled down more than twice the amount the
+     * width is, run the vertical pass first". The order changes the 8-bit rounding of the intermediate
+     * image, so we must make the same choice to stay bit-exact. */
+    int64_t dy = (int64_t)sh - dh, dx = (int64_t)sw - dw;
+    int horizontal_first = !(dy > 0 && dy > dx * 2);
     coeffs hc = {0}, vc = {0};
     uint8_t *tmp = NULL;
     int rc = -1;
@@ -113,65 +167,36 @@ int waft_resize_window(const uint8_t *src, uint32_t sw, uint32_t sh, uint32_t ch
         *err = "out of memory while resizing";
         goto done;
     }
-    /* Input rows the vertical pass reads (Pillow's ybox_first / ybox_last, for our window). */
-    uint32_t yfirst = cy, ylast = cy + chh;
-    if (need_v) {
-        yfirst = (uint32_t)vc.bounds[0];
-        ylast = (uint32_t)(vc.bounds[(chh - 1) * 2] + vc.bounds[(chh - 1) * 2 + 1]);
-        for (uint32_t i = 1; i < chh; i++) { /* bounds are monotonic, but be safe */
-            if ((uint32_t)vc.bounds[i * 2] < yfirst) yfirst = (uint32_t)vc.bounds[i * 2];
-            uint32_t end = (uint32_t)(vc.bounds[i * 2] + vc.bounds[i * 2 + 1]);
-            if (end > ylast) ylast = end;
-        }
-    }
-    uint32_t trows = ylast - yfirst;
-
-    /* Horizontal pass into an 8-bit intermediate of trows x cw (Pillow's imTemp, narrowed to the window). */
-    const uint8_t *hsrc;
-    size_t hstride;
-    if (need_h) {
-        tmp = malloc((size_t)trows * cw * ch);
+    if (!need_h && !need_v) { /* same size: a copy of the window */
+        for (uint32_t y = 0; y < chh; y++)
+            memcpy(dst + (size_t)y * cw * ch, src + ((size_t)(y + cy) * sw + cx) * ch, (size_t)cw * ch);
+    } else if (!need_v) { /* horizontal only, straight from the window's rows */
+        hpass(src + (size_t)cy * sw * ch, (size_t)sw * ch, chh, 0, &hc, cw, ch, dst);
+    } else if (!need_h) { /* vertical only, on the window's columns */
+        vpass(src + (size_t)cx * ch, (size_t)sw * ch, 0, &vc, chh, (size_t)cw * ch, dst);
+    } else if (horizontal_first) {
+        /* Horizontal pass over the input rows the vertical taps read, into an 8-bit intermediate. */
+        uint32_t yfirst, ylast;
+        span(&vc, chh, &yfirst, &ylast);
+        tmp = malloc((size_t)(ylast - yfirst) * cw * ch);
         if (!tmp) {
             *err = "out of memory while resizing";
             goto done;
         }
-        for (uint32_t y = 0; y < trows; y++) {
-            const uint8_t *in = src + (size_t)(y + yfirst) * sw * ch;
-            uint8_t *o = tmp + (size_t)y * cw * ch;
-            for (uint32_t xx = 0; xx < cw; xx++) {
-                int xmin = hc.bounds[xx * 2], xmax = hc.bounds[xx * 2 + 1];
-                const int32_t *k = &hc.kk[(size_t)xx * hc.ksize];
-                for (uint32_t c = 0; c < ch; c++) {
-                    int32_t ss = 1 << (PRECISION_BITS - 1);
-                    const uint8_t *p = in + (size_t)xmin * ch + c;
-                    for (int x = 0; x < xmax; x++) ss += p[(size_t)x * ch] * k[x];
-                    o[(size_t)xx * ch + c] = clip8(ss);
-                }
-            }
-        }
-        hsrc = tmp;
-        hstride = (size_t)cw * ch;
+        hpass(src + (size_t)yfirst * sw * ch, (size_t)sw * ch, ylast - yfirst, 0, &hc, cw, ch, tmp);
+        vpass(tmp, (size_t)cw * ch, (int)yfirst, &vc, chh, (size_t)cw * ch, dst);
     } else {
-        /* No horizontal change: read the window's columns straight from the source. */
-        hsrc = src + (size_t)yfirst * sw * ch + (size_t)cx * ch;
-        hstride = (size_t)sw * ch;
-    }
-
-    /* Vertical pass from the intermediate (row 0 = input row yfirst) into dst. */
-    for (uint32_t yy = 0; yy < chh; yy++) {
-        uint8_t *o = dst + (size_t)yy * cw * ch;
-        if (!need_v) {
-            memcpy(o, hsrc + (size_t)(yy + cy - yfirst) * hstride, (size_t)cw * ch);
-            continue;
+        /* Vertical pass first, over the input columns the horizontal taps read. */
+        uint32_t xfirst, xlast;
+        span(&hc, cw, &xfirst, &xlast);
+        size_t width = (size_t)(xlast - xfirst) * ch;
+        tmp = malloc((size_t)chh * width);
+        if (!tmp) {
+            *err = "out of memory while resizing";
+            goto done;
         }
-        int ymin = vc.bounds[yy * 2] - (int)yfirst, ymax = vc.bounds[yy * 2 + 1];
-        const int32_t *k = &vc.kk[(size_t)yy * vc.ksize];
-        for (size_t xc = 0; xc < (size_t)cw * ch; xc++) {
-            int32_t ss = 1 << (PRECISION_BITS - 1);
-            const uint8_t *p = hsrc + (size_t)ymin * hstride + xc;
-            for (int y = 0; y < ymax; y++) ss += p[(size_t)y * hstride] * k[y];
-            o[xc] = clip8(ss);
-        }
+        vpass(src + (size_t)xfirst * ch, (size_t)sw * ch, 0, &vc, chh, width, tmp);
+        hpass(tmp, width, chh, (int)xfirst, &hc, cw, ch, dst);
     }
     rc = 0;
 done:

@@ -4,8 +4,10 @@
  * reference, and Pillow's BILINEAR is not textbook bilinear when reducing: it is a triangle filter
  * whose support grows with the reduction factor (antialiasing). We follow its algorithm step by step:
  * per-axis coefficients in double (precompute_coeffs), converted to 22-bit fixed point
- * (normalize_coeffs_8bpc), a horizontal pass into an 8-bit intermediate image (rounded and clipped),
- * then a vertical pass. Enlarging uses the same code with support 1, i.e. plain bilinear.
+ * (normalize_coeffs_8bpc), one pass per axis through an 8-bit intermediate image (rounded and
+ * clipped). Pass order matters for that rounding: like Pillow 13 we run the horizontal pass first unless
+ * the height shrinks by more than twice as many pixels as the width, then the vertical pass first.
+ * Enlarging uses the same code with support 1, i.e. plain bilinear.
  *
  * Only a window of the resized image is computed (the centre crop), which gives the same pixels as
  * resizing everything and cropping afterwards, because each output pixel depends only on its own

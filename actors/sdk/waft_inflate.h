@@ -26,8 +26,10 @@ typedef struct {
 
 typedef struct waft_inflate waft_inflate;
 
-/* Most segments one stream may have (PNG files rarely have more than a few hundred IDATs). */
-#define WAFT_INFLATE_MAX_SEGS 65536u
+/* Most segments one stream may have: a bound on the segment table (8 bytes each in wasm32), far
+ * above what real files use (PNG encoders write IDATs of 8 KiB or more; a 20 MiB PNG cut into 1-byte
+ * IDATs would need 1.7 M). */
+#define WAFT_INFLATE_MAX_SEGS (1u << 22)
 
 /* `zlib`: 1 for a zlib stream (2-byte header, Adler-32 trailer checked), 0 for raw DEFLATE.
  * The segment array is copied (at most WAFT_INFLATE_MAX_SEGS); the bytes it points to are not, and must
