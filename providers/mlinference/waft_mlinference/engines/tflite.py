@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,17 @@ from waft_mlinference.settings import ModelOptions
 log = logging.getLogger("waft.mlinference.tflite")
 
 
+def interpreter_class() -> Any:
+    """LiteRT's interpreter when `ai_edge_litert` is installed, else tensorflow's (deprecated there, still
+    shipped in tensorflow-cpu 2.21; its deprecation warning is silenced, the docs say so)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-not-found]
+
+        return Interpreter
+    except ImportError:
+        return import_tf().lite.Interpreter
+
+
 def _spec(detail: dict[str, Any]) -> IOSpec:
     signature = detail.get("shape_signature")
     dims = signature if signature is not None and len(signature) else detail["shape"]
@@ -36,7 +48,7 @@ class TfLiteEngine:
     warning: str | None = None
 
     def __init__(self, path: Path, meta: ModelMetadata, options: ModelOptions) -> None:
-        tf = import_tf()
+        interpreter_cls = interpreter_class()
         target = options.execution_target or meta.execution_target
         self.target = "cpu"
         if target != "cpu":
@@ -46,8 +58,9 @@ class TfLiteEngine:
         self._pool: queue.Queue[Any] = queue.Queue()
         for _ in range(max(1, options.max_concurrent)):
             try:
-                interpreter = tf.lite.Interpreter(model_content=content,
-                                                  num_threads=options.intra_op_threads or None)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    interpreter = interpreter_cls(model_content=content, num_threads=options.intra_op_threads or None)
                 interpreter.allocate_tensors()
             except Exception as exc:
                 raise ModelError(INVALID_MODEL, f"{path.name} is not a loadable TFLite model: {exc}") from None

@@ -1,0 +1,190 @@
+"""Loading in the background, sharing and unloading, load failures, the ORT optimised-model cache, the
+GPU fallback and the TFLite engine — in-process, without a host."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlinference_support import ZOO, ensure_models
+from waft_mlinference.engines import load_engine
+from waft_mlinference.metadata import ModelMetadata
+from waft_mlinference.registry import ModelRegistry, State
+from waft_mlinference.settings import LinkSettings, ModelOptions
+from waft_mlinference.sources import DirectorySource, ModelFiles
+
+from waft.mlwire import (
+    CONTEXT_NOT_FOUND,
+    INVALID_ENCODING,
+    INVALID_MODEL,
+    MODEL_LOADING,
+    InferenceInput,
+    ModelError,
+    Tensor,
+)
+
+pytestmark = pytest.mark.timeout(180)
+X4 = np.array([[1, 2, 3, 4]], np.float32)
+
+
+class GatedSource:
+    """A directory source whose fetches wait for `gate`: the model stays `loading` until released."""
+
+    def __init__(self, root: Path) -> None:
+        self.inner = DirectorySource(root)
+        self.description = self.inner.description
+        self.gate = asyncio.Event()
+        self.fetches = 0
+
+    async def fetch(self, bindle_id: str) -> ModelFiles:
+        self.fetches += 1
+        await self.gate.wait()
+        return await self.inner.fetch(bindle_id)
+
+
+async def settled(registry: ModelRegistry) -> None:
+    for model in list(registry.models.values()):
+        if model.task is not None:
+            await asyncio.wait_for(asyncio.shield(model.task), 60)
+
+
+def request(model: str, array: np.ndarray = X4) -> InferenceInput:
+    return InferenceInput(model, Tensor.from_numpy(array))
+
+
+async def test_loading_then_ready_shared_and_unloaded_with_the_last_link(tmp_path):
+    source = GatedSource(ensure_models())
+    registry = ModelRegistry(cache_dir=tmp_path)
+    settings = LinkSettings({"identity": ZOO["identity"]})
+    try:
+        registry.attach("A", settings, source)
+        registry.attach("B", settings, source)
+        assert source.fetches <= 1 and len(registry.models) == 1  # one model for both actors
+        out = await registry.predict("A", request("identity"))
+        assert out.error is not None and out.error.variant == MODEL_LOADING
+        assert registry.health() == (True, "healthy: loading: identity")
+        source.gate.set()
+        await settled(registry)
+        assert (await registry.predict("B", request("identity"))).tensor.to_numpy().tolist() == X4.tolist()
+
+        assert await registry.detach("A") == []
+        unknown = await registry.predict("A", request("identity"))
+        assert unknown.error is not None and unknown.error.variant == CONTEXT_NOT_FOUND
+        assert (await registry.predict("B", request("identity"))).ok
+        assert await registry.detach("B") == [ZOO["identity"]]
+        assert registry.models == {} and registry.health() == (True, "healthy: no models linked")
+    finally:
+        source.gate.set()
+        await registry.close()
+
+
+async def test_detach_while_loading_cancels_the_load(tmp_path):
+    source = GatedSource(ensure_models())
+    registry = ModelRegistry(cache_dir=tmp_path)
+    registry.attach("A", LinkSettings({"identity": ZOO["identity"]}), source)
+    task = next(iter(registry.models.values())).task
+    await registry.detach("A")
+    assert task is not None and task.cancelled()
+    await registry.close()
+
+
+def _copy_model(tmp_path: Path, route: str) -> Path:
+    root = tmp_path / "models"
+    shutil.copytree(ensure_models() / route, root / route)
+    return root
+
+
+@pytest.mark.parametrize("damage, variant, fragment", [
+    ("corrupt", INVALID_MODEL, "onnxruntime cannot load"),
+    ("open_vino", INVALID_ENCODING, "'open_vino' is not supported"),
+    ("bad_type", INVALID_MODEL, "unsupported value type 'Q7'"),
+])
+async def test_load_failures_answer_their_variant_and_show_in_health(tmp_path, damage, variant, fragment):
+    root = _copy_model(tmp_path, "identity")
+    folder = root / "identity"
+    meta = json.loads((folder / "metadata.json").read_text())
+    if damage == "corrupt":
+        (folder / "identity_input_output.onnx").write_bytes(b"not an onnx model")
+    elif damage == "open_vino":
+        meta["graph_encoding"] = "open_vino"
+    else:
+        meta["tensor_type"] = "Q7"
+    (folder / "metadata.json").write_text(json.dumps(meta))  # content need not match the invoice sha here
+    registry = ModelRegistry(cache_dir=tmp_path / "cache")
+    try:
+        registry.attach("A", LinkSettings({"identity": ZOO["identity"]}, model_dir=root))
+        await settled(registry)
+        out = await registry.predict("A", request("identity"))
+        assert out.error is not None and out.error.variant == variant and fragment in out.error.message
+        healthy, message = registry.health()
+        assert not healthy and "failed: identity" in message and fragment in message
+        assert registry.describe("A")[0]["status"] == "failed"
+    finally:
+        await registry.close()
+
+
+async def test_unknown_bindle_in_the_directory_fails_the_model(tmp_path):
+    registry = ModelRegistry(cache_dir=tmp_path)
+    try:
+        registry.attach("A", LinkSettings({"x": "nothing/0.0.1"}, model_dir=ensure_models()))
+        await settled(registry)
+        model = registry.lookup("A", "x")
+        assert model.state is State.FAILED and model.error is not None
+        assert "nothing/0.0.1 not found under" in model.error.message
+    finally:
+        await registry.close()
+
+
+def test_onnx_optimised_model_is_cached_and_gives_identical_results(tmp_path):
+    folder = ensure_models() / "effnetlite0"
+    meta = ModelMetadata.parse((folder / "metadata.json").read_bytes())
+    image = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    first = load_engine(folder / "efficientnet-lite0.onnx", meta, ModelOptions(), tmp_path)
+    assert not first.optimized_from_cache and list(tmp_path.glob("*.onnx"))
+    assert not list(tmp_path.glob("*.part"))
+    second = load_engine(folder / "efficientnet-lite0.onnx", meta, ModelOptions(), tmp_path)
+    assert second.optimized_from_cache
+    np.testing.assert_array_equal(first.run(image)[0], second.run(image)[0])
+
+
+def test_gpu_request_without_cuda_falls_back_to_cpu_with_a_warning(tmp_path):
+    import onnxruntime as ort
+
+    folder = ensure_models() / "identity"
+    meta = ModelMetadata.parse({**json.loads((folder / "metadata.json").read_text()), "execution_target": "gpu"})
+    engine = load_engine(folder / "identity_input_output.onnx", meta, ModelOptions(), None)
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert engine.target == "gpu" and engine.warning is None
+    else:
+        assert engine.target == "cpu" and engine.warning and "no CUDAExecutionProvider" in engine.warning
+    assert engine.run(X4)[0].tolist() == X4.tolist()
+
+
+def test_tflite_engine_with_a_dynamic_batch(tmp_path):
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    def affine(x):
+        return x * 2.0 + 1.0
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([affine.get_concrete_function()], affine)
+    path = tmp_path / "affine.tflite"
+    path.write_bytes(converter.convert())
+    meta = ModelMetadata.parse({"graph_encoding": "tf_lite"})
+    engine = load_engine(path, meta, ModelOptions(max_concurrent=2), None)
+    assert engine.inputs[0].shape == (None, 3)
+    for rows in (1, 4, 2):
+        x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3)
+        np.testing.assert_array_equal(engine.run(x)[0], x * 2 + 1)
+
+
+def test_metadata_defaults_like_the_original():
+    meta = ModelMetadata.parse(b"{}")
+    assert (meta.graph_encoding, meta.execution_target, meta.tensor_type) == ("onnx", "cpu", "ValueF32")
+    with pytest.raises(ModelError) as info:
+        ModelMetadata.parse(b'{"graph_encoding": "caffe"}')
+    assert info.value.variant == INVALID_ENCODING
