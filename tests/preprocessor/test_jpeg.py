@@ -148,6 +148,10 @@ _AC_SYMS = [0x00, 0xF0] + [r << 4 | s for r in range(16) for s in range(1, 11)]
 _AC = _huffman(_AC_SYMS, [6] * 30 + [10] * 60 + [16] * 72)
 
 
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def _category(v: int) -> int:
     return abs(v).bit_length()
 
@@ -220,7 +224,7 @@ def encode_baseline(planes: list[np.ndarray], sampling: list[tuple[int, int]], s
         if len(scan) == 1:  # non-interleaved: ceil(component size / 8) blocks, one per MCU
             i = scan[0]
             h, v = sampling[i]
-            nbw, nbh = -(-(-(-width * h // hmax)) // 8), -(-(-(-height * v // vmax)) // 8)
+            nbw, nbh = ceil_div(ceil_div(width * h, hmax), 8), ceil_div(ceil_div(height * v, vmax), 8)
             units = [[(i, by, bx)] for by in range(nbh) for bx in range(nbw)]
         else:
             units = [[(i, my * sampling[i][1] + y, mx * sampling[i][0] + x) for i in scan
@@ -368,7 +372,8 @@ def test_exif_orientation(inst: WapcInstance, orientation: int, big_endian: bool
     assert_close(ours, data)
     # scaled and grey decodes are rotated the same way
     assert_close(decode(inst, data, 4), data, 4)
-    grey = jpeg(Image.fromarray(photo("camera")[:200, :300]), quality=90, exif=exif_orientation(orientation, big_endian))
+    grey = jpeg(Image.fromarray(photo("camera")[:200, :300]), quality=90,
+                exif=exif_orientation(orientation, big_endian))
     assert_close(decode(inst, grey), grey)
 
 
@@ -454,10 +459,11 @@ def test_rgb_and_ycck_colour_spaces(inst: WapcInstance) -> None:
         assert_close(ours, data)
         assert np.abs(ours.astype(int) - rgb).mean() < 8  # the photo itself, not YCbCr-converted (~50 off)
     k = (255 - rgb.max(axis=2)).astype(np.uint8)
-    ycck = ycbcr_planes(rgb) + [k]
+    ycck = [*ycbcr_planes(rgb), k]
     adobe_ycck = _segment(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x02")  # transform 2: YCCK
     for sampling in ([(1, 1)] * 4, [(2, 2), (1, 1), (1, 1), (2, 2)]):
-        planes = [subsample(p, 2 // h, 2 // v) if sampling[0] == (2, 2) else p for p, (h, v) in zip(ycck, sampling)]
+        hmax, vmax = sampling[0]
+        planes = [subsample(p, hmax // h, vmax // v) for p, (h, v) in zip(ycck, sampling, strict=True)]
         data = encode_baseline(planes, sampling, size, app=adobe_ycck)
         assert Image.open(io.BytesIO(data)).mode == "CMYK"
         assert_close(decode(inst, data), data)
