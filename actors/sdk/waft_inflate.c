@@ -88,6 +88,19 @@ static int fail(waft_inflate *s, const char *msg) {
 
 /* Top the bit buffer up to at least 57 bits, or with everything that is left. */
 static void fill(waft_inflate *s) {
+    /* Fast path: 8 readable bytes in the current segment -> take as many whole bytes as fit at once.
+     * Only those bytes are kept (masked): bits above bitcnt must stay zero for the next OR. */
+    if (s->bitcnt <= 56 && s->seg < s->nsegs && s->segs[s->seg].len - s->pos >= 8) {
+        uint64_t v = 0;
+        const uint8_t *p = s->segs[s->seg].data + s->pos;
+        for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; /* little-endian load; clang folds it to one */
+        unsigned take = (63 - s->bitcnt) >> 3;
+        s->bitbuf |= (v & ((1ull << (take * 8)) - 1)) << s->bitcnt;
+        s->bitcnt += take * 8;
+        s->pos += take;
+        s->taken += take;
+        return;
+    }
     while (s->bitcnt <= 56) {
         while (s->seg < s->nsegs && s->pos >= s->segs[s->seg].len) {
             s->seg++;
@@ -370,8 +383,18 @@ size_t waft_inflate_read(waft_inflate *s, uint8_t *out, size_t want) {
             if (s->match_len) {
                 uint32_t k = s->match_len;
                 if (k > want - n) k = (uint32_t)(want - n);
-                for (uint32_t i = 0; i < k; i++)
-                    put(s, out, &n, s->window[(s->total - s->match_dist) & (WSIZE - 1)]);
+                /* Copy from the caller's buffer when the source is there (the usual case): no ring
+                 * masking on the read; overlapping copies (dist < len) work byte by byte as required. */
+                if (s->match_dist <= n) {
+                    const uint8_t *from = out + n - s->match_dist;
+                    for (uint32_t i = 0; i < k; i++) out[n + i] = from[i];
+                    for (uint32_t i = 0; i < k; i++) s->window[(s->total + i) & (WSIZE - 1)] = out[n + i];
+                    s->total += k;
+                    n += k;
+                } else {
+                    for (uint32_t i = 0; i < k; i++)
+                        put(s, out, &n, s->window[(s->total - s->match_dist) & (WSIZE - 1)]);
+                }
                 s->match_len -= k;
                 continue;
             }
