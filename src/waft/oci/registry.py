@@ -1,0 +1,325 @@
+"""Push and pull actors and provider archives: oras-py's registry client, wasmCloud's media types.
+
+Every artifact is one OCI image manifest with one layer and a `{}` config blob, exactly as
+`wash reg push` writes it (bindle-oci §8.2), so wash and a wasmCloud host can pull what Waft pushes
+and the other way round. Blobs are uploaded POST-then-PUT and downloaded streaming; both report
+progress through an optional callback `progress(label, done_bytes, total_bytes)`.
+
+oras-py retries every failed request five times with sleeps of 3 to 83 seconds, which turns "the
+registry is down" into minutes of silence; our client sends each request once, with timeouts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import oras.auth
+import oras.container
+import oras.provider
+import oras.utils
+import requests
+
+from waft.oci import cache
+from waft.oci.refs import OciError, OciRef, check_latest
+
+ACTOR_LAYER = "application/vnd.module.wasm.content.layer.v1+wasm"
+ACTOR_CONFIG = "application/vnd.wasmcloud.actor.archive.config"
+PROVIDER_LAYER = "application/vnd.wasmcloud.provider.archive.layer.v1+par"
+PROVIDER_CONFIG = "application/vnd.wasmcloud.provider.archive.config"
+OCI_TAR_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
+               "application/vnd.docker.distribution.manifest.list.v2+json")
+ACCEPTED_LAYERS = (ACTOR_LAYER, PROVIDER_LAYER, OCI_TAR_LAYER)
+TITLE = "org.opencontainers.image.title"
+EMPTY_CONFIG = b"{}"
+TIMEOUT = (10.0, 120.0)  # connect, read
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A pulled artifact: its bytes (digest-checked), what it is, and where it came from."""
+
+    ref: OciRef
+    kind: str  # "actor" | "provider"
+    data: bytes
+    media_type: str
+    layer_digest: str
+    manifest_digest: str
+    cached: bool  # True when the layer came from the local cache instead of the network
+
+
+class _Client(oras.provider.Registry):
+    """oras-py's Registry without its retry loop, and with timeouts."""
+
+    def do_request(self, url: str, method: str = "GET", data: Any = None, headers: dict | None = None,
+                   json: dict | None = None, stream: bool = False) -> requests.Response:
+        headers = dict(headers or {})
+        if isinstance(self.auth, oras.auth.TokenAuth) and self.auth.token is not None:
+            headers.update(self.auth.get_auth_header())
+
+        def send(hdrs: dict) -> requests.Response:
+            return self.session.request(method, url, data=data, json=json, headers=hdrs, stream=stream,
+                                        verify=self._tls_verify, timeout=TIMEOUT)
+
+        response = send(headers)
+        if response.status_code in (401, 403) and not hasattr(data, "read"):
+            headers, changed = self.auth.authenticate_request(response, headers)
+            if changed:
+                response = send(headers)
+        return response
+
+
+class _Reader(io.RawIOBase):
+    """A request body that reports how much of it was sent."""
+
+    def __init__(self, data: bytes, label: str, progress: Progress | None) -> None:
+        self._view = memoryview(data)
+        self._pos = 0
+        self._label = label
+        self._progress = progress
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:  # requests sizes the body as len() - tell(); RawIOBase's tell() would raise
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        chunk = bytes(self._view[self._pos:end])
+        self._pos = end
+        if self._progress:
+            self._progress(self._label, self._pos, len(self._view))
+        return chunk
+
+
+def connect(ref: OciRef, *, insecure: bool) -> tuple[_Client, oras.container.Container]:
+    client = _Client(hostname=ref.registry, insecure=insecure)
+    container = oras.container.Container(f"{ref.registry}/{ref.repository}:{ref.tag or 'latest'}"
+                                         + (f"@{ref.digest}" if ref.digest else ""), registry=ref.registry)
+    return client, container
+
+
+def _request(client: _Client, ref: OciRef, what: str, call: Callable[[], requests.Response]) -> requests.Response:
+    """Run one request, turning transport failures into an OciError that says what to do."""
+    try:
+        return call()
+    except requests.exceptions.SSLError as exc:
+        raise OciError(f"cannot {what}: HTTPS to registry {ref.registry} failed ({_short(exc)}). A registry that "
+                       f"serves plain HTTP must be allowed explicitly: --insecure for the CLI, or add "
+                       f"{ref.registry} to the host's allowed-insecure list (WAFT_OCI_ALLOWED_INSECURE)") from None
+    except requests.exceptions.ConnectionError as exc:
+        raise OciError(f"cannot {what}: registry {ref.registry} is unreachable over "
+                       f"{client.prefix.upper()} ({_short(exc)})") from None
+    except requests.exceptions.Timeout:
+        raise OciError(f"cannot {what}: registry {ref.registry} did not answer in time") from None
+    except requests.exceptions.RequestException as exc:
+        raise OciError(f"cannot {what}: {_short(exc)}") from None
+
+
+def _short(exc: BaseException) -> str:
+    """The useful part of a requests error: `[Errno 111] Connection refused`, `[SSL: …] …`."""
+    text = str(exc)
+    found = re.search(r"\[(?:Errno -?\d+|SSL[^\]]*)\][^'\")]*", text)
+    return (found.group(0) if found else text).strip()[:200]
+
+
+def _errors(response: requests.Response) -> str:
+    """`CODE: message` of an OCI error body, or the HTTP status."""
+    try:
+        errors = response.json().get("errors") or []
+        parts = [f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict)]
+    except (ValueError, AttributeError):
+        parts = []
+    return "; ".join(parts) or f"HTTP {response.status_code} {response.reason}"
+
+
+def ping(registry: str, *, insecure: bool) -> dict[str, str]:
+    """`GET /v2/`: whether a registry speaks the distribution API."""
+    ref = OciRef(registry, "ping")
+    client, _ = connect(ref, insecure=insecure)
+    url = f"{client.prefix}://{registry}/v2/"
+    response = _request(client, ref, f"ping {registry}", lambda: client.do_request(url, "GET"))
+    if response.status_code != 200:
+        raise OciError(f"registry {registry} answered {_errors(response)} to GET /v2/")
+    return {"registry": registry, "url": url,
+            "api_version": response.headers.get("Docker-Distribution-Api-Version", "")}
+
+
+def detect_kind(data: bytes) -> str:
+    """`actor` for a signed wasm module, `provider` for a provider archive; OciError for anything else."""
+    from waft.claims import ClaimsError, inspect_actor
+    from waft.oci import par
+
+    if data.startswith(b"\0asm"):
+        try:
+            inspect_actor(data)
+        except ClaimsError as exc:
+            raise OciError(f"this wasm module cannot be pushed as an actor: {exc} (sign it with "
+                           "`waft claims sign`)") from None
+        return "actor"
+    if par.looks_like_par(data):
+        par.load_par(data)  # raises ParError (an OciError) when it is not a valid, signed archive
+        return "provider"
+    raise OciError("neither a signed actor module (.wasm) nor a provider archive (.par / .par.gz)")
+
+
+def push(ref: OciRef | str, data: bytes, *, insecure: bool = False, allow_latest: bool = False,
+         filename: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Push an actor or provider archive (kind detected from the bytes); return what was pushed."""
+    ref = OciRef.parse(ref) if isinstance(ref, str) else ref
+    if ref.digest:
+        raise OciError(f"push to a tag, not a digest: {ref}")
+    ref = check_latest(ref, allow_latest)
+    kind = detect_kind(data)
+    layer_type, config_type = (ACTOR_LAYER, ACTOR_CONFIG) if kind == "actor" else (PROVIDER_LAYER, PROVIDER_CONFIG)
+    client, container = connect(ref, insecure=insecure)
+    layer = {"mediaType": layer_type, "digest": cache.digest_of(data), "size": len(data)}
+    if filename:
+        layer["annotations"] = {TITLE: filename}
+    config = {"mediaType": config_type, "digest": cache.digest_of(EMPTY_CONFIG), "size": len(EMPTY_CONFIG)}
+    for blob, descriptor, label in ((EMPTY_CONFIG, config, "config"), (data, layer, filename or kind)):
+        _upload_blob(client, container, ref, blob, descriptor, label, progress)
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]}
+    body = json.dumps(manifest, separators=(",", ":")).encode()
+    url = f"{client.prefix}://{container.manifest_url(ref.tag)}"
+    response = _request(client, ref, f"push the manifest of {ref}", lambda: client.do_request(
+        url, "PUT", data=body, headers={"Content-Type": OCI_MANIFEST}))
+    if response.status_code not in (200, 201):
+        raise OciError(f"registry refused the manifest of {ref}: {_errors(response)}")
+    digest = response.headers.get("Docker-Content-Digest") or cache.digest_of(body)
+    return {"ref": str(ref), "kind": kind, "digest": digest, "layer_digest": layer["digest"], "size": len(data),
+            "media_type": layer_type}
+
+
+def _upload_blob(client: _Client, container: oras.container.Container, ref: OciRef, blob: bytes,
+                 descriptor: dict[str, Any], label: str, progress: Progress | None) -> None:
+    what = f"upload {label} to {ref.registry}"
+    head_url = f"{client.prefix}://{container.get_blob_url(descriptor['digest'])}"
+    if _request(client, ref, what, lambda: client.do_request(head_url, "HEAD")).status_code == 200:
+        if progress:
+            progress(label, len(blob), len(blob))
+        return
+    start = _request(client, ref, what, lambda: client.do_request(
+        f"{client.prefix}://{container.upload_blob_url()}", "POST",
+        headers={"Content-Type": "application/octet-stream", "Content-Length": "0"}))
+    location = client._get_location(start, container) if start.status_code == 202 else ""
+    if not location:
+        raise OciError(f"cannot {what}: the registry did not open an upload ({_errors(start)})")
+    put_url = oras.utils.append_url_params(location, {"digest": descriptor["digest"]})
+    body = _Reader(blob, label, progress)
+    done = _request(client, ref, what, lambda: client.do_request(
+        put_url, "PUT", data=body, headers={"Content-Type": "application/octet-stream",
+                                            "Content-Length": str(len(blob))}))
+    if done.status_code != 201:
+        raise OciError(f"cannot {what}: {_errors(done)}")
+
+
+def pull(ref: OciRef | str, *, insecure: bool = False, allow_latest: bool = False,
+         progress: Progress | None = None) -> Artifact:
+    """Pull an actor or provider archive, through the digest-keyed cache; every byte is digest-checked."""
+    ref = OciRef.parse(ref) if isinstance(ref, str) else ref
+    ref = check_latest(ref, allow_latest)
+    client, container = connect(ref, insecure=insecure)
+    manifest_bytes = cache.read("manifests", ref.digest) if ref.digest else None
+    if manifest_bytes is None:
+        manifest_bytes = _fetch_manifest(client, container, ref)
+    manifest_digest = ref.digest or cache.digest_of(manifest_bytes)
+    layer = _pick_layer(ref, manifest_bytes)
+    digest, size, media_type = layer["digest"], layer.get("size"), layer["mediaType"]
+    data = cache.read("blobs", digest)
+    cached = data is not None
+    if data is None:
+        data = _download(client, container, ref, digest, size, progress)
+        cache.write("blobs", digest, data)
+    elif progress:
+        progress(ref.name, len(data), len(data))
+    if media_type == ACTOR_LAYER:
+        kind = "actor"
+    elif media_type == PROVIDER_LAYER:
+        kind = "provider"
+    else:
+        kind = "actor" if data.startswith(b"\0asm") else "provider"
+    return Artifact(ref, kind, data, media_type, digest, manifest_digest, cached)
+
+
+def _fetch_manifest(client: _Client, container: oras.container.Container, ref: OciRef) -> bytes:
+    url = f"{client.prefix}://{container.manifest_url(ref.reference)}"
+    response = _request(client, ref, f"pull {ref}", lambda: client.do_request(
+        url, "GET", headers={"Accept": ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, *INDEX_TYPES))}))
+    if response.status_code == 404:
+        raise OciError(f"{ref} not found in the registry: no such repository, tag or digest ({_errors(response)})")
+    if response.status_code != 200:
+        raise OciError(f"cannot pull {ref}: {_errors(response)}")
+    body = response.content
+    if ref.digest and cache.digest_of(body) != ref.digest:
+        raise OciError(f"the registry answered {ref} with a manifest whose digest is {cache.digest_of(body)}; "
+                       "refused")
+    if ref.digest:
+        cache.write("manifests", ref.digest, body)
+    return body
+
+
+def _pick_layer(ref: OciRef, manifest_bytes: bytes) -> dict[str, Any]:
+    try:
+        manifest = json.loads(manifest_bytes)
+    except ValueError:
+        raise OciError(f"the manifest of {ref} is not JSON") from None
+    if not isinstance(manifest, dict):
+        raise OciError(f"the manifest of {ref} is not a JSON object")
+    if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
+        raise OciError(f"{ref} is an image index (a multi-platform image), not a wasmCloud artifact")
+    layers = [layer for layer in manifest.get("layers") or [] if isinstance(layer, dict)]
+    wanted = [layer for layer in layers if layer.get("mediaType") in ACCEPTED_LAYERS]
+    if len(wanted) != 1:
+        found = ", ".join(str(layer.get("mediaType")) for layer in layers) or "none"
+        raise OciError(f"{ref} is not an actor or provider archive: expected one layer of "
+                       f"{', '.join(ACCEPTED_LAYERS)}; found {found}")
+    layer = wanted[0]
+    if not isinstance(layer.get("digest"), str):
+        raise OciError(f"the manifest of {ref} has a layer without a digest")
+    return layer
+
+
+def _download(client: _Client, container: oras.container.Container, ref: OciRef, digest: str,
+              size: int | None, progress: Progress | None) -> bytes:
+    what = f"pull {ref}"
+    url = f"{client.prefix}://{container.get_blob_url(digest)}"
+    hasher = hashlib.sha256()
+    out = bytearray()
+    total = size if isinstance(size, int) else 0
+
+    def fetch() -> requests.Response:
+        response = client.do_request(url, "GET", stream=True)
+        if response.status_code != 200:
+            return response
+        for chunk in response.iter_content(chunk_size=256 * 1024):
+            hasher.update(chunk)
+            out.extend(chunk)
+            if progress:
+                progress(ref.name, len(out), max(total, len(out)))
+        return response
+
+    response = _request(client, ref, what, fetch)
+    if response.status_code != 200:
+        raise OciError(f"cannot {what}: blob {digest}: {_errors(response)}")
+    actual = "sha256:" + hasher.hexdigest()
+    if actual != digest:
+        raise OciError(f"digest mismatch pulling {ref}: the manifest says {digest}, the registry sent bytes "
+                       f"hashing to {actual}; refused")
+    if isinstance(size, int) and size != len(out):
+        raise OciError(f"size mismatch pulling {ref}: the manifest says {size} bytes, got {len(out)}")
+    return bytes(out)
