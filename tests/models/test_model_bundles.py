@@ -18,7 +18,7 @@ ORIGINAL_FIELDS = ("model_name", "graph_encoding", "execution_target", "tensor_t
                    "tensor_dimensions_out")
 ADDED_FIELDS = ("input_spec", "outputs_probabilities", "labels", "input_name", "output_name")
 SPEC_224 = {"size": [224, 224], "layout": "NCHW", "resize": "shorter_side", "resize_to": 256, "crop": "center",
-            "mean": [127, 127, 127], "std": [128, 128, 128], "dtype": "f32", "color": "RGB"}
+            "mean": [127, 127, 127], "std": [128, 128, 128], "dtype": "f32", "color": "RGB", "resample": "bilinear"}
 
 
 def test_index_lists_every_route(index: dict[str, Any]) -> None:
