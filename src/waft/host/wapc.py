@@ -48,7 +48,7 @@ class ActorTrap(Exception):
 class Limits:
     """Per-instance sandbox limits; every one has a default and a setting (design: Conventions)."""
 
-    memory_bytes: int = 256 * 1024 * 1024
+    memory_bytes: int = 512 * 1024 * 1024  # a 50 MP PNG needs a 256 MiB block (the allocator rounds up)
     deadline_ms: int = 10_000
 
 
@@ -90,7 +90,14 @@ class Runtime:
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """The headline of a wasmtime error; for a trap that is the cause at the end (`wasm trap: …`),
+    since the first line is only "error while executing at wasm backtrace:"."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if "Caused by:" in lines:
+        return lines[-1]
+    return lines[0]
 
 
 class WapcModule:
