@@ -58,11 +58,19 @@ class ModelOptions:
 
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
     max_queue: int = DEFAULT_MAX_QUEUE
-    intra_op_threads: int = 0  # 0: the engine's default (all cores)
+    intra_op_threads: int = 0  # 0: auto, see `threads_per_run`
     inter_op_threads: int = 0
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
     execution_target: str | None = None  # None: as the metadata says
     batch: BatchSettings | None = None
+
+
+    @property
+    def threads_per_run(self) -> int:
+        """Intra-op threads for one run. Auto splits the cores between the concurrent runs: measured on a
+        2-core machine, effnetlite0 with 1 thread x 2 runs beat onnxruntime's default (all cores per run,
+        runs contending for one pool) by ~1.5x in p50 latency and ~1.1x in throughput at concurrency 8."""
+        return self.intra_op_threads or max(1, (os.cpu_count() or 1) // self.max_concurrent)
 
 
 @dataclass(frozen=True)

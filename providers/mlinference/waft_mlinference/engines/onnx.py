@@ -83,7 +83,7 @@ class OnnxEngine:
             log.warning("%s: %s", path.name, self.warning)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads = options.intra_op_threads
+        so.intra_op_num_threads = options.threads_per_run
         so.inter_op_num_threads = options.inter_op_threads
         so.log_severity_level = 3  # errors only: the NCHWc serialisation warning is expected
         source, part = str(path), None

@@ -71,7 +71,7 @@ class TfGraphEngine:
         except (KeyError, ValueError) as exc:
             raise ModelError(INVALID_MODEL, f"{path.name}: {exc}") from None
         self.inputs, self.outputs = [_spec(self._in)], [_spec(self._out)]
-        config = tf.ConfigProto(intra_op_parallelism_threads=options.intra_op_threads,
+        config = tf.ConfigProto(intra_op_parallelism_threads=options.threads_per_run,
                                 inter_op_parallelism_threads=options.inter_op_threads)
         self.session = tf.Session(graph=self.graph, config=config)
 

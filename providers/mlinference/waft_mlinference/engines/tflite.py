@@ -60,7 +60,7 @@ class TfLiteEngine:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)
-                    interpreter = interpreter_cls(model_content=content, num_threads=options.intra_op_threads or None)
+                    interpreter = interpreter_cls(model_content=content, num_threads=options.threads_per_run)
                 interpreter.allocate_tensors()
             except Exception as exc:
                 raise ModelError(INVALID_MODEL, f"{path.name} is not a loadable TFLite model: {exc}") from None
