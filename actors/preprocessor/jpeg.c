@@ -329,12 +329,20 @@ static inline int huff_decode(bitreader *br, const huff_t *h) {
 #define FIX_3_072711026 25172
 #define FIX_3_624509785 29692
 
-/* Level shift and clamp. libjpeg's range-limit table wraps for values beyond +-384, which only
- * garbage coefficients reach; a clamp is the sane choice there. */
-static inline uint8_t clamp_px(int64_t v) {
-    v += 128;
-    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+/* Level shift and range limit, as libjpeg's IDCT_range_limit table: exact clamping for results in
+ * [-512, 511] (all that valid data produces) and libjpeg's wrap-around beyond, so even garbage
+ * coefficients give libjpeg's pixels. The mask keeps every index inside the table. */
+static uint8_t idct_limit[1024];
+static int idct_limit_ready;
+
+static void build_idct_limit(void) {
+    if (idct_limit_ready) return;
+    for (int i = 0; i < 1024; i++)
+        idct_limit[i] = (uint8_t)(i < 128 ? i + 128 : i < 512 ? 255 : i < 896 ? 0 : i - 896);
+    idct_limit_ready = 1;
 }
+
+static inline uint8_t clamp_px(int64_t v) { return idct_limit[(uint64_t)v & 1023]; }
 
 static void idct8(const int16_t *in, const uint16_t *q, uint8_t *out, size_t stride) {
     int64_t ws[64];
@@ -1078,8 +1086,10 @@ static const uint8_t *comp_row(const comp_t *c, uint32_t y, uint32_t out_w) {
     return o;
 }
 
-/* jdcolor.c build_ycc_rgb_table: 16-bit fixed point, rounding folded into the tables. */
+/* jdcolor.c build_ycc_rgb_table: 16-bit fixed point, rounding folded into the tables. `clip` is a
+ * range-limit table (a clamp without branches): index v + 384 for v in [-384, 640). */
 static int32_t cr_r[256], cb_b[256], cr_g[256], cb_g[256];
+static uint8_t clip[1024];
 static int tables_ready;
 
 static void build_color_tables(void) {
@@ -1091,15 +1101,44 @@ static void build_color_tables(void) {
         cr_g[i] = -46802 * x;                 /* -FIX(0.71414) */
         cb_g[i] = -22554 * x + 32768;         /* -FIX(0.34414), plus ONE_HALF */
     }
+    for (int i = 0; i < 1024; i++) clip[i] = (uint8_t)(i < 384 ? 0 : i > 384 + 255 ? 255 : i - 384);
     tables_ready = 1;
 }
 
-static inline uint8_t clamp8(int v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
+/* Y + table values stay within [-227, 480]: always inside `clip`. */
+#define CLIP(v) clip[(v) + 384]
+
+static void ycc_rgb_row(const uint8_t *y, const uint8_t *cb, const uint8_t *cr, uint8_t *o, uint32_t n) {
+    for (uint32_t x = 0; x < n; x++, o += 3) {
+        int Y = y[x], b = cb[x], c = cr[x];
+        o[0] = CLIP(Y + cr_r[c]);
+        o[1] = CLIP(Y + ((cb_g[b] + cr_g[c]) >> 16));
+        o[2] = CLIP(Y + cb_b[b]);
+    }
+}
 
 /* Pillow's CMYK -> RGB (Convert.c cmyk2rgb) on true CMYK values: nk - c*nk/255 with its rounding. */
 static inline uint8_t cmyk_channel(int c, int nk) {
     int t = c * nk + 128;
-    return clamp8(nk - (((t >> 8) + t) >> 8));
+    int v = nk - (((t >> 8) + t) >> 8);
+    return (uint8_t)(v < 0 ? 0 : v);
+}
+
+/* Adobe CMYK is stored inverted and Pillow reads it as "CMYK;I" (true C = 255 - stored); for YCCK,
+ * libjpeg first turns YCC into the same stored (inverted) CMY, 255 - RGB. K is stored inverted too. */
+static void cmyk_rgb_row(const uint8_t *const *r, int ycck, uint8_t *o, uint32_t n) {
+    for (uint32_t x = 0; x < n; x++, o += 3) {
+        int sc = r[0][x], sm = r[1][x], sy = r[2][x], sk = r[3][x];
+        if (ycck) {
+            int Y = sc, b = sm, c = sy;
+            sc = 255 - CLIP(Y + cr_r[c]);
+            sm = 255 - CLIP(Y + ((cb_g[b] + cr_g[c]) >> 16));
+            sy = 255 - CLIP(Y + cb_b[b]);
+        }
+        o[0] = cmyk_channel(255 - sc, sk);
+        o[1] = cmyk_channel(255 - sm, sk);
+        o[2] = cmyk_channel(255 - sy, sk);
+    }
 }
 
 static int emit(dec_t *d, waft_image *out) {
@@ -1111,6 +1150,15 @@ static int emit(dec_t *d, waft_image *out) {
     if (bytes > SIZE_MAX / 2) return fail(d, E_OOM);
     uint8_t *px = malloc((size_t)bytes ? (size_t)bytes : 1);
     if (!px) return fail(d, E_OOM);
+    int oriented = d->orientation != 1;
+    uint8_t *rowbuf = NULL; /* one converted row, scattered into place when the image is rotated */
+    if (oriented) {
+        rowbuf = malloc((size_t)ow * ch);
+        if (!rowbuf) {
+            free(px);
+            return fail(d, E_OOM);
+        }
+    }
     for (int i = 0; i < d->ncomp; i++) {
         comp_t *c = &d->c[i];
         if (c->hexp != 1 || c->vexp != 1) {
@@ -1118,6 +1166,7 @@ static int emit(dec_t *d, waft_image *out) {
             c->row = malloc((size_t)rb);
             if (!c->row) {
                 free(px);
+                free(rowbuf);
                 return fail(d, E_OOM);
             }
         }
@@ -1146,44 +1195,26 @@ static int emit(dec_t *d, waft_image *out) {
     const uint8_t *r[MAX_COMPS];
     for (uint32_t y = 0; y < oh; y++) {
         for (int i = 0; i < d->ncomp; i++) r[i] = comp_row(&d->c[i], y, ow);
-        int64_t idx = base + (int64_t)y * ys;
-        if (space == 0) {
-            if (xs == 1) memcpy(px + idx, r[0], ow);
-            else
-                for (uint32_t x = 0; x < ow; x++, idx += xs) px[idx] = r[0][x];
-            continue;
+        uint8_t *o = oriented ? rowbuf : px + (size_t)y * ow * ch;
+        switch (space) {
+        case 0: memcpy(o, r[0], ow); break;
+        case 1: ycc_rgb_row(r[0], r[1], r[2], o, ow); break;
+        case 2:
+            for (uint32_t x = 0; x < ow; x++) {
+                o[3 * x] = r[0][x];
+                o[3 * x + 1] = r[1][x];
+                o[3 * x + 2] = r[2][x];
+            }
+            break;
+        default: cmyk_rgb_row(r, space == 4, o, ow); break;
         }
-        uint8_t *o;
-        for (uint32_t x = 0; x < ow; x++, idx += xs) {
-            o = px + idx * 3;
-            int a = r[0][x], b = r[1][x], c = r[2][x];
-            switch (space) {
-            case 1:
-                o[0] = clamp8(a + cr_r[c]);
-                o[1] = clamp8(a + ((cb_g[b] + cr_g[c]) >> 16));
-                o[2] = clamp8(a + cb_b[b]);
-                break;
-            case 2:
-                o[0] = (uint8_t)a;
-                o[1] = (uint8_t)b;
-                o[2] = (uint8_t)c;
-                break;
-            default: {
-                /* Adobe CMYK is stored inverted; Pillow reads it as "CMYK;I" (true C = 255 - stored).
-                 * YCCK: libjpeg turns YCC into the same stored (inverted) CMY: 255 - RGB. */
-                int sc = a, sm = b, sy = c, sk = r[3][x];
-                if (space == 4) {
-                    sc = 255 - clamp8(a + cr_r[c]);
-                    sm = 255 - clamp8(a + ((cb_g[b] + cr_g[c]) >> 16));
-                    sy = 255 - clamp8(a + cb_b[b]);
-                }
-                o[0] = cmyk_channel(255 - sc, sk);
-                o[1] = cmyk_channel(255 - sm, sk);
-                o[2] = cmyk_channel(255 - sy, sk);
-            }
-            }
+        if (oriented) {
+            int64_t idx = base + (int64_t)y * ys;
+            for (uint32_t x = 0; x < ow; x++, idx += xs)
+                for (uint32_t k = 0; k < ch; k++) px[idx * ch + k] = rowbuf[x * ch + k];
         }
     }
+    free(rowbuf);
     out->width = fw;
     out->height = fh;
     out->channels = ch;
@@ -1237,6 +1268,7 @@ int waft_jpeg_decode(const uint8_t *data, size_t len, uint32_t scale_denom, uint
     d->scale = scale_denom;
     d->max_pixels = max_pixels;
     d->orientation = 1;
+    build_idct_limit();
     int rc = parse(d);
     if (rc == 0 && d->progressive) rc = finish_progressive(d);
     if (rc == 0) {
