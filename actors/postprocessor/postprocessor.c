@@ -1,0 +1,521 @@
+/* The post-processor actor: a classifier's output tensor -> the top-k labelled matches
+ * (`Imagenet.Postprocess`, contract in docs/interfaces.md).
+ *
+ *   PostprocessRequest{result: Status, tensor: Tensor, topK: u32 = 5, labels: [str]?, probabilities: bool}
+ *     -> Matches{matches: [{label: str, probability: f32}], error?: str}      best first
+ *
+ * What it fixes relative to the original (design/reference/seed-origin.md §5), which trapped on
+ * anything but 1000 f32 logits and on NaN:
+ *   - any class count: dimensions [N], [1, N] or any shape with at most one dimension above 1
+ *     ([1, N, 1, 1] is the original's); a batch of several images is an error, not a guess;
+ *   - f32, f64 and f16 scores, little- or big-endian (the Tensor flags' bit 1);
+ *   - a numerically stable softmax (the maximum is subtracted, the sums are done in double), skipped
+ *     when `probabilities` says the model already outputs probabilities;
+ *   - top-k for any k (clamped to the class count; 0 gives no matches) with a heap, O(N log k);
+ *   - labels from the request (the API gets them from MlInference.GetMetadata); without labels, or for
+ *     an index past the end of a short label list, the label is the class index in decimal;
+ *   - NaN never crashes and never wins: NaN scores (or a softmax made NaN by them) rank below every
+ *     number, ties rank the lower class index first, so the order is total and deterministic. A +inf
+ *     logit takes all the probability (shared evenly among +inf logits: the softmax's limit); if every
+ *     score is -inf the classes are equally likely. NaN probabilities are returned as msgpack NaN (the
+ *     API writes them as JSON null).
+ *
+ * Anything wrong with the *input* (an error Status, a tensor that is not a row of float scores, a bad
+ * label list) is answered in-band as `{matches: [], error: "<reason>"}`; only a payload that is not a
+ * msgpack map at all is a guest error. The actor never traps on bad input.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "waft.h"
+
+#define DEFAULT_TOP_K 5u
+#define FLAG_COLUMN_MAJOR 0x01u
+#define FLAG_BIG_ENDIAN 0x02u
+#define MAX_DIMS 16u /* far beyond any classifier's output rank; bounds a fixed array */
+
+typedef enum { VT_F32, VT_F64, VT_F16 } value_type;
+
+typedef struct {
+    int is_error;
+    waft_str variant, message; /* views into the request when is_error */
+} status;
+
+typedef struct {
+    uint32_t dims[MAX_DIMS];
+    uint32_t n_dims;
+    int have_type;
+    value_type type;
+    uint64_t flags;
+    const uint8_t *data;
+    uint32_t data_len;
+} tensor;
+
+typedef struct {
+    status result;
+    tensor tensor;
+    uint32_t top_k;
+    waft_str *labels; /* malloc'd array of views; NULL when absent */
+    uint32_t n_labels;
+    int probabilities;
+} request;
+
+/* ---- replies ---------------------------------------------------------------------------------- */
+
+/* `{matches: [], error: reason}`; the reason is assembled from up to three parts (no printf here). */
+static int reply_error3(waft_buf *out, const char *a, const char *b, size_t b_len, const char *c) {
+    waft_buf text = WAFT_BUF_INIT;
+    waft_buf_append_str(&text, a);
+    if (b) waft_buf_append(&text, b, b_len);
+    if (c) waft_buf_append_str(&text, c);
+    waft_buf_reset(out);
+    waft_mp_write_map(out, 2);
+    waft_mp_write_cstr(out, "matches");
+    waft_mp_write_array(out, 0);
+    waft_mp_write_cstr(out, "error");
+    if (text.failed) waft_mp_write_cstr(out, a);
+    else waft_mp_write_str(out, (const char *)text.data, text.len);
+    waft_buf_free(&text);
+    return WAFT_OK;
+}
+
+static int reply_error(waft_buf *out, const char *reason) { return reply_error3(out, reason, NULL, 0, NULL); }
+
+/* ---- request decoding ------------------------------------------------------------------------- */
+
+/* Case-insensitive ASCII comparison of a view with a lower-case literal. */
+static int view_is(const char *s, size_t len, const char *lit) {
+    size_t n = strlen(lit);
+    if (len != n) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
+        if (c != lit[i]) return 0;
+    }
+    return 1;
+}
+
+/* Value type names as mlwire.value_type_name reads them: `ValueF32`, `valueF32`, `F32`, `f32`.
+ * Returns 1 for a float type, 0 for a known-but-unsupported or unknown one. */
+static int parse_value_type(const char *s, uint32_t len, value_type *vt) {
+    if (len >= 5 && view_is(s, 5, "value")) {
+        s += 5;
+        len -= 5;
+    }
+    if (view_is(s, len, "f32")) *vt = VT_F32;
+    else if (view_is(s, len, "f64")) *vt = VT_F64;
+    else if (view_is(s, len, "f16")) *vt = VT_F16;
+    else return 0;
+    return 1;
+}
+
+/* Status: nil / "Success" / {"success": nil} / {"error": {variant: message}} (serde's capitalised
+ * forms too, as mlwire.status_error reads them). A shape we cannot read is a schema error. */
+static void read_status(waft_mp_reader *r, status *st) {
+    memset(st, 0, sizeof *st);
+    waft_mp_type t = waft_mp_peek(r);
+    if (t == WAFT_MP_NIL) {
+        waft_mp_read_nil(r);
+        return;
+    }
+    if (t == WAFT_MP_STR) {
+        const char *s;
+        uint32_t n;
+        waft_mp_read_str(r, &s, &n);
+        if (!view_is(s, n, "success")) waft_mp_fail(r, "result must be a Status");
+        return;
+    }
+    uint32_t n;
+    if (!waft_mp_read_map(r, &n)) return;
+    for (uint32_t i = 0; i < n && !r->err; i++) {
+        const char *k;
+        uint32_t kl;
+        if (!waft_mp_read_str(r, &k, &kl)) return;
+        if (view_is(k, kl, "error")) {
+            uint32_t m;
+            if (!waft_mp_read_map(r, &m)) return;
+            if (m != 1) {
+                waft_mp_fail(r, "result.error must hold one variant");
+                return;
+            }
+            const uint8_t *v, *msg;
+            uint32_t vl, ml = 0;
+            if (!waft_mp_read_bytes(r, &v, &vl)) return;
+            st->is_error = 1;
+            st->variant = (waft_str){(const char *)v, vl};
+            if (waft_mp_peek(r) == WAFT_MP_STR || waft_mp_peek(r) == WAFT_MP_BIN) {
+                if (!waft_mp_read_bytes(r, &msg, &ml)) return;
+                st->message = (waft_str){(const char *)msg, ml};
+            } else {
+                waft_mp_skip(r); /* a non-string message: keep the variant, drop the text */
+            }
+        } else {
+            waft_mp_skip(r); /* "success": nil, or a key from the future */
+        }
+    }
+}
+
+/* Tensor{dimensions, valueTypes, flags, data}. Type problems are recorded in the reader (schema errors
+ * of the message); semantic problems (unsupported type, sizes) are checked later and answered in-band. */
+static const char *read_tensor(waft_mp_reader *r, tensor *t, const char **bad_type, uint32_t *bad_type_len) {
+    uint32_t n;
+    memset(t, 0, sizeof *t);
+    if (!waft_mp_read_map(r, &n)) return NULL;
+    const char *semantic = NULL;
+    for (uint32_t i = 0; i < n && !r->err; i++) {
+        const char *k;
+        uint32_t kl;
+        if (!waft_mp_read_str(r, &k, &kl)) break;
+        if (waft_mp_key_is(k, kl, "dimensions")) {
+            uint32_t cnt;
+            if (!waft_mp_read_array(r, &cnt)) break;
+            if (cnt > MAX_DIMS && !semantic) semantic = "the tensor has more than 16 dimensions";
+            for (uint32_t d = 0; d < cnt && !r->err; d++) {
+                uint32_t v;
+                if (!waft_mp_read_u32(r, &v)) break;
+                if (d < MAX_DIMS) t->dims[d] = v;
+            }
+            t->n_dims = cnt < MAX_DIMS ? cnt : MAX_DIMS;
+        } else if (waft_mp_key_is(k, kl, "valueTypes")) {
+            /* A list of names (one, or one per dimension), or a bare name as some clients send. */
+            uint32_t cnt = 1;
+            int single = waft_mp_peek(r) == WAFT_MP_STR;
+            if (!single && !waft_mp_read_array(r, &cnt)) break;
+            for (uint32_t v = 0; v < cnt && !r->err; v++) {
+                const char *s;
+                uint32_t sl;
+                value_type vt;
+                if (!waft_mp_read_str(r, &s, &sl)) break;
+                if (!parse_value_type(s, sl, &vt)) {
+                    if (!*bad_type) {
+                        *bad_type = s;
+                        *bad_type_len = sl;
+                    }
+                } else if (t->have_type && vt != t->type) {
+                    if (!semantic) semantic = "mixed valueTypes are not supported";
+                } else {
+                    t->type = vt;
+                    t->have_type = 1;
+                }
+            }
+        } else if (waft_mp_key_is(k, kl, "flags")) {
+            if (waft_mp_peek(r) == WAFT_MP_NIL) waft_mp_read_nil(r);
+            else waft_mp_read_u64(r, &t->flags);
+        } else if (waft_mp_key_is(k, kl, "data")) {
+            waft_mp_read_bytes(r, &t->data, &t->data_len);
+        } else {
+            waft_mp_skip(r);
+        }
+    }
+    return semantic;
+}
+
+/* labels: nil or a list of strings (str or bin); kept as views into the request. */
+static void read_labels(waft_mp_reader *r, request *q) {
+    if (waft_mp_peek(r) == WAFT_MP_NIL) {
+        waft_mp_read_nil(r);
+        return;
+    }
+    uint32_t n;
+    if (!waft_mp_read_array(r, &n)) return;
+    if (n == 0) return;
+    /* read_array proved n elements fit in the payload, so this allocation is bounded by its size */
+    q->labels = calloc(n, sizeof *q->labels);
+    if (!q->labels) {
+        waft_mp_fail(r, "out of memory reading labels");
+        return;
+    }
+    for (uint32_t i = 0; i < n && !r->err; i++) {
+        const uint8_t *s;
+        uint32_t sl;
+        if (!waft_mp_read_bytes(r, &s, &sl)) {
+            r->err = "labels must be a list of strings";
+            return;
+        }
+        q->labels[i] = (waft_str){(const char *)s, sl};
+        q->n_labels = i + 1;
+    }
+}
+
+/* ---- scores ----------------------------------------------------------------------------------- */
+
+/* IEEE half -> float, exactly (subnormals, infinities and NaN included); no F16C on wasm. */
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ffu, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (mant << 13); /* inf or NaN (payload kept) */
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (mant << 13); /* rebias 15 -> 127 */
+    } else if (mant == 0) {
+        bits = sign; /* signed zero */
+    } else {
+        /* subnormal: mant * 2^-24 is exact in float */
+        float f = (float)mant * 5.9604644775390625e-8f;
+        return sign ? -f : f;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Element i of the data as a double, in the tensor's byte order. The caller checked the size. */
+static double load_value(const tensor *t, size_t i) {
+    int be = (t->flags & FLAG_BIG_ENDIAN) != 0;
+    size_t size = t->type == VT_F64 ? 8 : t->type == VT_F32 ? 4 : 2;
+    const uint8_t *p = t->data + i * size;
+    uint64_t bits = 0;
+    for (size_t b = 0; b < size; b++) bits |= (uint64_t)p[be ? size - 1 - b : b] << (8 * b);
+    if (t->type == VT_F64) {
+        double d;
+        memcpy(&d, &bits, 8);
+        return d;
+    }
+    if (t->type == VT_F32) {
+        uint32_t u = (uint32_t)bits;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    return half_to_float((uint16_t)bits);
+}
+
+/* Probabilities as f32 (what the reply carries, so ranking and reply agree bit for bit). Softmax in
+ * double: exp(x - max) / sum. NaN inputs stay NaN and are excluded from the max and the sum. */
+static void softmax(const tensor *t, size_t n, float *p, int already_probabilities) {
+    if (already_probabilities) {
+        for (size_t i = 0; i < n; i++) p[i] = (float)load_value(t, i);
+        return;
+    }
+    double max = -INFINITY;
+    size_t n_pos_inf = 0, n_numbers = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = load_value(t, i);
+        if (isnan(v)) continue;
+        n_numbers++;
+        if (v > max) max = v;
+        if (v == INFINITY) n_pos_inf++;
+    }
+    if (n_pos_inf || (n_numbers && max == -INFINITY)) {
+        /* exp(x - max) is inf - inf = NaN here; use the limit instead: the mass is shared evenly by
+         * the +inf scores, or by every score when all are -inf. */
+        double share = 1.0 / (double)(n_pos_inf ? n_pos_inf : n_numbers);
+        for (size_t i = 0; i < n; i++) {
+            double v = load_value(t, i);
+            p[i] = isnan(v) ? NAN : (n_pos_inf ? (v == INFINITY ? (float)share : 0.0f) : (float)share);
+        }
+        return;
+    }
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double v = load_value(t, i);
+        if (!isnan(v)) sum += exp(v - max); /* each term in (0, 1]; the max's term is 1, so sum >= 1 */
+    }
+    for (size_t i = 0; i < n; i++) {
+        double v = load_value(t, i);
+        p[i] = isnan(v) ? NAN : (float)(exp(v - max) / sum);
+    }
+}
+
+/* The ranking order: a number beats NaN, a larger number beats a smaller one, and on a tie (NaN vs
+ * NaN included) the lower index wins. A strict total order, so the result is deterministic. */
+static int better(const float *p, uint32_t a, uint32_t b) {
+    float x = p[a], y = p[b];
+    int xn = isnan(x), yn = isnan(y);
+    if (xn != yn) return yn;
+    if (!xn && x != y) return x > y;
+    return a < b;
+}
+
+/* Min-heap by `better` (root = the worst of the kept indices). */
+static void sift_down(uint32_t *h, size_t n, size_t i, const float *p) {
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && better(p, h[w], h[l])) w = l;
+        if (r < n && better(p, h[w], h[r])) w = r;
+        if (w == i) return;
+        uint32_t tmp = h[i];
+        h[i] = h[w];
+        h[w] = tmp;
+        i = w;
+    }
+}
+
+/* The k best indices, best first, into `best` (k <= n). */
+static void top_k(const float *p, size_t n, uint32_t *best, size_t k) {
+    if (k == 0) return;
+    for (size_t i = 0; i < k; i++) best[i] = (uint32_t)i;
+    for (size_t i = k / 2; i-- > 0;) sift_down(best, k, i, p);
+    for (size_t i = k; i < n; i++) {
+        if (better(p, (uint32_t)i, best[0])) {
+            best[0] = (uint32_t)i;
+            sift_down(best, k, 0, p);
+        }
+    }
+    /* Heap sort: repeatedly move the worst to the end, leaving the best first. */
+    for (size_t end = k; end > 1; end--) {
+        uint32_t tmp = best[0];
+        best[0] = best[end - 1];
+        best[end - 1] = tmp;
+        sift_down(best, end - 1, 0, p);
+    }
+}
+
+/* ---- the operation ---------------------------------------------------------------------------- */
+
+static int postprocess(const uint8_t *req, size_t len, waft_buf *out) {
+    request q;
+    memset(&q, 0, sizeof q);
+    q.top_k = DEFAULT_TOP_K;
+    const char *bad_type = NULL, *semantic = NULL;
+    uint32_t bad_type_len = 0, n;
+    int have_tensor = 0;
+    waft_mp_reader r;
+    waft_mp_reader_init(&r, req, len);
+    if (!waft_mp_read_map(&r, &n)) return waft_fail2(out, "bad PostprocessRequest: ", r.err, strlen(r.err));
+    for (uint32_t i = 0; i < n && !r.err; i++) {
+        const char *k;
+        uint32_t kl;
+        if (!waft_mp_read_str(&r, &k, &kl)) break;
+        if (waft_mp_key_is(k, kl, "result")) {
+            read_status(&r, &q.result);
+        } else if (waft_mp_key_is(k, kl, "tensor")) {
+            semantic = read_tensor(&r, &q.tensor, &bad_type, &bad_type_len);
+            have_tensor = 1;
+        } else if (waft_mp_key_is(k, kl, "topK")) {
+            if (waft_mp_peek(&r) == WAFT_MP_NIL) waft_mp_read_nil(&r);
+            else waft_mp_read_u32(&r, &q.top_k);
+        } else if (waft_mp_key_is(k, kl, "labels")) {
+            read_labels(&r, &q);
+        } else if (waft_mp_key_is(k, kl, "probabilities")) {
+            if (waft_mp_peek(&r) == WAFT_MP_NIL) waft_mp_read_nil(&r);
+            else waft_mp_read_bool(&r, &q.probabilities);
+        } else {
+            waft_mp_skip(&r);
+        }
+    }
+    int rc = WAFT_OK;
+    float *p = NULL;
+    uint32_t *best = NULL;
+    if (r.err) {
+        rc = reply_error3(out, "bad PostprocessRequest: ", r.err, strlen(r.err), NULL);
+        goto done;
+    }
+    /* Checks in the order a caller would want to hear about them. */
+    if (q.result.is_error) {
+        waft_buf text = WAFT_BUF_INIT;
+        waft_buf_append(&text, q.result.variant.ptr, q.result.variant.len);
+        waft_buf_append_str(&text, ": ");
+        waft_buf_append(&text, q.result.message.ptr, q.result.message.len);
+        rc = reply_error3(out, "the inference failed: ", text.failed ? "" : (const char *)text.data,
+                          text.failed ? 0 : text.len, NULL);
+        waft_buf_free(&text);
+        goto done;
+    }
+    tensor *t = &q.tensor;
+    if (!have_tensor) {
+        rc = reply_error(out, "the request has no tensor");
+        goto done;
+    }
+    if (bad_type) {
+        rc = reply_error3(out, "unsupported value type ", bad_type, bad_type_len,
+                          ": the post-processor reads ValueF32, ValueF64 and ValueF16 scores");
+        goto done;
+    }
+    if (semantic) {
+        rc = reply_error(out, semantic);
+        goto done;
+    }
+    if (!t->have_type) t->type = VT_F32; /* the original's Tensor::default() */
+    if (t->flags & ~(uint64_t)(FLAG_COLUMN_MAJOR | FLAG_BIG_ENDIAN)) {
+        rc = reply_error(out, "tensor flags set reserved bits (known: 1 column-major, 2 big-endian)");
+        goto done;
+    }
+    if (t->n_dims == 0) {
+        rc = reply_error(out, "the tensor has no dimensions");
+        goto done;
+    }
+    /* Exactly one row of scores: at most one dimension above 1 (so row/column-major is moot). */
+    uint64_t count = 1;
+    uint32_t above_one = 0;
+    for (uint32_t d = 0; d < t->n_dims; d++) {
+        count *= t->dims[d]; /* <= 16 factors of < 2^32 can overflow: checked against the data below */
+        if (t->dims[d] > 1) above_one++;
+        if (count > UINT32_MAX) break;
+    }
+    size_t size = t->type == VT_F64 ? 8 : t->type == VT_F32 ? 4 : 2;
+    if (count == 0) {
+        rc = reply_error(out, "the tensor holds no class scores (a dimension is 0)");
+        goto done;
+    }
+    if (above_one > 1) {
+        rc = reply_error(out, "expected one row of class scores (dimensions [N], [1, N] or [1, N, 1, 1]); "
+                              "a batch of several images is not supported");
+        goto done;
+    }
+    if (count > UINT32_MAX || (uint64_t)t->data_len != count * size) {
+        waft_buf text = WAFT_BUF_INIT;
+        waft_buf_append_u64(&text, t->data_len);
+        waft_buf_append_str(&text, " bytes of data but the dimensions need ");
+        waft_buf_append_u64(&text, count <= UINT32_MAX ? count * size : count);
+        waft_buf_append_str(&text, count <= UINT32_MAX ? " bytes" : " elements");
+        rc = reply_error3(out, "tensor size mismatch: ", text.failed ? "" : (const char *)text.data,
+                          text.failed ? 0 : text.len, NULL);
+        waft_buf_free(&text);
+        goto done;
+    }
+    size_t classes = (size_t)count;
+    size_t k = q.top_k < classes ? q.top_k : classes;
+    p = malloc(classes * sizeof *p);
+    best = malloc((k ? k : 1) * sizeof *best);
+    if (!p || !best) {
+        rc = reply_error(out, "out of memory for the class scores");
+        goto done;
+    }
+    softmax(t, classes, p, q.probabilities);
+    top_k(p, classes, best, k);
+
+    waft_buf_reset(out);
+    waft_mp_write_map(out, 1);
+    waft_mp_write_cstr(out, "matches");
+    waft_mp_write_array(out, (uint32_t)k);
+    for (size_t i = 0; i < k; i++) {
+        uint32_t idx = best[i];
+        waft_mp_write_map(out, 2);
+        waft_mp_write_cstr(out, "label");
+        if (idx < q.n_labels) {
+            waft_mp_write_str(out, q.labels[idx].ptr, q.labels[idx].len);
+        } else {
+            char digits[16];
+            size_t nd = 0;
+            uint32_t v = idx;
+            do digits[nd++] = (char)('0' + v % 10); while ((v /= 10) && nd < sizeof digits);
+            char text[16];
+            for (size_t d = 0; d < nd; d++) text[d] = digits[nd - 1 - d];
+            waft_mp_write_str(out, text, nd);
+        }
+        waft_mp_write_cstr(out, "probability");
+        waft_mp_write_f32(out, p[idx]);
+    }
+done:
+    free(p);
+    free(best);
+    free(q.labels);
+    return rc;
+}
+
+static int health(const uint8_t *payload, size_t len, waft_buf *out) {
+    (void)payload;
+    (void)len;
+    waft_mp_write_map(out, 2);
+    waft_mp_write_cstr(out, "healthy");
+    waft_mp_write_bool(out, 1);
+    waft_mp_write_cstr(out, "message");
+    waft_mp_write_cstr(out, "ok");
+    return WAFT_OK;
+}
+
+void waft_actor_init(void) {
+    waft_register("Imagenet.Postprocess", postprocess);
+    waft_register("Actor.HealthRequest", health);
+}
