@@ -37,3 +37,78 @@ def built_actor(name: str, signed: bool = True) -> Path:
     if not path.exists():
         subprocess.run([sys.executable, str(ROOT / "actors" / "build.py")], check=True)
     return path
+
+
+@contextlib.contextmanager
+def docker_registry(root: Path):
+    """A real OCI registry (Debian's `docker-registry`, distribution 2.8) on 127.0.0.1:<free port>.
+
+    Storage lives under `root`; yields the `127.0.0.1:PORT` address once `GET /v2/` answers 200, and
+    stops the process (SIGTERM, then SIGKILL) on exit. A missing binary fails loudly: `make test`
+    installs it (`apt-get install -y docker-registry`).
+    """
+    import http.client
+    import shutil
+    import socket
+    import time
+
+    binary = shutil.which("docker-registry") or ("/usr/bin/docker-registry"
+                                                 if Path("/usr/bin/docker-registry").exists() else None)
+    if binary is None:
+        raise RuntimeError("docker-registry is not installed: `make test` installs it "
+                           "(apt-get update && apt-get install -y docker-registry)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "registry.yml"
+    config.write_text(f"""version: 0.1
+log: {{level: warn, fields: {{service: registry}}}}
+storage:
+  filesystem: {{rootdirectory: {root / 'data'}}}
+  delete: {{enabled: true}}
+  cache: {{blobdescriptor: inmemory}}
+http:
+  addr: 127.0.0.1:{port}
+  secret: waft-test-{port}
+  headers: {{X-Content-Type-Options: [nosniff]}}
+""")
+    log = (root / "registry.log").open("wb")
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"docker-registry exited with {process.returncode}: "
+                                   f"{(root / 'registry.log').read_text()[-2000:]}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/v2/")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    break
+                conn.close()
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("docker-registry did not answer GET /v2/ within 30 s")
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
+
+
+def run_waft(*args: str, home: Path, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m waft ARGS` as a user runs it, with its own $WAFT_HOME; output captured as text."""
+    import os
+
+    env = {**os.environ, "WAFT_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "waft", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=cwd)

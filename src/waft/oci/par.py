@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gzip
 import hashlib
 import importlib.util
@@ -110,8 +111,12 @@ class ProviderArchive:
         """What `waft par inspect` shows (wash's fields)."""
         return {"account": self.issuer, "service": self.service, "name": self.name, "capability_contract_id":
                 self.capid, "vendor": self.vendor, "version": self.ver, "revision": self.rev,
-                "targets": sorted(self.targets), "issued": int(self.claims.get("iat") or 0),
+                "targets": sorted(self.targets), "issued": _when(self.claims.get("iat")),
                 "compressed": self.compressed}
+
+
+def _when(stamp: Any) -> str:
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).isoformat() if isinstance(stamp, int | float) else ""
 
 
 def target_hash(data: bytes) -> str:

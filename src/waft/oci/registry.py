@@ -134,7 +134,7 @@ def _short(exc: BaseException) -> str:
     """The useful part of a requests error: `[Errno 111] Connection refused`, `[SSL: …] …`."""
     text = str(exc)
     found = re.search(r"\[(?:Errno -?\d+|SSL[^\]]*)\][^'\")]*", text)
-    return (found.group(0) if found else text).strip()[:200]
+    return (found.group(0) if found else text).split(" (_ssl.c")[0].strip()[:200]
 
 
 def _errors(response: requests.Response) -> str:
@@ -191,8 +191,8 @@ def push(ref: OciRef | str, data: bytes, *, insecure: bool = False, allow_latest
     if filename:
         layer["annotations"] = {TITLE: filename}
     config = {"mediaType": config_type, "digest": cache.digest_of(EMPTY_CONFIG), "size": len(EMPTY_CONFIG)}
-    for blob, descriptor, label in ((EMPTY_CONFIG, config, "config"), (data, layer, filename or kind)):
-        _upload_blob(client, container, ref, blob, descriptor, label, progress)
+    _upload_blob(client, container, ref, EMPTY_CONFIG, config, "config", None)
+    _upload_blob(client, container, ref, data, layer, filename or kind, progress)
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]}
     body = json.dumps(manifest, separators=(",", ":")).encode()
     url = f"{client.prefix}://{container.manifest_url(ref.tag)}"
