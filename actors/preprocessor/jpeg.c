@@ -107,6 +107,9 @@ static const char *too_large(uint64_t pixels, uint64_t limit) {
 
 typedef struct {
     uint16_t fast[1 << FAST_BITS]; /* (length << 8) | symbol for codes <= FAST_BITS long; 0 = not there */
+    /* AC tables: code + magnitude bits together <= FAST_BITS decode in one look-up (as stb_image does):
+     * ((value + 1024) << 8) | (run << 4) | total bits; 0 = take the general path. */
+    uint32_t fast_ac[1 << FAST_BITS];
     int32_t maxcode[18];           /* largest code of each length, -1 when none (T.81 F.2.2.3) */
     int32_t valoff[17];            /* vals index = valoff[l] + code, for codes of length l */
     uint8_t vals[256];
@@ -193,6 +196,11 @@ static int next_marker(dec_t *d) {
 
 /* ---- Huffman tables ------------------------------------------------------------------------------ */
 
+/* T.81 F.2.2.1 EXTEND: an s-bit value with a leading 0 is negative. s in 1..16. */
+static inline int32_t extend(uint32_t v, int s) {
+    return v < (1u << (s - 1)) ? (int32_t)v - (int32_t)((1u << s) - 1) : (int32_t)v;
+}
+
 static int build_huff(huff_t *h, const uint8_t counts[17], const uint8_t *vals, int nvals) {
     memset(h, 0, sizeof *h);
     memcpy(h->vals, vals, (size_t)nvals);
@@ -215,6 +223,15 @@ static int build_huff(huff_t *h, const uint8_t counts[17], const uint8_t *vals, 
         code <<= 1;
     }
     h->maxcode[17] = 0x7fffffff;
+    for (uint32_t i = 0; i < (1u << FAST_BITS); i++) {
+        uint32_t e = h->fast[i];
+        if (!e) continue;
+        uint32_t len = e >> 8, sym = e & 0xFF, run = sym >> 4, mag = sym & 15;
+        if (mag == 0 || len + mag > FAST_BITS) continue;
+        uint32_t bits = ((i << len) & ((1u << FAST_BITS) - 1)) >> (FAST_BITS - mag);
+        int32_t v = extend(bits, (int)mag); /* |v| < 2^8 here: the offset keeps it positive */
+        h->fast_ac[i] = (uint32_t)(v + 1024) << 8 | run << 4 | (len + mag);
+    }
     h->defined = 1;
     return 0;
 }
@@ -271,11 +288,6 @@ static inline uint32_t br_bits(bitreader *br, int n) {
 static inline uint32_t br_bit(bitreader *br) {
     if (br->cnt < 1) br_fill(br);
     return br_bits(br, 1);
-}
-
-/* T.81 F.2.2.1 EXTEND: an s-bit value with a leading 0 is negative. s in 1..16. */
-static inline int32_t extend(uint32_t v, int s) {
-    return v < (1u << (s - 1)) ? (int32_t)v - (int32_t)((1u << s) - 1) : (int32_t)v;
 }
 
 /* Decode one Huffman symbol; needs >= 16 bits in the buffer. -1 for a code not in the table. */
@@ -714,6 +726,18 @@ static int decode_block_seq(dec_t *d, comp_t *c, int16_t *blk) {
     int any = 0;
     for (int k = 1; k < 64;) {
         br_fill(br);
+        uint32_t f = ac->fast_ac[br->buf >> (64 - FAST_BITS)];
+        if (f) { /* common case: short code and a small value, in one look-up */
+            int total = (int)(f & 15);
+            k += (int)(f >> 4 & 15);
+            if (k > 63) return fail(d, E_COEF), -1;
+            br->buf <<= total;
+            br->cnt -= total;
+            blk[ZZ[k]] = (int16_t)((int32_t)(f >> 8) - 1024);
+            any = 1;
+            k++;
+            continue;
+        }
         int rs = huff_decode(br, ac);
         if (rs < 0) return fail(d, E_BAD_HUFF), -1;
         int r = rs >> 4;
