@@ -3,14 +3,20 @@
 The line is formatted here rather than by the root logging config, because the format is a per-link
 setting (two links may want different ones) and the SDK owns the root logger's set-up. The lines go
 to stderr, which the host passes through, under the logger `waft.httpserver.access`.
+
+Each request is also published, best effort, as one JSON object on NATS subject `waft.access.{prefix}`
+(`{"method","path","status","bytes","ms","model"}`) for the dashboard's inference metrics; a NATS
+problem drops the message, never the request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 LOGGER_NAME = "waft.httpserver.access"
@@ -60,3 +66,70 @@ def format_entry(entry: AccessEntry, fmt: str, now: float | None = None) -> str:
 
 def log_access(entry: AccessEntry, fmt: str) -> None:
     access_logger().info(format_entry(entry, fmt))
+
+
+# ---------------------------------------------------------------------------------------- NATS feed
+
+#: Path heads of the API actor that name no model (`/models`, `/healthz`, KServe's `/v2/health/…`).
+NOT_MODELS = frozenset({"models", "healthz", "v2", "metrics", "favicon.ico"})
+MAX_PENDING = 1000
+
+
+def access_subject(prefix: str) -> str:
+    return f"waft.access.{prefix}"
+
+
+def model_of(path: str) -> str:
+    """`/effnetlite0/matches?k=3` -> `effnetlite0`; `/v2/models/m/infer` -> `m`; `/healthz` -> ``."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if len(parts) >= 3 and parts[0] == "v2" and parts[1] == "models":
+        return parts[2]
+    if not parts or parts[0] in NOT_MODELS:
+        return ""
+    return parts[0]
+
+
+class AccessPublisher:
+    """Sends one message per request without making the request wait; drops when NATS cannot keep up."""
+
+    def __init__(self, publish: Callable[[str, bytes], Awaitable[None]], subject: str) -> None:
+        self._publish = publish
+        self.subject = subject
+        self.dropped = 0
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def __call__(self, entry: AccessEntry) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            self.dropped += 1
+            return
+        data = json.dumps({"method": entry.method, "path": entry.path, "status": entry.status,
+                           "bytes": entry.bytes, "ms": round(entry.ms, 3), "model": model_of(entry.path)}).encode()
+        try:
+            task = asyncio.get_running_loop().create_task(self._send(data))
+        except RuntimeError:  # no loop (a synchronous caller): nothing to send with
+            self.dropped += 1
+            return
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            await self._publish(self.subject, data)
+        except Exception:  # best effort: a closed or reconnecting connection drops the message
+            self.dropped += 1
+
+
+_publisher: Callable[[AccessEntry], None] | None = None
+
+
+def set_access_publisher(publisher: Callable[[AccessEntry], None] | None) -> None:
+    global _publisher
+    _publisher = publisher
+
+
+def publish_access(entry: AccessEntry) -> None:
+    if _publisher is not None:
+        try:
+            _publisher(entry)
+        except Exception:  # never fail a request over its metrics
+            logging.getLogger(LOGGER_NAME).debug("access event not published", exc_info=True)

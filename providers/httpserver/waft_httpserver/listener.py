@@ -20,7 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from waft.lattice.rpc import CHUNKED_EXTRA_TIMEOUT_S, RpcError
-from waft_httpserver.accesslog import AccessEntry, log_access
+from waft_httpserver.accesslog import AccessEntry, log_access, publish_access
 from waft_httpserver.settings import ListenerSettings
 from waft_httpserver.wire import HOP_BY_HOP, BadResponse, HttpResponse, decode_response, encode_request, error_body
 
@@ -112,13 +112,13 @@ class Listener:
 
     def _log(self, request: web.Request, response: web.Response, error: str, started: float) -> None:
         self.served += 1
-        if not self.settings.access_log:
-            return
         length = 0 if request.method == "HEAD" else len(response.body or b"")  # type: ignore[arg-type]
-        log_access(AccessEntry(method=request.method, path=request.raw_path, status=response.status, bytes=length,
-                               ms=(time.perf_counter() - started) * 1000, remote=request.remote or "",
-                               listener=self.address, actor=self.actor_id, error=error),
-                   self.settings.log_format)
+        entry = AccessEntry(method=request.method, path=request.raw_path, status=response.status, bytes=length,
+                            ms=(time.perf_counter() - started) * 1000, remote=request.remote or "",
+                            listener=self.address, actor=self.actor_id, error=error)
+        publish_access(entry)  # the dashboard's metrics, whether or not the log is on
+        if self.settings.access_log:
+            log_access(entry, self.settings.log_format)
 
     async def _respond(self, request: web.Request) -> tuple[web.Response, str]:
         """The response, and the error behind it (for the log) when there was one."""

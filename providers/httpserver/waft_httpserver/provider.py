@@ -15,6 +15,7 @@ from waft.lattice.host_data import HostData
 from waft.lattice.types import LinkDefinition
 from waft.provider import Provider, ProviderError
 from waft_httpserver import CONTRACT_ID
+from waft_httpserver.accesslog import AccessPublisher, access_subject, set_access_publisher
 from waft_httpserver.listener import Invoke, Listener, ListenerError
 from waft_httpserver.settings import SettingsError, load_settings
 
@@ -28,6 +29,10 @@ class HttpServerProvider(Provider):
     def __init__(self, host_data: HostData) -> None:
         super().__init__(host_data)
         self.listeners: dict[str, Listener] = {}
+
+    async def on_start(self) -> None:
+        assert self.nc is not None
+        set_access_publisher(AccessPublisher(self.nc.publish, access_subject(self.host_data.lattice_rpc_prefix)))
 
     async def put_link(self, link: LinkDefinition) -> None:
         try:
