@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -59,6 +60,12 @@ async def publish_access(nats_url: str, prefix: str, events: list[dict]) -> None
         await nc.flush(timeout=5)
     finally:
         await nc.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def request_event(i: int, model: str = "effnetlite0", status: int = 200) -> dict:
@@ -249,3 +256,39 @@ async def test_public_dashboard_wants_the_token_in_the_browser(nats_url, lattice
             assert page.url == bare
             await page.locator(f'#actors tr[data-actor-id="{actor_id}"]').wait_for(timeout=5_000)
             assert errors == []
+
+
+async def test_real_http_through_the_httpserver_provider_moves_the_page(nats_url, lattice_prefix, browser):
+    """Requests through the httpserver provider publish access events; the page and /metrics count them."""
+    async with running_host(nats_url=nats_url, prefix=lattice_prefix) as host, \
+            serving_dashboard(nats_url, lattice_prefix) as url:
+        pool = await host.start_actor(str(built_actor("echo")))
+        provider = await host.start_provider("python:waft_httpserver")
+        port = free_port()
+        async with CtlClient.connect(nats_url, lattice_prefix) as ctl:
+            await ctl.put_link(pool.public_key, provider.public_key, "wasmcloud:httpserver", "default",
+                               {"address": f"127.0.0.1:{port}"})
+        api = f"http://127.0.0.1:{port}"
+        async with open_page(browser, url) as (page, errors), aiohttp.ClientSession() as http:
+            async def answering() -> bool:
+                try:
+                    async with http.get(f"{api}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as response:
+                        return response.status == 200
+                except (aiohttp.ClientError, TimeoutError):
+                    return False
+
+            assert await eventually(answering, timeout=20), "httpserver provider never answered"
+            for i in range(10):
+                async with http.post(f"{api}/effnetlite0/matches?k={i}", data=b"x" * i) as response:
+                    assert response.status == 200
+            await page.wait_for_function("window.waft.metrics && window.waft.metrics.models.effnetlite0 "
+                                         "&& window.waft.metrics.models.effnetlite0.total === 10", timeout=10_000)
+            assert await page.locator('#charts .chart-card[data-model="effnetlite0"] .stat-total').inner_text() == "10"
+            assert errors == []
+        async with aiohttp.ClientSession() as http, http.get(url + "metrics") as response:
+            text = await response.text()
+        samples = [s for f in text_string_to_metric_families(text) if f.name == "waft_http_requests"
+                   for s in f.samples if s.name == "waft_http_requests_total"]
+        assert {(s.labels["model"], s.labels["route"], s.labels["method"]): s.value for s in samples} == {
+            ("-", "/healthz", "GET"): pytest.approx(sum(s.value for s in samples if s.labels["model"] == "-")),
+            ("effnetlite0", "/effnetlite0/matches", "POST"): 10}

@@ -489,15 +489,16 @@ class Dashboard:
 
     async def _scale_actor(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         actor_id = request.match_info["id"]
-        host_id = await self._host_for(body)
         count = self._count(body)
+        host_id = await self._host_for(body)
         actor = next((a for a in self.state.hosts.get(host_id, {}).get("actors", []) if a["id"] == actor_id), {})
         await self._ctl.scale_actor(host_id, actor_id, count, str(body.get("actor_ref") or actor.get("image_ref", "")))
         return {"host_id": host_id, "count": count}
 
     async def _stop_actor(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+        count = self._count(body, 0)
         host_id = await self._host_for(body)
-        await self._ctl.stop_actor(host_id, request.match_info["id"], self._count(body, 0))
+        await self._ctl.stop_actor(host_id, request.match_info["id"], count)
         return {"host_id": host_id}
 
     async def _start_provider(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
