@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -33,6 +34,32 @@ async def application(nats_url: str, prefix: str) -> AsyncIterator[tuple[object,
         async with CtlClient.connect(nats_url, prefix) as ctl:
             await ctl.put_link(pool.public_key, provider.public_key, TEST_CONTRACT, "default", {"greeting": "hi"})
         yield host, pool.public_key, provider.public_key
+
+
+@contextlib.asynccontextmanager
+async def model_repository(directory: Path) -> AsyncIterator[str]:
+    """An in-process bindle server holding one small model; yields its URL."""
+    from waft.bindle.client import BindleClient
+    from waft.bindle.server import ServerConfig, serve
+
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(ServerConfig(directory=directory), "127.0.0.1", 0, on_ready=ready.set_result,
+                                     stop=stop))
+    try:
+        url = await asyncio.wait_for(ready, 30)
+        model = b"\x08\x07" * 40_000
+        sha = hashlib.sha256(model).hexdigest()
+        invoice = (f'bindleVersion = "1.0.0"\n[bindle]\nname = "efficientnet-lite0"\nversion = "0.1.0"\n'
+                   f'authors = ["test"]\n[[parcel]]\n[parcel.label]\nsha256 = "{sha}"\n'
+                   f'mediaType = "application/octet-stream"\nname = "efficientnet-lite0.onnx"\nsize = {len(model)}\n')
+        async with BindleClient(url) as client:
+            await client.create_invoice(invoice)
+            await client.upload_parcel("efficientnet-lite0/0.1.0", sha, model)
+        yield url
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
 
 
 @contextlib.asynccontextmanager
@@ -84,9 +111,10 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05):
         await asyncio.sleep(interval)
 
 
-async def test_page_shows_the_running_application(nats_url, lattice_prefix, browser):
+async def test_page_shows_the_running_application(nats_url, lattice_prefix, browser, tmp_path: Path):
     async with application(nats_url, lattice_prefix) as (host, actor_id, provider_id), \
-            serving_dashboard(nats_url, lattice_prefix) as url:
+            model_repository(tmp_path / "bindle") as bindle_url, \
+            serving_dashboard(nats_url, lattice_prefix, bindle_url=bindle_url) as url:
         async with open_page(browser, url) as (page, errors):
             await page.locator(f'#actors tr[data-actor-id="{actor_id}"]').wait_for(timeout=5_000)
             await page.locator(f'#providers tr[data-provider-id="{provider_id}"]').wait_for(timeout=5_000)
@@ -101,6 +129,9 @@ async def test_page_shows_the_running_application(nats_url, lattice_prefix, brow
             link_row = await page.locator(f'#links tr[data-actor-id="{actor_id}"]').inner_text()
             assert "echo" in link_row and "Test provider" in link_row and "greeting=hi" in link_row
             assert await page.locator("#prefix").inner_text() == lattice_prefix
+            model_row = page.locator('#models tr[data-model="efficientnet-lite0"]')
+            await model_row.wait_for(timeout=5_000)
+            assert "onnx" in await model_row.inner_text() and "78.1 KiB" in await model_row.inner_text()
             # claims on click
             await page.locator(f'#actors tr[data-actor-id="{actor_id}"] [data-action="claims"]').click()
             claims = page.locator("#dlg-claims")

@@ -98,6 +98,26 @@ def test_heartbeat_that_disagrees_marks_the_host_for_an_inventory():
     assert "N" + "Z" * 55 in state.hosts_to_refresh
 
 
+def test_model_states_from_the_mlinference_health_message():
+    message = ("unhealthy: ready: effnetlite0, tiny; loading: mobilenetv2; failed: broken (model 'broken' "
+               "(b/1) failed to load: invalidModel: bad; really); warning: tiny: slow engine")
+    assert models_from_health(message) == [
+        {"name": "effnetlite0", "status": "ready"}, {"name": "tiny", "status": "ready"},
+        {"name": "mobilenetv2", "status": "loading"},
+        {"name": "broken", "status": "failed", "error": "model 'broken' (b/1) failed to load: invalidModel: bad; "
+                                                        "really"}]
+    assert models_from_health("healthy: no models linked") is None
+    state = LatticeState("p")
+    state.apply_inventory({"host_id": HOST, "actors": [], "providers": [
+        {"id": PROVIDER, "link_name": "default", "contract_id": "wasmcloud:mlinference", "healthy": True,
+         "health_message": "healthy: ready: effnetlite0; loading: nosuchroute"}]})
+    state.set_bindle_models([{"name": "efficientnet-lite0", "version": "0.1.0", "id": "efficientnet-lite0/0.1.0",
+                              "size": 10, "engine": "onnx"}])
+    models = {m["name"]: m for m in state.models()}
+    assert models["efficientnet-lite0"]["status"] == "ready" and models["efficientnet-lite0"]["route"] == "effnetlite0"
+    assert models["nosuchroute"]["status"] == "loading"
+
+
 def test_health_messages_that_are_not_model_lists():
     assert models_from_health("healthy: serving http://127.0.0.1:8078") is None
     assert models_from_health('{"models": "nope"}') is None

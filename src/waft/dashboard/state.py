@@ -43,15 +43,52 @@ def _claims_from_event(public_key: str, claims: dict[str, Any]) -> dict[str, str
             "not_before_human": str(claims.get("not_before_human") or "")}
 
 
+_SECTIONS = ("ready: ", "loading: ", "failed: ", "warning: ")
+
+
 def models_from_health(message: str) -> list[dict[str, Any]] | None:
-    """The mlinference provider may put `{"models": [...]}` (JSON) in its health message."""
-    if not message or not message.lstrip().startswith("{"):
+    """Model states from the mlinference provider's health message; None when it names none.
+
+    The provider (providers/mlinference `Registry.health`) reports `healthy: ready: a, b; loading: c;
+    failed: d (why); warning: …`, or `healthy: no models linked`. A JSON `{"models": [...]}` (the
+    shape of `MlInference.ListModels`) is read as well.
+    """
+    text = (message or "").strip()
+    if text.startswith("{"):
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            models = json.loads(text).get("models")
+            if isinstance(models, list):
+                return [m for m in models if isinstance(m, dict)]
         return None
-    with contextlib.suppress(ValueError, TypeError, AttributeError):
-        models = json.loads(message).get("models")
-        if isinstance(models, list):
-            return [m for m in models if isinstance(m, dict)]
-    return None
+    for prefix in ("healthy: ", "unhealthy: "):
+        text = text.removeprefix(prefix)
+    if not text.startswith(_SECTIONS[:3]):
+        return None
+    models: list[dict[str, Any]] = []
+    section = ""
+    for part in text.split("; "):
+        head = next((s for s in _SECTIONS if part.startswith(s)), None)
+        if head is not None:
+            section, part = head[:-2], part[len(head):]
+        if section in ("ready", "loading"):
+            models += [{"name": n.strip(), "status": section} for n in part.split(", ") if n.strip()]
+        elif section == "failed" and part:
+            name, _, why = part.partition(" (")
+            if models and models[-1]["status"] == "failed" and head is None and not why:
+                # a '; ' inside the previous failure's message: its closing parenthesis comes later
+                models[-1]["error"] = f"{models[-1]['error']}; {part.removesuffix(')')}"
+            else:
+                models.append({"name": name.strip(), "status": "failed", "error": why.removesuffix(")")})
+    return models
+
+
+def _bindle_id_of(route: str) -> str:
+    """The bindle a model route is built from, when the model catalogue knows the route."""
+    with contextlib.suppress(Exception):
+        from waft import models
+
+        return models.get(route).bindle_id
+    return ""
 
 
 class LatticeState:
@@ -263,9 +300,9 @@ class LatticeState:
         for models in self.provider_models.values():
             for m in models:
                 name = str(m.get("name") or m.get("bindleId") or "?")
-                bindle_id = str(m.get("bindleId") or m.get("bindle_id") or "")
+                bindle_id = str(m.get("bindleId") or m.get("bindle_id") or _bindle_id_of(name))
                 key = next((k for k, v in merged.items() if bindle_id and v.get("id") == bindle_id), name)
-                entry = merged.setdefault(key, {"name": name, "sources": []})
+                entry = merged.setdefault(key, {"name": name, "id": bindle_id, "sources": []})
                 entry["sources"] = [*entry.get("sources", []), "provider"]
                 entry["route"] = name
                 entry["status"] = str(m.get("status") or "unknown")
@@ -273,6 +310,8 @@ class LatticeState:
                                     ("version", ("version",)), ("size", ("size", "bytes")),
                                     ("error", ("error", "message"))):
                     value = next((m[k] for k in keys if m.get(k) not in (None, "")), None)
+                    if isinstance(value, dict):  # ListModels' {variant: message}
+                        value = "; ".join(f"{k}: {v}" for k, v in value.items())
                     if value is not None:
                         entry[field] = value
         return sorted(merged.values(), key=lambda m: m["name"])

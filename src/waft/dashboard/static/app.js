@@ -185,8 +185,9 @@ function renderModels(state) {
   const note = $("bindle-error");
   note.hidden = !state.bindle_error;
   note.textContent = state.bindle_error || "";
-  $("models").replaceChildren(...state.models.map((m) => h("tr", { dataset: { model: m.name } },
-    h("td", { title: m.description || m.id || "" }, m.name),
+  $("models").replaceChildren(...state.models.map((m) => h("tr", { dataset: { model: m.name, route: m.route || "" } },
+    h("td", { title: m.description || m.id || "" }, m.name,
+      m.route && m.route !== m.name ? h("span", { class: "muted small" }, ` /${m.route}`) : null),
     h("td", {}, m.version || ""),
     h("td", {}, humanBytes(m.size)),
     h("td", {}, m.engine || ""),
