@@ -14,7 +14,6 @@ from dataclasses import dataclass
 _REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
 class OciError(OSError):
@@ -76,12 +75,6 @@ class OciRef:
     def name(self) -> str:
         """The last path segment: `127.0.0.1:5000/waft/echo:1` -> `echo`."""
         return self.repository.rsplit("/", 1)[-1]
-
-    @property
-    def is_loopback(self) -> bool:
-        host = self.registry.rsplit(":", 1)[0] if not self.registry.startswith("[") else \
-            self.registry.split("]")[0] + "]"
-        return host in _LOOPBACK or host.startswith("127.")
 
     def with_tag(self, tag: str) -> OciRef:
         return OciRef(self.registry, self.repository, tag, self.digest)
