@@ -133,8 +133,10 @@ void waft_json_i64(waft_json *j, int64_t v) {
     }
 }
 
-/* Shortest decimal that parses back to the same value: try precisions from `lo` up to `hi` (which
- * always round-trips: 9 digits for f32, 17 for f64). Clients then see 0.71, not 0.709999979. */
+/* Shortest decimal that parses back to the same value: try precisions from 1 up to `hi` (which
+ * always round-trips: 9 digits for f32, 17 for f64). Clients then see 0.71, not 0.709999979.
+ * Starting at 1, not 6/15: subnormals carry fewer digits (the smallest f32 is 1e-45, not 1.4013e-45),
+ * and the original's f32 Display (ryu) printed the shortest form. */
 static void write_float(waft_json *j, double v, int is_f32) {
     before_item(j);
     if (!isfinite(v)) {
@@ -144,7 +146,7 @@ static void write_float(waft_json *j, double v, int is_f32) {
     char tmp[32];
     int n = 0;
     int hi = is_f32 ? 9 : 17;
-    for (int precision = is_f32 ? 6 : 15; precision <= hi; precision++) {
+    for (int precision = 1; precision <= hi; precision++) {
         n = snprintf(tmp, sizeof tmp, "%.*g", precision, v);
         if (n <= 0 || (size_t)n >= sizeof tmp) break;
         if (is_f32 ? strtof(tmp, NULL) == (float)v : strtod(tmp, NULL) == v) break;
