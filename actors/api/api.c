@@ -1515,9 +1515,11 @@ static int v2_infer(view model, const waft_http_request *req, waft_buf *out) {
     if (!predict(model, q.tensor.data, q.tensor.len, &c, out)) goto done;
     const tview *t = &c.tensor;
     const vtype *vt = t->n_types ? vtype_by_name(t->types[0]) : vtype_by_name((view){"ValueF32", 8});
+    /* Elements the dimensions claim, stopping once past what the data could hold: a wrapped product
+     * must never pass the size check and send the loop below past the data. */
     uint64_t count = 1;
-    for (uint32_t i = 0; i < t->n_dims; i++) count *= t->dims[i];
-    if (!vt || t->n_dims == 0 || count * vt->size != t->data_len || (t->flags & 1)) {
+    for (uint32_t i = 0; i < t->n_dims && count <= t->data_len; i++) count *= t->dims[i];
+    if (!vt || t->n_dims == 0 || count > t->data_len || count * vt->size != t->data_len || (t->flags & 1)) {
         http_error(out, 500, "internal error", "MlInference.Predict answered a tensor that cannot be written as "
                                                "KServe output (unknown type, size mismatch or column-major)");
         goto done;

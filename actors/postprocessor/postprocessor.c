@@ -464,6 +464,10 @@ static int postprocess(const uint8_t *req, size_t len, waft_buf *out) {
         waft_buf_free(&text);
         goto done;
     }
+    if (count > SIZE_MAX / sizeof(float)) { /* wasm32: size_t is 32 bits; the float array must fit */
+        rc = reply_error(out, "too many classes for this actor's memory");
+        goto done;
+    }
     size_t classes = (size_t)count;
     size_t k = q.top_k < classes ? q.top_k : classes;
     p = malloc(classes * sizeof *p);
