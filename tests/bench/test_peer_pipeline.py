@@ -1,0 +1,94 @@
+"""The end-to-end benchmark's baseline pipeline (what the peer serves and the in-process figures run).
+
+No peer venv is needed here: the pipeline is plain Pillow + numpy + onnxruntime, importable from .venv.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from waft import models
+from waft.bench import e2e, peer_setup
+from waft.bench.peer.pipeline import Pipeline, preprocess
+
+MODEL_DIR = peer_setup.MODEL_DIR
+needs_model = pytest.mark.skipif(not (MODEL_DIR / "efficientnet-lite0.onnx").is_file(),
+                                 reason="effnetlite0 not built (make models)")
+
+
+def jpeg(name: str) -> bytes:
+    """A scikit-image sample photo as the benchmark encodes it: JPEG, quality 90."""
+    import skimage.data
+
+    out = io.BytesIO()
+    Image.fromarray(getattr(skimage.data, name)()).convert("RGB").save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return peer_setup.in_process_pipeline()
+
+
+def top1(pipeline: Pipeline, body: bytes) -> int:
+    return int(np.argmax(pipeline.scores(pipeline.tensor(body))))
+
+
+@needs_model
+def test_chelsea_is_a_cat(pipeline: Pipeline) -> None:
+    assert 281 <= top1(pipeline, jpeg("chelsea")) <= 285
+
+
+@needs_model
+def test_coffee_is_espresso_or_cup(pipeline: Pipeline) -> None:
+    assert top1(pipeline, jpeg("coffee")) in (967, 968)
+
+
+@needs_model
+def test_matches_are_waft_json(pipeline: Pipeline) -> None:
+    matches = pipeline.matches(jpeg("chelsea"))
+    assert len(matches) == 5
+    assert [set(m) for m in matches] == [{"label", "probability"}] * 5
+    assert matches[0]["label"] == pipeline.labels[top1(pipeline, jpeg("chelsea"))]
+    probabilities = [m["probability"] for m in matches]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert 0 < sum(probabilities) <= 1.0 + 1e-6
+    assert len(pipeline.matches(jpeg("coffee"), k=2)) == 2
+
+
+@pytest.mark.parametrize("size", [(451, 300), (300, 451), (256, 256), (640, 427)])
+def test_preprocess_is_the_reference(size: tuple[int, int]) -> None:
+    """The peer's copy of the preprocessing is Waft's reference, bit for bit."""
+    rng = np.random.default_rng(sum(size))
+    image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    spec = models.tf_lite_spec(224).to_json()
+    np.testing.assert_array_equal(preprocess(image, spec), models.preprocess(image, spec))
+
+
+def test_bench_manifest_moves_the_port_and_keeps_one_model(tmp_path) -> None:
+    doc = yaml.safe_load(e2e.bench_manifest(18123, tmp_path / "app.yaml").read_text())
+    http = [link for link in doc["links"] if link["contract"] == "wasmcloud:httpserver"]
+    assert http and all(link["values"]["address"] == "127.0.0.1:18123" for link in http)
+    for actor in doc["actors"]:
+        assert actor["image"].startswith("/"), actor
+    ml = [link for link in doc["links"] if link["contract"] == "wasmcloud:mlinference"]
+    for link in ml:
+        assert '"effnetlite1"' not in link["values"]["config_json"]
+
+
+def test_stop_group_stops_grandchildren() -> None:
+    child = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60 & wait"], start_new_session=True)
+    time.sleep(0.2)
+    peer_setup.stop_group(child, timeout=5)
+    assert child.poll() is not None
+    with pytest.raises(ProcessLookupError):
+        import os
+
+        os.killpg(child.pid, 0)
