@@ -301,6 +301,9 @@ class Host:
             await self.events.publish("actor_stopped", {"public_key": pool.public_key,
                                                         "instance_id": instance.instance_id})
         await pool.close()
+        if self.nc is not None:  # the server must drop our subscription before stop_actor returns:
+            with contextlib.suppress(Exception):  # a request sent after it must find no responders,
+                await self.nc.flush(timeout=2)  # not a subscriber that silently ignores it
 
     async def _on_actor_rpc(self, msg: Msg) -> None:
         assert self._tasks is not None
