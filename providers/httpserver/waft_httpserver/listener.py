@@ -56,12 +56,12 @@ class Listener:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        ssl_context = self._ssl_context()  # before anything is opened: bad TLS files leak nothing
         app = web.Application(client_max_size=self.settings.max_body_bytes, handler_args={"max_field_size": 65536})
         app.router.add_route("*", "/{tail:.*}", self._handle, expect_handler=self._expect)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=CLOSE_GRACE_S)
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.host, self.settings.port, ssl_context=self._ssl_context(),
-                           shutdown_timeout=CLOSE_GRACE_S)
+        site = web.TCPSite(runner, self.settings.host, self.settings.port, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as exc:
