@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from waft.ctl import CtlClient, CtlError
+from waft.oci.refs import looks_like_oci
 
 
 class ManifestError(ValueError):
@@ -77,7 +78,7 @@ class Manifest:
 
         def resolve(image: str) -> str:
             """Relative file paths are relative to the manifest; OCI refs and python: refs stay."""
-            if base is None or image.startswith(("python:", "/")) or _looks_like_oci(image):
+            if base is None or image.startswith(("python:", "/")) or looks_like_oci(image):
                 return image
             return str((base / image).resolve())
 
@@ -98,14 +99,6 @@ class Manifest:
             if link.provider not in pnames:
                 raise ManifestError(f"link names provider {link.provider!r}, which the manifest does not declare")
         return cls(name, str(data.get("version") or "0.0.0"), actors, providers, links, source)
-
-
-def _looks_like_oci(ref: str) -> bool:
-    """`registry.example:5000/ns/name:tag` is OCI; `./x`, `../x` and plain relative paths are files."""
-    if ref.startswith(("./", "../")):
-        return False
-    head = ref.split("/", 1)[0]
-    return "/" in ref and (":" in head or "." in head or head == "localhost")
 
 
 def _list(data: dict[str, Any], key: str) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ from waft.lattice.codec import DecodeError, as_bytes, as_str, pack, unpack_map
 from waft.lattice.host_data import HostData
 from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, RpcError, wait_closed
 from waft.lattice.types import LinkDefinition, WasmCloudEntity
+from waft.oci.refs import looks_like_oci
 
 log = logging.getLogger("waft.host")
 
@@ -155,8 +156,10 @@ class Host:
         except* _Stopped:
             pass  # the normal way out: _shutdown cancels the background tasks this way
         finally:
+            # Guests still running (a loop, a slow decode) trap now; then no worker thread outlives us.
+            self.runtime.interrupt_all()
+            await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
             self.runtime.close()
-            self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def _serve(self) -> None:
         from waft.host.control import ControlInterface
@@ -169,6 +172,7 @@ class Host:
             await self.control.subscribe()
             await self.events.publish("host_started", {"labels": self.labels, "friendly_name": self.friendly_name})
             tasks.create_task(self._heartbeat_loop())
+            await self.nc.flush(timeout=5)  # subscriptions are live at the server before anyone is told
             self._ready.set()
             log.info("host %s up on lattice %r", self.host_id, self.config.prefix)
             await self._stop.wait()
@@ -267,7 +271,7 @@ class Host:
         path = Path(image_ref.removeprefix("file://"))
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             return await asyncio.to_thread(path.read_bytes)
-        if ("/" in image_ref and ":" in image_ref.split("/", 1)[0]) or image_ref.startswith("oci://"):
+        if looks_like_oci(image_ref):
             from waft.oci import fetch_actor  # the OCI part is optional until needed
 
             return await fetch_actor(image_ref, allow_latest=self.config.allow_latest,

@@ -77,6 +77,8 @@ class Runtime:
         config.epoch_interruption = True
         self.engine = wasmtime.Engine(config)
         self._ticker = _EpochTicker(self.engine)
+        #: The longest deadline any instance was given, in ticks: `interrupt_all` must pass it.
+        self.max_deadline_ticks = 1
 
     def compile(self, wasm: bytes) -> WapcModule:
         try:
@@ -85,7 +87,14 @@ class Runtime:
             raise ActorTrap(f"module does not compile: {_first_line(exc)}") from None
         return WapcModule(self, module)
 
+    def interrupt_all(self) -> None:
+        """Make every running guest trap now (host shutdown): advance the epoch past every deadline."""
+        for _ in range(self.max_deadline_ticks + 1):
+            self.engine.increment_epoch()
+
     def close(self) -> None:
+        """Stop the ticker. Call `interrupt_all` first if guests may still run: without the ticker
+        a looping guest would never reach its deadline."""
         self._ticker.stop()
 
 
@@ -155,9 +164,11 @@ class WapcInstance:
             raise ActorTrap(f"instantiation failed: {_first_line(exc)}") from None
         self.spent = False
 
-    @staticmethod
-    def _ticks(deadline_ms: int) -> int:
-        return max(1, int(deadline_ms / 1000 / EPOCH_TICK_S))
+    def _ticks(self, deadline_ms: int) -> int:
+        ticks = max(1, int(deadline_ms / 1000 / EPOCH_TICK_S))
+        runtime = self.module.runtime
+        runtime.max_deadline_ticks = max(runtime.max_deadline_ticks, ticks)
+        return ticks
 
     # -- memory access: ctypes memmove over the linear memory (re-read the base: it moves on grow)
     def _read(self, caller: wasmtime.Caller, ptr: int, length: int) -> bytes:

@@ -27,6 +27,17 @@ class OciError(OSError):
         return str(self.args[0]) if self.args else ""
 
 
+def looks_like_oci(ref: str) -> bool:
+    """`registry.example:5000/ns/name:tag` names an OCI artifact; `./x`, `../x`, `python:mod` and other
+    paths do not. Only the shape is judged here: `OciRef.parse` says what is wrong with a bad one."""
+    if ref.startswith("oci://"):
+        return True
+    if ref.startswith(("./", "../", "/", "python:")) or "/" not in ref:
+        return False
+    head = ref.split("/", 1)[0]
+    return ":" in head or "." in head or head == "localhost"
+
+
 @dataclass(frozen=True)
 class OciRef:
     registry: str
