@@ -312,3 +312,28 @@ async def test_every_control_operation(nats_url, lattice_prefix):
         finally:
             await nc.close()
 
+
+
+async def test_stopping_a_host_interrupts_a_running_guest(nats_url, lattice_prefix):
+    """A guest looping when its host stops must not keep a worker thread (and the process) alive."""
+    import threading
+
+    from waft.host.wapc import Limits
+
+    cluster = KeyPair.generate(Role.CLUSTER)
+    async with running_host(nats_url=nats_url, prefix=lattice_prefix, cluster_seed=cluster.seed,
+                            limits=Limits(deadline_ms=600_000)) as host:
+        pool = await host.start_actor(str(built_actor("hostcheck")))
+        nc, rpc = await lattice_client(nats_url, lattice_prefix, cluster)
+        looping = asyncio.create_task(rpc.invoke(CALLER, WasmCloudEntity.actor(pool.public_key), "Test.Loop", b"",
+                                                 timeout=3))
+        for _ in range(200):  # until the guest is inside its loop
+            if pool._free.qsize() == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert pool._free.qsize() == 0
+    # leaving running_host stopped the host: the 10-minute deadline did not hold it up
+    assert not [t for t in threading.enumerate() if t.name.startswith("waft-actor")]
+    with pytest.raises(RpcError):
+        await looping
+    await nc.close()
