@@ -11,15 +11,14 @@ Each limit falls back to a `WAFT_HTTP_*` environment variable, then to a default
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from waft.provider.link_values import SettingsError, b64_json, json_object, lowercase_keys
 
 DEFAULT_ADDRESS = "127.0.0.1:8000"  # wasmCloud's default bind
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -31,10 +30,6 @@ DEFAULT_CORS_MAX_AGE_S = 300
 #: wasmCloud's ceiling for max_content_len: bodies go into wasm32 memory.
 BODY_LIMIT_CEILING = 500 * 1024 * 1024
 HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
-
-
-class SettingsError(ValueError):
-    """Link values that cannot configure a listener; the message names the bad value."""
 
 
 @dataclass(frozen=True)
@@ -110,25 +105,6 @@ def _positive_int(text: object, what: str) -> int:
     return value
 
 
-def _json_object(text: str, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise SettingsError(f"invalid {what}: not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise SettingsError(f"invalid {what}: expected a JSON object")
-    return {str(k).lower(): v for k, v in data.items()}
-
-
-def _b64_json(text: str) -> dict[str, Any]:
-    padded = text.strip() + "=" * (-len(text.strip()) % 4)  # wasmCloud writes it unpadded
-    try:
-        raw = base64.b64decode(padded, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SettingsError(f"invalid config_b64: not base64 ({exc})") from None
-    return _json_object(raw.decode("utf-8", "replace"), "config_b64")
-
-
 def _strings(value: object, what: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [v for v in re.split(r"[,;]", value) if v.strip()]
@@ -169,16 +145,20 @@ def _merge_config(merged: dict[str, Any], config: dict[str, Any]) -> None:
             merged[key] = value
 
 
+def _lowered_json(text: str, what: str) -> dict[str, Any]:
+    """The httpserver's config keys are case-insensitive like its link values."""
+    return {str(k).lower(): v for k, v in json_object(text, what).items()}
+
+
+def _lowered_b64(text: str) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in b64_json(text).items()}
+
+
 def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = None,
                   *, structured_logging: bool = False) -> ListenerSettings:
     """Build one listener's settings from its link values; raise SettingsError naming what is wrong."""
     env = os.environ if env is None else env
-    lowered: dict[str, str] = {}
-    for key, value in values.items():
-        name = key.lower()
-        if name in lowered:
-            raise SettingsError(f"link values repeat the key {name!r} in another case (keys are case-insensitive)")
-        lowered[name] = value
+    lowered = lowercase_keys(values)
 
     config: dict[str, Any] = {}
     if "config_file" in lowered:
@@ -187,11 +167,11 @@ def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = Non
             text = path.read_text()
         except OSError as exc:
             raise SettingsError(f"cannot read config_file {str(path)!r}: {exc.strerror or exc}") from None
-        _merge_config(config, _json_object(text, f"config_file {str(path)!r}"))
+        _merge_config(config, _lowered_json(text, f"config_file {str(path)!r}"))
     if "config_b64" in lowered:
-        _merge_config(config, _b64_json(lowered["config_b64"]))
+        _merge_config(config, _lowered_b64(lowered["config_b64"]))
     if "config_json" in lowered:
-        _merge_config(config, _json_object(lowered["config_json"], "config_json"))
+        _merge_config(config, _lowered_json(lowered["config_json"], "config_json"))
     # plain link values override the JSON config, as `address` and `port` do in wasmCloud
     for key in ("address", "max_content_len", "max_body_bytes", "timeout_ms", "max_concurrent", "log_format",
                 "access_log"):

@@ -19,15 +19,14 @@ add, all optional:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from waft.provider.link_values import SettingsError, b64_json, json_object, lowercase_keys
 
 DEFAULT_MAX_CONCURRENT = min(4, os.cpu_count() or 1)
 DEFAULT_MAX_QUEUE = 64
@@ -37,10 +36,6 @@ DEFAULT_BATCH_DELAY_MS = 2.0
 LIMIT_KEYS = ("max_concurrent", "max_queue", "intra_op_threads", "inter_op_threads", "max_tensor_bytes",
               "execution_target")
 BINDLE_ID = re.compile(r"^[^/\s]+(?:/[^/\s]+)*/[^/\s]+$")
-
-
-class SettingsError(ValueError):
-    """Link values that cannot configure the provider; the message names the bad value."""
 
 
 @dataclass(frozen=True)
@@ -82,25 +77,6 @@ class LinkSettings:
 
     def options_for(self, route: str) -> ModelOptions:
         return self.options.get(route, ModelOptions())
-
-
-def _json_object(text: str, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise SettingsError(f"invalid {what}: not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise SettingsError(f"invalid {what}: expected a JSON object")
-    return data
-
-
-def _b64_json(text: str) -> dict[str, Any]:
-    padded = text.strip() + "=" * (-len(text.strip()) % 4)
-    try:
-        raw = base64.b64decode(padded, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SettingsError(f"invalid config_b64: not base64 ({exc})") from None
-    return _json_object(raw.decode("utf-8", "replace"), "config_b64")
 
 
 def _int(value: object, what: str, minimum: int) -> int:
@@ -151,18 +127,13 @@ def _options(data: object, base: ModelOptions, what: str) -> ModelOptions:
 def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = None) -> LinkSettings:
     """Read one link's values; raise SettingsError naming what is wrong (the link is then refused)."""
     env = os.environ if env is None else env
-    lowered: dict[str, str] = {}
-    for key, value in values.items():
-        name = key.lower()
-        if name in lowered:
-            raise SettingsError(f"link values repeat the key {name!r} in another case (keys are case-insensitive)")
-        lowered[name] = value
+    lowered = lowercase_keys(values)
 
     config: dict[str, Any] = {}
     if "config_b64" in lowered:
-        config = _b64_json(lowered["config_b64"])
+        config = b64_json(lowered["config_b64"])
     if "config_json" in lowered:  # overrides config_b64, as in the original
-        config = _json_object(lowered["config_json"], "config_json")
+        config = json_object(lowered["config_json"], "config_json")
     models = config.get("models") or {}
     if not isinstance(models, Mapping):
         raise SettingsError("invalid config: 'models' must be an object holding 'zoo'")
