@@ -5,20 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 from pathlib import Path
 
 import nats.js.errors
 
 from waft.app import Manifest, ManifestError, reconcile, status, undeploy
-from waft.cli.output import CliError, add_output_flag, console, emit
+from waft.cli.output import CliError, add_connection_flags, add_output_flag, console, emit
 from waft.ctl import CtlClient, CtlError
-
-
-def _connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nats-url", default=os.environ.get("WAFT_NATS_URL", "nats://127.0.0.1:4222"))
-    parser.add_argument("-x", "--lattice-prefix", default=os.environ.get("WAFT_LATTICE_PREFIX", "default"))
-    parser.add_argument("-t", "--timeout-ms", type=int, default=5000)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,11 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      ("status", _status, "desired vs running, per component")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("manifest", type=Path)
-        _connection(p)
+        add_connection_flags(p, timeout_ms=5000)
         add_output_flag(p)
         p.set_defaults(handler=_wrap(handler))
     ls = sub.add_parser("list", help="applications deployed on this lattice")
-    _connection(ls)
+    add_connection_flags(ls, timeout_ms=5000)
     add_output_flag(ls)
     ls.set_defaults(handler=_wrap(_list))
 

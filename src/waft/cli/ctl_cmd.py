@@ -11,17 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from waft.app import wait_started
-from waft.cli.output import CliError, add_output_flag, console, emit
+from waft.cli.output import CliError, add_connection_flags, add_output_flag, console, emit, parse_pairs
 from waft.ctl import CtlClient, CtlError, wait_for_event
 
 #: The host id wash puts in the invocations it sends (wasmcloud-protocol §2.7).
 WASH_CALLER_ID = "NwashHostCallerId000000000000000000000000000000000000000"
-
-
-def _connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nats-url", default=os.environ.get("WAFT_NATS_URL", "nats://127.0.0.1:4222"))
-    parser.add_argument("-x", "--lattice-prefix", default=os.environ.get("WAFT_LATTICE_PREFIX", "default"))
-    parser.add_argument("-t", "--timeout-ms", type=int, default=2000)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,12 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     get_sub = get.add_subparsers(dest="what", metavar="WHAT", required=True)
     for name, handler in (("hosts", _get_hosts), ("claims", _get_claims), ("links", _get_links)):
         p = get_sub.add_parser(name)
-        _connection(p)
+        add_connection_flags(p)
         add_output_flag(p)
         p.set_defaults(handler=_run(handler))
     inv = get_sub.add_parser("inventory")
     inv.add_argument("host_id", nargs="?", help="default: every host")
-    _connection(inv)
+    add_connection_flags(inv)
     add_output_flag(inv)
     inv.set_defaults(handler=_run(_get_inventory))
 
@@ -48,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sa.add_argument("--count", type=int, default=1)
     sa.add_argument("--host-id")
     sa.add_argument("--skip-wait", action="store_true")
-    _connection(sa)
+    add_connection_flags(sa)
     sa.set_defaults(handler=_run(_start_actor))
     sp = start_sub.add_parser("provider")
     sp.add_argument("ref", help="python:<module>, a .par file or an OCI reference")
@@ -56,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp.add_argument("--host-id")
     sp.add_argument("--config-json", default="", help="provider configuration (JSON text)")
     sp.add_argument("--skip-wait", action="store_true")
-    _connection(sp)
+    add_connection_flags(sp)
     sp.set_defaults(handler=_run(_start_provider))
 
     stop = sub.add_parser("stop", help="stop an actor, a provider or a host")
@@ -65,18 +59,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     xa.add_argument("host_id")
     xa.add_argument("actor_id")
     xa.add_argument("--count", type=int, default=0, help="0 = all instances")
-    _connection(xa)
+    add_connection_flags(xa)
     xa.set_defaults(handler=_run(_stop_actor))
     xp = stop_sub.add_parser("provider")
     xp.add_argument("host_id")
     xp.add_argument("provider_id")
     xp.add_argument("link_name", nargs="?", default="default")
     xp.add_argument("contract_id", nargs="?", default="")
-    _connection(xp)
+    add_connection_flags(xp)
     xp.set_defaults(handler=_run(_stop_provider))
     xh = stop_sub.add_parser("host")
     xh.add_argument("host_id")
-    _connection(xh)
+    add_connection_flags(xh)
     xh.set_defaults(handler=_run(_stop_host))
 
     scale = sub.add_parser("scale", help="set an actor's instance count on a host")
@@ -86,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sc.add_argument("actor_id")
     sc.add_argument("actor_ref", nargs="?", default="")
     sc.add_argument("-c", "--count", type=int, required=True)
-    _connection(sc)
+    add_connection_flags(sc)
     sc.set_defaults(handler=_run(_scale_actor))
 
     link = sub.add_parser("link", help="put, delete or query link definitions")
@@ -97,16 +91,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     put.add_argument("contract_id")
     put.add_argument("values", nargs="*", help="KEY=VALUE link values")
     put.add_argument("-l", "--link-name", default="default")
-    _connection(put)
+    add_connection_flags(put)
     put.set_defaults(handler=_run(_link_put))
     dele = link_sub.add_parser("del")
     dele.add_argument("actor_id")
     dele.add_argument("contract_id")
     dele.add_argument("-l", "--link-name", default="default")
-    _connection(dele)
+    add_connection_flags(dele)
     dele.set_defaults(handler=_run(_link_del))
     query = link_sub.add_parser("query")
-    _connection(query)
+    add_connection_flags(query)
     add_output_flag(query)
     query.set_defaults(handler=_run(_get_links))
 
@@ -117,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     call.add_argument("--raw", action="store_true", help="send the payload bytes as they are")
     call.add_argument("--cluster-seed", default=os.environ.get("WAFT_CLUSTER_SEED"),
                       help="the lattice's cluster seed (default: the one `waft up` keeps in the key store)")
-    _connection(call)
+    add_connection_flags(call)
     add_output_flag(call)
     call.set_defaults(handler=_run(_call))
 
@@ -247,18 +241,9 @@ async def _scale_actor(ctl: CtlClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _values(pairs: list[str]) -> dict[str, str]:
-    values = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise CliError(f"link value {pair!r} must look like KEY=VALUE")
-        values[key] = value
-    return values
-
-
 async def _link_put(ctl: CtlClient, args: argparse.Namespace) -> int:
-    await ctl.put_link(args.actor_id, args.provider_id, args.contract_id, args.link_name, _values(args.values))
+    values = parse_pairs(args.values, "link value")
+    await ctl.put_link(args.actor_id, args.provider_id, args.contract_id, args.link_name, values)
     console.print(f"link {args.actor_id[:8]}… -> {args.provider_id[:8]}… ({args.contract_id}) put")
     return 0
 

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 
-from waft.cli.output import console
+from waft.cli.output import console, parse_pairs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,12 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _host(args: argparse.Namespace) -> int:
-    from waft.host.host import Host, HostConfig, parse_annotations
+    from waft.host.host import Host, HostConfig
     from waft.logs import configure_logging
 
     configure_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
     config = HostConfig.from_env(nats_url=args.nats_url, prefix=args.lattice_prefix).with_stored_cluster_key()
-    config.labels.update(parse_annotations(args.label))
+    config.labels.update(parse_pairs(args.label, "label"))
 
     async def main() -> None:
         host = Host(config)

@@ -62,3 +62,21 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
     return str(value)
+
+
+def add_connection_flags(parser: argparse.ArgumentParser, *, timeout_ms: int = 2000) -> None:
+    """How a command reaches the lattice: the same three flags on every command that talks to it."""
+    parser.add_argument("--nats-url", default=os.environ.get("WAFT_NATS_URL", "nats://127.0.0.1:4222"))
+    parser.add_argument("-x", "--lattice-prefix", default=os.environ.get("WAFT_LATTICE_PREFIX", "default"))
+    parser.add_argument("-t", "--timeout-ms", type=int, default=timeout_ms)
+
+
+def parse_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:
+    """`KEY=VALUE` arguments (link values, labels) as a dict; a malformed one is a CliError naming it."""
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"{what} {pair!r} must look like KEY=VALUE")
+        result[key] = value
+    return result

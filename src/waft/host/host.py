@@ -13,7 +13,6 @@ import os
 import platform
 import time
 import uuid
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -517,16 +516,6 @@ def _describe(exc: BaseException) -> str:
 async def run_host(config: HostConfig) -> None:
     """Run a host until cancelled or stopped (what `waft host` does)."""
     await Host(config).run()
-
-
-def parse_annotations(pairs: Iterable[str]) -> dict[str, str]:
-    result = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"annotation {pair!r} must look like KEY=VALUE")
-        result[key] = value
-    return result
 
 
 __all__ = ["Host", "HostConfig", "StartError", "as_bytes", "run_host"]
