@@ -92,3 +92,18 @@ def test_stop_group_stops_grandchildren() -> None:
         import os
 
         os.killpg(child.pid, 0)
+
+
+@pytest.mark.parametrize(("size", "scale"), [((512, 512), 2), ((511, 800), 2), ((1030, 2100), 4), ((2100, 2100), 8),
+                                             ((500, 300), 1), ((300, 450), 1)])
+def test_large_jpegs_decode_scaled_as_waft_does(size: tuple[int, int], scale: int) -> None:
+    """Waft's pre-processor decodes JPEGs at the largest DCT scale still covering resize_to; so does the peer."""
+    from waft.bench.peer.pipeline import decode, jpeg_scale
+
+    spec = models.tf_lite_spec(224).to_json()
+    assert jpeg_scale(*size, spec) == scale
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 60)).save(out, format="JPEG", quality=90)
+    with Image.open(io.BytesIO(out.getvalue())) as image:
+        decoded = decode(image, spec)
+        assert decoded.size == (-(-size[0] // scale), -(-size[1] // scale))

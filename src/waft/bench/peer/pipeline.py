@@ -1,11 +1,12 @@
 """A JPEG/PNG body -> top-k ImageNet matches, in plain Python: Pillow, numpy, onnxruntime.
 
 What a user would write for a model directory built by `make models` (model file, metadata.json,
-labels.txt): the metadata's input_spec (shorter side to `resize_to` with its `resample` filter,
-bilinear unless it names bicubic; centre crop; (pixel - mean) / std; NCHW float32), one onnxruntime
-session with default options, then softmax and top-k with the labels. The same steps as Waft's
-reference `waft.models.preprocess`, but this file imports nothing from waft: the peer's virtualenv
-runs it as a plain module.
+labels.txt): decode with Pillow (a JPEG much larger than needed decoded at 1/2, 1/4 or 1/8 scale with
+draft(), as Waft's pre-processor does), then the metadata's input_spec (shorter side to `resize_to`
+with its `resample` filter, bilinear unless it names bicubic; centre crop; (pixel - mean) / std; NCHW
+float32), one onnxruntime session with default options, then softmax and top-k with the labels.
+`preprocess` is Waft's reference `waft.models.preprocess` step for step, but this file imports nothing
+from waft: the peer's virtualenv runs it as a plain module.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
+from PIL import Image, ImageOps
 
+ORIENTATION = 0x0112  # the EXIF tag
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
@@ -42,6 +44,25 @@ def preprocess(image: Image.Image, spec: dict[str, Any]) -> np.ndarray:
     if spec["layout"] == "NCHW":
         pixels = pixels.transpose(2, 0, 1)
     return np.ascontiguousarray(pixels[None], dtype=np.float32)
+
+
+def jpeg_scale(width: int, height: int, spec: dict[str, Any]) -> int:
+    """The largest DCT scale (8, 4, 2, 1) whose decoded shorter side still covers `resize_to`: what Waft's
+    pre-processor decodes a JPEG at (actors/preprocessor/preprocessor.c, jpeg_denom)."""
+    target = int(spec["resize_to"])
+    return next((d for d in (8, 4, 2) if min(-(-width // d), -(-height // d)) >= target), 1)
+
+
+def decode(image: Image.Image, spec: dict[str, Any]) -> Image.Image:
+    """Decode as Waft does: a JPEG much larger than needed is decoded scaled down in the IDCT (Pillow's
+    draft(), libjpeg's DCT scaling: less work, and Waft's answers exactly), then EXIF orientation applied."""
+    if image.format == "JPEG":
+        scale = jpeg_scale(*image.size, spec)
+        if scale > 1:
+            image.draft("RGB", (image.size[0] // scale, image.size[1] // scale))
+    if image.getexif().get(ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    return image
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -77,7 +98,7 @@ class Pipeline:
 
     def tensor(self, body: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(body)) as image:
-            return preprocess(image, self.spec)
+            return preprocess(decode(image, self.spec), self.spec)
 
     def scores(self, tensor: np.ndarray) -> np.ndarray:
         (logits,) = self.session.run([self.output_name], {self.input_name: tensor})
