@@ -61,7 +61,8 @@ def render(results: dict[str, list[dict[str, object]]], notes: list[str]) -> str
     for name, rows in results.items():
         lines += [f"## {name}", "", "| figure | ours | baseline | ratio | unit | goal |", "|---|---|---|---|---|---|"]
         for r in rows:
-            lines.append(f"| {r['name']} | {_fmt(r['ours'])} | {_fmt(r['baseline'])} | **{_fmt(r['ratio'])}x** | "
+            ratio = f"**{_fmt(r['ratio'])}x**" if isinstance(r["ratio"], int | float) else str(r["ratio"])
+            lines.append(f"| {r['name']} | {_fmt(r['ours'])} | {_fmt(r['baseline'])} | {ratio} | "
                          f"{r['unit']} | {r.get('goal', '')} |")
         lines.append("")
     if notes:
