@@ -19,7 +19,7 @@ from pathlib import Path
 
 from waft import __version__
 
-MODULES = ("lattice", "httpserver", "mlinference", "bindle", "e2e")
+MODULES = ("lattice", "httpserver", "mlinference", "bindle", "preprocess", "e2e")
 ROOT = Path(__file__).resolve().parents[3]
 
 
