@@ -13,10 +13,11 @@
  * `healthz`, `models` and `v2` are therefore not usable as model names over HTTP.
  *
  * Errors are JSON {"error": "<what>", "detail": "<why>"} (design: Conventions): 400 bad tensor JSON or
- * undecodable image, 404 unknown model or route (the original answered 500 `----N/A-----`), 405 wrong
- * method (with Allow), 413 too large, 429 overloaded and 503 still loading / part not running (with
- * Retry-After), 504 a host-call timeout, 500 only for what should not happen. Every HTTP outcome is an
- * HttpResponse; only an undecodable HttpRequest is a guest error.
+ * undecodable image, 404 unknown model (the detail says how to install it) or route (the original answered
+ * 500 `----N/A-----`), 405 wrong method (with Allow), 413 too large (the body, or an image's declared pixels
+ * above the spec's max_pixels), 429 overloaded and 503 still loading / part not running (with Retry-After), 504
+ * a host-call timeout, 500 only for what should not happen. Every HTTP outcome is an HttpResponse; only an
+ * undecodable HttpRequest is a guest error.
  *
  * Models' input specs and labels come from MlInference.GetMetadata and are cached per model in the
  * instance (instances persist between calls): at most CACHE_SLOTS models (least recently used goes),
@@ -343,12 +344,23 @@ static void cache_drop(view model);
 /* An MlError from mlinference (Predict or GetMetadata). */
 static int ml_error(waft_buf *out, view model, const status *st) {
     waft_buf d = WAFT_BUF_INIT;
-    waft_buf_append(&d, st->variant.ptr, st->variant.len);
-    waft_buf_append_str(&d, ": ");
-    waft_buf_append(&d, st->message.ptr, st->message.len);
     view v = st->variant;
     int unknown = view_ieq(v, "contextNotFoundError") ||
                   (view_ieq(v, "invalidModel") && contains(st->message.ptr, st->message.len, "unknown model"));
+    if (unknown) {
+        /* Not served by the link: usually a zoo model whose file was never added (issue 6). Say how. */
+        waft_buf_append_str(&d, "model ");
+        waft_buf_append(&d, model.ptr, model.len);
+        waft_buf_append_str(&d, " is not installed: add it with `waft models add ");
+        waft_buf_append(&d, model.ptr, model.len);
+        waft_buf_append_str(&d, " FILE` (or `waft models fetch ");
+        waft_buf_append(&d, model.ptr, model.len);
+        waft_buf_append_str(&d, "`), then redeploy (");
+    }
+    waft_buf_append(&d, st->variant.ptr, st->variant.len);
+    waft_buf_append_str(&d, ": ");
+    waft_buf_append(&d, st->message.ptr, st->message.len);
+    if (unknown) waft_buf_append_str(&d, ")");
     uint16_t code;
     const char *error;
     if (unknown) { code = 404; error = "unknown model"; }

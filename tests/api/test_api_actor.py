@@ -684,3 +684,58 @@ def test_5xx_answers_are_logged(api: WapcInstance, host: FakeHost) -> None:
 
 def test_health_operation(api: WapcInstance) -> None:
     assert unpack(api.call("Actor.HealthRequest", b"\x80")) == {"healthy": True, "message": "ok"}
+
+
+# ------------------------------------------------------------------ issue 6: install hint, decompression bomb
+
+@pytest.mark.parametrize("route", ["/mobilenetv27/matches", "/squeezenetv117/preprocess", "/nosuch",
+                                   "/v2/models/mobilenetv27", "/v2/models/mobilenetv27/ready"])
+def test_unknown_model_says_how_to_install_it(api: WapcInstance, host: FakeHost, route: str) -> None:
+    """A zoo model whose file was never added is not served by the link: mlinference answers
+    contextNotFoundError, and the 404 says how to add it (generic: any unknown model gets the hint)."""
+    model = route.split("/")[3 if route.startswith("/v2") else 1]
+    method = "GET" if route.startswith("/v2") else "PUT"
+    body = json_tensor([1, 2, 3, 4]) if route == "/nosuch" else IMAGE
+    detail = assert_error(http(api, method, route, body), 404, "unknown model")["detail"]
+    assert f"model {model} is not installed" in detail
+    assert f"`waft models add {model} FILE`" in detail and f"`waft models fetch {model}`" in detail
+    assert "redeploy" in detail
+    assert "contextNotFoundError" in detail and "this actor's link serves" in detail  # mlinference's own words
+
+
+def test_failed_model_gets_no_install_hint(api: WapcInstance, host: FakeHost) -> None:
+    host.on(MLINFERENCE, METADATA, {"error": {"invalidModel": "model 'x' (x/1.0) failed to load: bad graph"}})
+    detail = assert_error(http(api, "PUT", "/effnetlite0/matches", IMAGE), 500, "model failed to load")["detail"]
+    assert "waft models add" not in detail
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A ~100-byte PNG whose IHDR declares width x height RGB pixels (30 GB decoded); one tiny IDAT."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("route", ["/effnetlite0/matches", "/effnetlite0/preprocess"])
+def test_decompression_bomb_png_is_refused_before_allocating(api: WapcInstance, host: FakeHost, route: str) -> None:
+    """The real pre-processor actor, in a 16 MiB sandbox: a PNG declaring 100 000 x 100 000 pixels is refused
+    from its header (the 50 MP default max_pixels), and the API answers 413 "image too large" (api.c's
+    documented mapping for size limits; undecodable bytes are 400). Its memory does not grow."""
+    from actor_support import compiled
+
+    from waft.host.wapc import Limits
+
+    pp = compiled("preprocessor").instantiate(lambda *_: b"", Limits(memory_bytes=16 << 20))
+    memory = pp._memory.data_len(pp.store)
+    host.on(PREPROCESSOR, CONVERT, lambda payload: pp.call(CONVERT, payload))
+    data = bomb_png()
+    assert len(data) < 200
+    body = assert_error(http(api, "PUT", route, data), 413, "image too large")
+    assert "100000 x 100000 pixels exceeds the limit of 50000000 pixels" in body["detail"], body
+    assert pp._memory.data_len(pp.store) == memory
+    assert PREDICT not in [op[2] for op in host.ops()]
