@@ -725,7 +725,7 @@ def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
 def test_decompression_bomb_png_is_refused_before_allocating(api: WapcInstance, host: FakeHost, route: str) -> None:
     """The real pre-processor actor, in a 16 MiB sandbox: a PNG declaring 100 000 x 100 000 pixels is refused
     from its header (the 50 MP default max_pixels), and the API answers 413 "image too large" (api.c's
-    documented mapping for size limits; undecodable bytes are 400). Its memory does not grow."""
+    documented mapping for size limits; undecodable bytes are 400). Its memory grows by buffers only."""
     from actor_support import compiled
 
     from waft.host.wapc import Limits
@@ -737,5 +737,5 @@ def test_decompression_bomb_png_is_refused_before_allocating(api: WapcInstance, 
     assert len(data) < 200
     body = assert_error(http(api, "PUT", route, data), 413, "image too large")
     assert "100000 x 100000 pixels exceeds the limit of 50000000 pixels" in body["detail"], body
-    assert pp._memory.data_len(pp.store) == memory
+    assert pp._memory.data_len(pp.store) - memory <= 1 << 20  # request and answer buffers only
     assert PREDICT not in [op[2] for op in host.ops()]
