@@ -71,6 +71,18 @@ def chelsea_jpeg(path: Path) -> bytes:
     return buf.getvalue()
 
 
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny PNG whose IHDR declares width x height RGB pixels; one small IDAT."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
 def reference_tensor(image: bytes, spec: dict[str, Any]) -> np.ndarray:
     """The pre-processor actor itself, run directly in the waPC binding with the model's spec."""
     from actor_support import compiled
@@ -202,8 +214,21 @@ async def test_curl_matches_and_identity_through_the_whole_path(nats_url: str, l
                 assert (await response.json())["outputs"][0]["data"] == [1, 2, 3, 4]
             async with session.put(f"{url}/nosuch/matches", data=image) as response:
                 assert response.status == 404 and (await response.json())["error"] == "unknown model"
+            # A zoo model whose file was never added (not in the link): 404 that says how to add it (issue 6)
+            async with session.put(f"{url}/mobilenetv27/matches", data=image) as response:
+                answer = await response.json()
+                assert response.status == 404 and answer["error"] == "unknown model", answer
+                assert "model mobilenetv27 is not installed" in answer["detail"], answer
+                assert "`waft models add mobilenetv27 FILE`" in answer["detail"], answer
+                assert "`waft models fetch mobilenetv27`" in answer["detail"], answer
             async with session.put(f"{url}/effnetlite0/matches", data=b"not an image") as response:
                 assert response.status == 400 and (await response.json())["error"] == "undecodable image"
+            # Decompression bomb: ~100 bytes of PNG declaring 100 000 x 100 000 pixels, refused from its
+            # header with api.c's documented size-limit status (413), not decoded
+            async with session.put(f"{url}/effnetlite0/matches", data=bomb_png()) as response:
+                answer = await response.json()
+                assert response.status == 413 and answer["error"] == "image too large", answer
+                assert "100000 x 100000 pixels exceeds the limit" in answer["detail"], answer
             async with session.put(f"{url}/identity", data=b'{"dimensions": [1, 4], "data": [1]}') as response:
                 assert response.status == 400 and "need 16 bytes" in (await response.json())["detail"]
             async with session.get(f"{url}/no/such/route") as response:
