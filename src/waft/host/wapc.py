@@ -8,6 +8,13 @@ Limits: every call gets an epoch deadline (a shared ticker thread advances the e
 every instance gets a memory cap through the store's limiter. A trap of any kind poisons the
 instance: the caller gets an `ActorTrap` and must discard it (wasmtime keeps the instance callable
 after a trap, but the guest's heap may be half-updated).
+
+WASI: real actors import none of it (reactor model), but a module that does gets wasmtime's WASI with
+an empty WasiConfig (no preopened directories, no environment, no arguments, stdin empty, stdout and
+stderr discarded; preview 1 has no socket() at all) and, on top of that, the clocks and `poll_oneoff`
+answer ENOTCAPABLE: reading the time is a side channel, and a guest sleeping inside a host function
+would hold its worker thread past the epoch deadline, which only interrupts wasm code. `random_get`
+stays (Rust's std needs it at start-up). tests/limits/test_limits_wasi_lockdown.py shows each refusal.
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ import wasmtime
 IMPORT_MODULES = ("wapc", "wasmbus")
 EPOCH_TICK_S = 0.005
 INIT_EXPORTS = ("_initialize", "start", "wapc_init", "_start")
+WASI_MODULES = ("wasi_snapshot_preview1", "wasi_unstable")
+WASI_ENOTCAPABLE = 76
+#: WASI preview 1 functions refused even though `define_wasi` would serve them: name -> parameter types.
+WASI_REFUSED = {"clock_time_get": "ili", "clock_res_get": "ii", "poll_oneoff": "iiii"}
 
 HostCall = Callable[[str, str, str, bytes], bytes]
 """`host_call(binding, namespace, operation, payload)` returns the answer or raises HostCallError."""
@@ -127,6 +138,17 @@ class WapcModule:
         return WapcInstance(self, host_call, limits, log or (lambda line: None))
 
 
+def _refuse_wasi_clocks(linker: wasmtime.Linker) -> None:
+    """Shadow the WASI clocks and `poll_oneoff` (sleeping) with functions that answer ENOTCAPABLE."""
+    kinds = {"i": wasmtime.ValType.i32(), "l": wasmtime.ValType.i64()}
+    linker.allow_shadowing = True
+    for namespace in WASI_MODULES:
+        for name, params in WASI_REFUSED.items():
+            ty = wasmtime.FuncType([kinds[p] for p in params], [kinds["i"]])
+            linker.define_func(namespace, name, ty, lambda *_: WASI_ENOTCAPABLE)
+    linker.allow_shadowing = False
+
+
 class WapcInstance:
     """One sandboxed instance. Not thread-safe: the host gives each instance to one call at a time."""
 
@@ -149,6 +171,7 @@ class WapcInstance:
         if module.needs_wasi:
             linker.define_wasi()
             self.store.set_wasi(wasmtime.WasiConfig())
+            _refuse_wasi_clocks(linker)
         self._define_imports(linker)
         try:
             self.instance = linker.instantiate(self.store, module.module)
