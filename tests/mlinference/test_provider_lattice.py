@@ -125,12 +125,14 @@ async def test_identity_plus3_effnet_equal_the_engines_run_directly(nats_url, la
         assert await r.health() == (True, "healthy: ready: effnetlite0, identity, plus3")
 
 
-async def test_32_concurrent_requests_get_their_own_answers(nats_url, lattice_prefix, tmp_path):
+@pytest.mark.parametrize("batching", [False, True], ids=["unbatched", "batched"])
+async def test_64_concurrent_requests_get_their_own_answers(nats_url, lattice_prefix, tmp_path, batching):
     zoo = {"identity": ZOO["identity"], "effnetlite0": ZOO["effnetlite0"]}
-    rng = np.random.default_rng(32)
-    images = [rng.standard_normal((1, 3, 224, 224)).astype(np.float32) for _ in range(32)]
-    vectors = [np.array([[i, -i, i * 0.5, i + 0.25]], np.float32) for i in range(32)]
-    async with rig(nats_url, lattice_prefix, tmp_path, zoo=zoo, instances=8) as r:
+    options = {"effnetlite0": {"batch": {"max_items": 8, "max_delay_ms": 5}}} if batching else None
+    rng = np.random.default_rng(64)
+    images = [rng.standard_normal((1, 3, 224, 224)).astype(np.float32) for _ in range(64)]
+    vectors = [np.array([[i, -i, i * 0.5, i + 0.25]], np.float32) for i in range(64)]
+    async with rig(nats_url, lattice_prefix, tmp_path, zoo=zoo, instances=8, options=options) as r:
         await r.client.wait_ready(predict_request("identity", X4))
         await r.client.wait_ready(predict_request("effnetlite0", images[0]))
         identities, effnets = await asyncio.gather(
@@ -144,8 +146,16 @@ async def test_32_concurrent_requests_get_their_own_answers(nats_url, lattice_pr
         session = ort.InferenceSession(str(MODELS / "effnetlite0" / "efficientnet-lite0.onnx"))
         for image, out in zip(images, effnets, strict=True):
             assert out.ok, out.error
+            assert out.tensor.dimensions == [1, 1000]
             want = session.run(None, {"input": image})[0]
             assert float(np.max(np.abs(out.tensor.to_numpy() - want))) <= 1e-5
+            assert int(np.argmax(out.tensor.to_numpy())) == int(np.argmax(want))
+        listed = {m["name"]: m for m in await r.client.list_models()}
+        if batching:  # every effnet request went through the batcher (how many per run is up to timing)
+            assert listed["effnetlite0"]["batching"]["maxItems"] == 8
+            assert listed["effnetlite0"]["batching"]["batchesRun"] >= 1
+        else:
+            assert listed["effnetlite0"]["batching"] is None
 
 
 async def test_errors_name_expected_and_actual(nats_url, lattice_prefix, tmp_path):
@@ -177,9 +187,20 @@ async def test_errors_name_expected_and_actual(nats_url, lattice_prefix, tmp_pat
         with pytest.raises(RpcError, match=r"malformed MlInference\.Predict"):
             await r.client.call("MlInference.Predict", b"\xc1 not msgpack")
 
+        unsupported = InferenceInput("identity", Tensor([1, 4], ["ValueQ7"], 0, X4.tobytes())).encode()
+        out = await r.client.predict(unsupported)
+        assert out.error is not None and out.error.variant == CORRUPT_INPUT_TENSOR
+        assert "unsupported value type 'ValueQ7'" in out.error.message and "ValueF32" in out.error.message
+
         big_endian = await r.client.predict(predict_request("identity", X4, flags=2))
         assert big_endian.ok and big_endian.tensor.flags == 2
         assert big_endian.tensor.data == X4.astype(">f4").tobytes()
+
+        # After every refusal the provider is alive and serves both models.
+        assert (await r.client.predict(predict_request("identity", X4))).tensor.to_numpy().tolist() == X4.tolist()
+        effnet = await r.client.predict(predict_request("effnetlite0", np.zeros((1, 3, 224, 224), np.float32)))
+        assert effnet.ok and effnet.tensor.dimensions == [1, 1000]
+        assert await r.health() == (True, "healthy: ready: effnetlite0, identity")
 
 
 async def test_model_loading_then_ready_and_health_reports_it(nats_url, lattice_prefix, tmp_path):
@@ -259,3 +280,89 @@ async def test_link_delete_unloads_unless_another_actor_shares_the_model(nats_ur
                 break
             await asyncio.sleep(0.05)
         assert await r.health() == (True, "healthy: no models linked")
+
+
+async def second_actor(r: Rig, tmp_path: Path, name: str, values: dict[str, str]) -> MlClient:
+    (tmp_path / name).mkdir()
+    actor = await r.host.start_actor(mlcheck_actor(tmp_path / name))
+    await r.link(actor.public_key, values)
+    return MlClient(r.client.nc, r.client.rpc, actor.public_key)
+
+
+async def wait_health(r: Rig, fragment: str) -> tuple[bool, str]:
+    for _ in range(600):
+        healthy, message = await r.health()
+        if fragment in message:
+            return healthy, message
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"health never said {fragment!r}: {message}")
+
+
+async def push_corrupt_model(bindle_url: str, tmp_path: Path) -> str:
+    """identity's bindle renamed `corrupt_model/0.1.0`, its model parcel replaced by garbage bytes."""
+    import hashlib
+    import shutil
+
+    from waft.bindle.client import BindleClient
+    from waft.cli.models_cmd import push_model
+
+    folder = tmp_path / "corrupt"
+    shutil.copytree(MODELS / "identity", folder)
+    onnx = folder / "identity_input_output.onnx"
+    old = onnx.read_bytes()
+    garbage = b"\x08\x07garbage, not a protobuf \xff\xfe" * 8
+    onnx.write_bytes(garbage)
+    invoice = (folder / "invoice.toml").read_text()
+    invoice = invoice.replace('name = "identity_model"', 'name = "corrupt_model"')
+    invoice = invoice.replace('version = "0.2.0"', 'version = "0.1.0"')
+    invoice = invoice.replace(hashlib.sha256(old).hexdigest(), hashlib.sha256(garbage).hexdigest())
+    invoice = invoice.replace(f"size = {len(old)}\n", f"size = {len(garbage)}\n")
+    (folder / "invoice.toml").write_text(invoice)
+    async with BindleClient(bindle_url, cache_dir=tmp_path / "corrupt-push-cache") as client:
+        await push_model(client, folder)
+    return "corrupt_model/0.1.0"
+
+
+async def test_corrupt_model_parcel_fails_that_model_only(nats_url, lattice_prefix, tmp_path):
+    async with rig(nats_url, lattice_prefix, tmp_path, zoo={"identity": ZOO["identity"]}) as r:
+        await r.client.wait_ready(predict_request("identity", X4))
+        corrupt_id = await push_corrupt_model(r.bindle_url, tmp_path)
+        other = await second_actor(r, tmp_path, "other", link_values(
+            {"broken": corrupt_id, "identity": ZOO["identity"]}, bindle_url=r.bindle_url))
+
+        broken = await other.wait_ready(predict_request("broken", X4))
+        assert broken.error is not None and broken.error.variant == INVALID_MODEL
+        assert "model 'broken' (corrupt_model/0.1.0) failed to load" in broken.error.message
+        assert "onnxruntime cannot load" in broken.error.message
+        meta = await other.metadata("broken")
+        assert list(meta["error"]) == [INVALID_MODEL]
+
+        assert (await other.wait_ready(predict_request("identity", X4))).ok  # same link, other model
+        assert (await r.client.predict(predict_request("identity", X4))).ok  # other actor
+        healthy, message = await wait_health(r, "failed: broken")
+        assert not healthy and "ready: identity" in message and "onnxruntime cannot load" in message
+
+
+async def test_bindle_down_at_link_time_is_retried_then_reported(nats_url, lattice_prefix, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        down_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1/"
+    async with rig(nats_url, lattice_prefix, tmp_path, zoo={"identity": ZOO["identity"]}) as r:
+        await r.client.wait_ready(predict_request("identity", X4))
+        values = link_values({"effnetlite0": ZOO["effnetlite0"]}, bindle_url=down_url)
+        values |= {"load_attempts": "3", "load_backoff_ms": "20"}
+        other = await second_actor(r, tmp_path, "other", values)
+
+        healthy, message = await wait_health(r, "failed: effnetlite0")
+        assert not healthy and "ready: identity" in message
+        assert f"cannot reach the bindle server at {down_url}" in message
+        assert "gave up after 3 attempts" in message
+        out = await other.wait_ready(predict_request("effnetlite0", np.zeros((1, 3, 224, 224), np.float32)))
+        assert out.error is not None and out.error.variant == INVALID_MODEL
+        assert "efficientnet-lite0/0.1.0" in out.error.message and "gave up after 3 attempts" in out.error.message
+        listed = await other.list_models()
+        assert listed[0]["status"] == "failed" and "retrying" not in listed[0]
+
+        assert (await r.client.predict(predict_request("identity", X4))).ok  # the provider serves on

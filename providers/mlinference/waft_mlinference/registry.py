@@ -34,11 +34,12 @@ from waft_mlinference.engines import load_engine
 from waft_mlinference.metadata import ModelMetadata
 from waft_mlinference.runner import ModelRunner
 from waft_mlinference.settings import LinkSettings, ModelOptions
-from waft_mlinference.sources import BindleSource, DirectorySource, ModelFiles, ModelSource
+from waft_mlinference.sources import BindleSource, DirectorySource, ModelFiles, ModelSource, SourceUnavailable
 
 log = logging.getLogger("waft.mlinference")
 
 DEFAULT_LOAD_TIMEOUT_S = 600.0
+MAX_BACKOFF_S = 30.0
 
 
 class State(Enum):
@@ -66,6 +67,7 @@ class Model:
     users: set[str] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
     load_seconds: float | None = None
+    retry_note: str | None = None  # while a fetch is being retried: why
 
 
 class ModelRegistry:
@@ -131,7 +133,7 @@ class ModelRegistry:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.load_timeout_s):
-                files: ModelFiles = await source.fetch(model.key.bindle_id)
+                files = await self._fetch(model, source)
                 meta = ModelMetadata.parse(files.metadata)
                 ort_cache = self.cache_dir / "ort" if self.cache_dir is not None else None
                 engine = await asyncio.to_thread(load_engine, files.model, meta, model.key.options, ort_cache)
@@ -148,14 +150,32 @@ class ModelRegistry:
         model.runner = ModelRunner(model.name, engine, model.key.options, slot_timeout_s=self.slot_timeout_s)
         model.metadata, model.labels = meta, files.labels
         model.load_seconds = time.monotonic() - started
-        model.state = State.READY
+        model.state, model.retry_note = State.READY, None
         log.info("model %s (%s) ready on %s in %.2f s", model.name, model.key.bindle_id, engine.target,
                  model.load_seconds)
+
+    async def _fetch(self, model: Model, source: ModelSource) -> ModelFiles:
+        """The model's files; a source that is unreachable is retried with exponential backoff, at most
+        `load_attempts` tries in all (then the model fails naming the last error and the count)."""
+        attempts, backoff_s = model.key.options.load_attempts, model.key.options.load_backoff_ms / 1000
+        for attempt in range(1, attempts + 1):
+            try:
+                return await source.fetch(model.key.bindle_id)
+            except SourceUnavailable as exc:
+                if attempt >= attempts:
+                    raise ModelError(exc.variant, f"{exc.message} (gave up after {attempt} attempt"
+                                                  f"{'s' if attempt > 1 else ''})") from None
+                delay = min(backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
+                model.retry_note = f"attempt {attempt}/{attempts} failed, retrying in {delay:g} s: {exc.message}"
+                log.warning("model %s (%s): %s", model.name, model.key.bindle_id, model.retry_note)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # load_attempts >= 1
 
     def _fail(self, model: Model, error: ModelError) -> None:
         model.error = ModelError(error.variant, f"model {model.name!r} ({model.key.bindle_id}) failed to load: "
                                                 f"{error.message}")
         model.state = State.FAILED
+        model.retry_note = None
         log.error("%s", model.error.message)
 
     # ------------------------------------------------------------------------------------ requests
@@ -200,6 +220,8 @@ class ModelRegistry:
             entry: dict[str, Any] = {"name": route, "bindleId": key.bindle_id, "status": model.state.value}
             if model.error is not None:
                 entry["error"] = {model.error.variant: model.error.message}
+            if model.retry_note is not None:
+                entry["retrying"] = model.retry_note
             if model.metadata is not None:
                 entry["graphEncoding"] = model.metadata.graph_encoding
                 entry["executionTarget"] = model.metadata.execution_target
@@ -210,7 +232,8 @@ class ModelRegistry:
                           "outputs": [s.describe() for s in engine.outputs],
                           "maxConcurrent": key.options.max_concurrent, "maxQueue": key.options.max_queue,
                           "batching": None if runner.batching is None else
-                          {"maxItems": runner.batching.max_items, "maxDelayMs": runner.batching.max_delay_ms},
+                          {"maxItems": runner.batching.max_items, "maxDelayMs": runner.batching.max_delay_ms,
+                           "batchesRun": runner.batches_run},
                           "loadSeconds": model.load_seconds}
                 notes = [n for n in (engine.warning, runner.batching_note) if n]
                 if notes:
@@ -238,6 +261,8 @@ class ModelRegistry:
         parts = [f"ready: {', '.join(sorted(by_state[State.READY]))}"] if by_state[State.READY] else []
         if by_state[State.LOADING]:
             parts.append(f"loading: {', '.join(sorted(by_state[State.LOADING]))}")
+        parts += [f"retrying: {m.name} ({m.retry_note})" for m in self.models.values()
+                  if m.state is State.LOADING and m.retry_note]
         failed = [m for m in self.models.values() if m.state is State.FAILED]
         if failed:
             parts.append("failed: " + "; ".join(f"{m.name} ({m.error.message if m.error else '?'})" for m in failed))

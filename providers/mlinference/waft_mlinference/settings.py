@@ -13,7 +13,8 @@ add, all optional:
 - limits for every model in `models.defaults` and per route in `models.options.<route>`:
   `max_concurrent`, `max_queue`, `intra_op_threads`, `inter_op_threads`, `max_tensor_bytes`,
   `execution_target` (overrides the metadata's), `batch: {max_items, max_delay_ms}` (micro-batching,
-  off unless given); plain link values of the same names and `WAFT_ML_<NAME>` env variables set the
+  off unless given), `load_attempts` and `load_backoff_ms` (retrying an unreachable bindle server);
+  plain link values of the same names and `WAFT_ML_<NAME>` env variables set the
   defaults too.
 """
 
@@ -33,8 +34,10 @@ DEFAULT_MAX_QUEUE = 64
 DEFAULT_MAX_TENSOR_BYTES = 64 * 1024 * 1024
 DEFAULT_BATCH_ITEMS = 8
 DEFAULT_BATCH_DELAY_MS = 2.0
+DEFAULT_LOAD_ATTEMPTS = 5
+DEFAULT_LOAD_BACKOFF_MS = 500
 LIMIT_KEYS = ("max_concurrent", "max_queue", "intra_op_threads", "inter_op_threads", "max_tensor_bytes",
-              "execution_target")
+              "execution_target", "load_attempts", "load_backoff_ms")
 BINDLE_ID = re.compile(r"^[^/\s]+(?:/[^/\s]+)*/[^/\s]+$")
 
 
@@ -58,6 +61,10 @@ class ModelOptions:
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
     execution_target: str | None = None  # None: as the metadata says
     batch: BatchSettings | None = None
+    #: Fetches from a bindle server that cannot be reached (or answers 5xx) are retried, waiting
+    #: load_backoff_ms, then twice that, ... (capped at 30 s), load_attempts tries in all.
+    load_attempts: int = DEFAULT_LOAD_ATTEMPTS
+    load_backoff_ms: int = DEFAULT_LOAD_BACKOFF_MS
 
 
     @property
@@ -95,7 +102,8 @@ def _options(data: object, base: ModelOptions, what: str) -> ModelOptions:
     data = {str(k).lower(): v for k, v in data.items()}
     changes: dict[str, Any] = {}
     for key, minimum in (("max_concurrent", 1), ("max_queue", 0), ("intra_op_threads", 0),
-                         ("inter_op_threads", 0), ("max_tensor_bytes", 1)):
+                         ("inter_op_threads", 0), ("max_tensor_bytes", 1), ("load_attempts", 1),
+                         ("load_backoff_ms", 0)):
         if data.get(key) is not None:
             changes[key] = _int(data[key], f"{what}.{key}", minimum)
     if data.get("execution_target") is not None:

@@ -25,6 +25,14 @@ class ModelFiles:
     invoice: Invoice
 
 
+class SourceUnavailable(ModelError):
+    """The source could not be reached or failed on its side (connection refused, timeout, 5xx): worth
+    retrying, unlike a missing bindle or a bad parcel."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(INVALID_MODEL, message)
+
+
 class ModelSource(Protocol):
     #: Identifies the source in the registry key: the same bindle id from two servers is two models.
     description: str
@@ -82,7 +90,7 @@ class BindleSource:
         self.description = f"bindle {self.url}"
 
     async def fetch(self, bindle_id: str) -> ModelFiles:
-        from waft.bindle.client import BindleClient, BindleError, InvoiceNotFound
+        from waft.bindle.client import BindleClient, BindleError, InvoiceNotFound, ServerError
 
         try:
             async with BindleClient(self.url, cache_dir=self.cache_dir) as client:
@@ -93,6 +101,8 @@ class BindleSource:
                 labels = await client.get_parcel(bindle_id, picked.labels) if picked.labels else None
         except InvoiceNotFound:
             raise ModelError(INVALID_MODEL, f"bindle {bindle_id} not found at {self.url}") from None
+        except ServerError as exc:
+            raise SourceUnavailable(f"bindle {bindle_id} from {self.url}: {exc}") from None
         except BindleError as exc:
             raise ModelError(INVALID_MODEL, f"bindle {bindle_id} from {self.url}: {exc}") from None
         return ModelFiles(model, await asyncio.to_thread(_metadata, meta, bindle_id),
