@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +15,15 @@ from typing import Any
 
 import msgpack
 import nats
+import numpy as np
 from aiohttp import web
+from waft_mlinference.engines import IOSpec
 from waft_testing import ROOT, built_actor
 
 from waft.claims import KeyPair, Role, sign_actor
 from waft.lattice import LatticeConfig, LatticeRpc, RpcError, WasmCloudEntity
 from waft.lattice.codec import pack
-from waft.mlwire import CONTRACT_ID, MODEL_LOADING, InferenceOutput
+from waft.mlwire import CONTRACT_ID, MODEL_LOADING, ONNX_ERROR, InferenceOutput
 
 MODELS = ROOT / "build" / "models"
 ZOO = {"identity": "identity_model/0.2.0", "plus3": "plus3/0.1.0", "effnetlite0": "efficientnet-lite0/0.1.0"}
@@ -152,3 +155,32 @@ async def ml_client(nats_url: str, prefix: str, cluster: KeyPair, actor_key: str
         yield MlClient(nc, LatticeRpc(nc, LatticeConfig(prefix, cluster, "N" * 56, rpc_timeout_s=30)), actor_key)
     finally:
         await nc.close()
+
+
+class GatedEngine:
+    """Doubles its input; each run waits for `gate`, so tests decide when runs finish (no timing)."""
+
+    encoding, target, error_variant, warning = "onnx", "cpu", ONNX_ERROR, None
+
+    def __init__(self, shape: tuple[int | None, ...] = (None, 4)) -> None:
+        self.inputs = [IOSpec("x", np.dtype(np.float32), shape)]
+        self.outputs = [IOSpec("y", np.dtype(np.float32), shape)]
+        self.gate = threading.Event()
+        self.started = threading.Semaphore(0)
+        self.calls: list[tuple[int, ...]] = []
+        self.fail: Exception | None = None
+
+    def run(self, array: np.ndarray) -> list[np.ndarray]:
+        self.calls.append(array.shape)
+        self.started.release()
+        assert self.gate.wait(60)
+        if self.fail is not None:
+            raise self.fail
+        return [array * 2]
+
+    def close(self) -> None:
+        pass
+
+
+async def started(engine: GatedEngine) -> None:
+    assert await asyncio.to_thread(engine.started.acquire, True, 60)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import numpy as np
 import pytest
-from mlinference_support import ensure_models
-from waft_mlinference.engines import IOSpec, load_engine
+from mlinference_support import GatedEngine, ensure_models, started
+from waft_mlinference.engines import load_engine
 from waft_mlinference.metadata import ModelMetadata
 from waft_mlinference.runner import ModelRunner
 from waft_mlinference.settings import BatchSettings, ModelOptions
@@ -16,35 +15,6 @@ from waft_mlinference.settings import BatchSettings, ModelOptions
 from waft.mlwire import CORRUPT_INPUT_TENSOR, ONNX_ERROR, OVERLOADED, ModelError
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class GatedEngine:
-    """Doubles its input; each run waits for `gate`, so tests decide when runs finish (no timing)."""
-
-    encoding, target, error_variant, warning = "onnx", "cpu", ONNX_ERROR, None
-
-    def __init__(self, shape: tuple[int | None, ...] = (None, 4)) -> None:
-        self.inputs = [IOSpec("x", np.dtype(np.float32), shape)]
-        self.outputs = [IOSpec("y", np.dtype(np.float32), shape)]
-        self.gate = threading.Event()
-        self.started = threading.Semaphore(0)
-        self.calls: list[tuple[int, ...]] = []
-        self.fail: Exception | None = None
-
-    def run(self, array: np.ndarray) -> list[np.ndarray]:
-        self.calls.append(array.shape)
-        self.started.release()
-        assert self.gate.wait(60)
-        if self.fail is not None:
-            raise self.fail
-        return [array * 2]
-
-    def close(self) -> None:
-        pass
-
-
-async def started(engine: GatedEngine) -> None:
-    assert await asyncio.to_thread(engine.started.acquire, True, 60)
 
 
 async def test_limit_then_queue_then_overloaded():
