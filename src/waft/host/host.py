@@ -211,13 +211,14 @@ class Host:
             "uptime_seconds": int(time.time() - self.started), "uptime_human": _human(time.time() - self.started)})
 
     def describe(self) -> dict:
-        """The `ping.hosts` answer (§5)."""
+        """The `ping.hosts` answer (§5). Anyone on the lattice may ask, so NATS credentials are left out."""
+        url = _without_credentials(self.config.nats_url)
         return {"id": self.host_id, "issuer": self.cluster_key.public_key, "labels": self.labels,
                 "friendly_name": self.friendly_name, "uptime_seconds": int(time.time() - self.started),
                 "uptime_human": _human(time.time() - self.started), "version": __version__,
                 "cluster_issuers": ",".join(sorted({*self.config.cluster_issuers, self.cluster_key.public_key})),
-                "js_domain": None, "ctl_host": self.config.nats_url, "prov_rpc_host": self.config.nats_url,
-                "rpc_host": self.config.nats_url, "lattice_prefix": self.config.prefix}
+                "js_domain": None, "ctl_host": url, "prov_rpc_host": url, "rpc_host": url,
+                "lattice_prefix": self.config.prefix}
 
     # ------------------------------------------------------------------ actors
     async def start_actor(self, image_ref: str, count: int = 1, annotations: dict[str, str] | None = None) -> ActorPool:
@@ -505,6 +506,12 @@ class Host:
 
 class _Stopped(Exception):
     """Raised inside the task group to cancel the remaining background tasks on shutdown."""
+
+
+def _without_credentials(url: str) -> str:
+    """`nats://user:password@host:port` -> `nats://host:port` (for anything shown to others)."""
+    scheme, sep, rest = url.rpartition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
 
 
 def _describe(exc: BaseException) -> str:
