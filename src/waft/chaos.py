@@ -190,15 +190,20 @@ class ChaosLattice:
 
     async def _wait_until_correct(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
+        last = "no answer"
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                try:
                     async with session.put(self.url, data=self.workload.body,
                                            timeout=aiohttp.ClientTimeout(total=10)) as response:
-                        if response.status == 200 and self.workload.is_correct(await response.read()):
+                        body = await response.read()
+                        if response.status == 200 and self.workload.is_correct(body):
                             return
+                        last = f"{response.status} {body[:200]!r}"
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    last = type(exc).__name__
                 await asyncio.sleep(0.3)
-        raise TimeoutError(f"{self.url} never answered correctly")
+        raise TimeoutError(f"{self.url} never answered correctly within {timeout:g} s; last: {last}")
 
 
 async def _stop(proc: asyncio.subprocess.Process | None) -> None:
@@ -287,17 +292,43 @@ async def repair(lattice: ChaosLattice, name: str) -> None:
     await lattice._wait_until_correct()
 
 
-async def run_scenarios(workload: Workload, *, rate: float, duration: float, fault_at: float,
+async def measured_rate(lattice: ChaosLattice, share: float = 0.7) -> float:
+    """`share` of the highest rate whose p99 stays under 1 s with no errors, measured on this lattice."""
+    from waft.bench.load import find_max_rate
+
+    best, _ = await find_max_rate(lattice.url, [lattice.workload.body], p99_bound=1.0, start=4.0, duration=4.0,
+                                  steps=2)
+    return max(1.0, round(best * share, 1))
+
+
+async def run_scenarios(workload: Workload, *, rate: float | None, duration: float, fault_at: float,
                         only: tuple[str, ...] = (), stop_s: float = 10.0) -> list[ScenarioResult]:
+    """Each fault in turn under `rate` req/s (None: 70% of the maximum measured first)."""
     with tempfile.TemporaryDirectory(prefix="waft-chaos-") as tmp:
         lattice = ChaosLattice(workload, Path(tmp))
         results = []
-        async with lattice.running():
-            for name, fault in scenarios(lattice, stop_s=stop_s).items():
-                if only and not any(name.startswith(o) for o in only):
-                    continue
-                results.append(await load_with_fault(lattice, name, rate, duration, fault_at, fault))
-                await repair(lattice, name)
+        try:
+            async with lattice.running():
+                if rate is None:
+                    rate = await measured_rate(lattice)
+                    print(f"chaos: load at {rate:g} req/s (70% of the measured maximum)", file=sys.stderr, flush=True)
+                for name, fault in scenarios(lattice, stop_s=stop_s).items():
+                    if only and not any(name.startswith(o) for o in only):
+                        continue
+                    print(f"chaos: {name} …", file=sys.stderr, flush=True)
+                    results.append(await load_with_fault(lattice, name, rate, duration, fault_at, fault))
+                    print(f"chaos: {json.dumps(results[-1].row())}", file=sys.stderr, flush=True)
+                    await repair(lattice, name)
+        except BaseException:
+            # keep the processes' logs for the post-mortem; the temporary directory goes away
+            import shutil
+
+            keep = ROOT / "build" / "chaos-logs"
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(tmp, keep, ignore=shutil.ignore_patterns("jetstream", "bindle", "cache"),
+                            dirs_exist_ok=True)
+            print(f"chaos: logs kept in {keep}", file=sys.stderr)
+            raise
         return results
 
 
@@ -326,10 +357,14 @@ def ml_workload() -> Workload:
                                             for a in ("api", "preprocessor", "postprocessor")))
 
 
-def write_report(results: list[ScenarioResult], rate: float, duration: float) -> Path:
+def write_report(results: list[ScenarioResult], duration: float) -> Path:
     out = ROOT / "docs" / "reliability.md"
-    lines = ["# Reliability", "", "Written by `make chaos`: each fault injected under a steady open-loop load of "
-             f"{rate:g} req/s for {duration:g} s against `/effnetlite0/matches`, two hosts on one NATS.", "",
+    rate = len(results[0].requests) / duration if results else 0.0
+    lines = ["# Reliability", "", "Written by `make chaos`: each fault injected 5 s into a steady open-loop load of "
+             f"{rate:g} req/s (70% of the maximum measured first) for {duration:g} s against "
+             "`/effnetlite0/matches`, with two hosts on one NATS (host A: `waft up` with the providers; host B: "
+             "`waft host` with a second copy of the three actors). Wrong answer: labels differing from a clean run.",
+             "",
              "| fault | requests | ok | errors | wrong answers | unfinished | errors stop after (s) |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -343,12 +378,12 @@ def write_report(results: list[ScenarioResult], rate: float, duration: float) ->
 
 
 def main() -> int:
-    rate = float(os.environ.get("WAFT_CHAOS_RATE", "20"))
+    rate = float(os.environ["WAFT_CHAOS_RATE"]) if os.environ.get("WAFT_CHAOS_RATE") else None
     duration = float(os.environ.get("WAFT_CHAOS_DURATION", "30"))
     results = asyncio.run(run_scenarios(ml_workload(), rate=rate, duration=duration, fault_at=5.0))
     for r in results:
         print(json.dumps(r.row()))
-    print(f"wrote {write_report(results, rate, duration)}")
+    print(f"wrote {write_report(results, duration)}")
     return 0 if all(r.wrong == 0 and r.unfinished == 0 and r.recovery_s <= 5 for r in results) else 1
 
 
