@@ -94,7 +94,7 @@ def mutate(rng: random.Random, data: bytes, corpus: list[bytes]) -> bytes:
         elif op == 4:  # insert a run
             b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 32)))
         elif op == 5:  # truncate
-            del b[rng.randrange(max(1, len(b) // 8), len(b)):]
+            del b[rng.randrange(len(b) // 8, len(b)):]
         elif op == 6:  # duplicate a slice (segments, chunks, scans)
             j = rng.randrange(len(b))
             lo, hi = min(i, j), max(i, j)
@@ -139,7 +139,7 @@ def mutate_png_pixels(rng: random.Random, data: bytes) -> bytes:
         pos += 12 + length
     raw = bytearray(zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT")))
     for _ in range(rng.randint(1, 4)):
-        i = rng.randrange(len(raw))
+        i = rng.randrange(len(raw) + 1)
         choice = rng.randrange(3)
         if choice == 0:
             raw[i] = rng.randrange(256)
