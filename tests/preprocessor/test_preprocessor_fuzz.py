@@ -141,7 +141,7 @@ def mutate_png_pixels(rng: random.Random, data: bytes) -> bytes:
     for _ in range(rng.randint(1, 4)):
         i = rng.randrange(len(raw) + 1)
         choice = rng.randrange(3)
-        if choice == 0:
+        if choice == 0 and i < len(raw):
             raw[i] = rng.randrange(256)
         elif choice == 1:
             del raw[i:i + rng.randint(1, 40)]
