@@ -3,6 +3,8 @@
 Order, as the design fixes it: NATS (embedded unless a URL is given), the bindle model repository,
 the host, the dashboard; then, when asked, the preloaded models are pushed and an application
 manifest is deployed. All of it runs in one TaskGroup; Ctrl-C or SIGTERM unwinds it in reverse.
+After a deploy, `up` waits (bounded) until the app's HTTP route answers and its model is ready, then prints
+the line to try (`try: curl -T cat.jpg http://127.0.0.1:8078/effnetlite0/matches`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class UpConfig:
     dashboard_address: str | None = "127.0.0.1:4000"
     app: Path | None = None
     push_models: bool = False
+    app_ready_timeout_s: float = 120.0  # how long `up` waits for the app's HTTP route and models after deploy
     host_overrides: dict[str, object] = field(default_factory=dict)
 
 
@@ -98,13 +101,17 @@ async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | N
                     await _push_models(urls["bindle"])
                 except Exception as exc:
                     raise UpError(f"pushing the preloaded models failed: {exc} (did `make models` run?)") from exc
+            try_line = None
             if config.app:
                 try:
                     await _deploy(nats_url, config.prefix, config.app)
                 except Exception as exc:
                     raise UpError(f"deploying {config.app} failed: {exc}") from exc
+                try_line = await _wait_app_ready(config.app, config.app_ready_timeout_s)
             if on_ready:
                 on_ready(urls)
+            if try_line:
+                print(try_line, flush=True)
             await stop.wait()
             host.stop()
             await host_task
@@ -163,6 +170,90 @@ async def _deploy(nats_url: str, prefix: str, manifest_path: Path) -> None:
     async with CtlClient.connect(nats_url, prefix, timeout=10) as ctl:
         for line in await reconcile(ctl, manifest):
             log.info("%s: %s", manifest.name, line)
+
+
+@dataclass(frozen=True)
+class AppHttp:
+    """Where a deployed app answers HTTP, and the model it is best tried with (None: not an ML app)."""
+
+    url: str
+    model: str | None
+
+    @property
+    def ready_path(self) -> str:
+        return f"/v2/models/{self.model}/ready" if self.model else "/healthz"
+
+    @property
+    def try_line(self) -> str:
+        if self.model:
+            return f"try: curl -T cat.jpg {self.url}/{self.model}/matches"
+        return f"try: curl {self.url}/"
+
+
+def app_http(manifest_path: Path) -> AppHttp | None:
+    """The app's httpserver address (0.0.0.0 and [::] read as loopback) and, when the same actor has an
+    mlinference link, its model to try: effnetlite0 when served, else the first of its zoo."""
+    from waft.app import Manifest
+    from waft.provider.link_values import SettingsError, b64_json, json_object, lowercase_keys
+
+    manifest = Manifest.load(manifest_path)
+    for link in manifest.links:
+        if link.contract != "wasmcloud:httpserver":
+            continue
+        try:
+            values = lowercase_keys(link.values)
+        except SettingsError:
+            continue
+        host, sep, port = values.get("address", "").rpartition(":")
+        if not sep or not port.isdigit() or int(port) == 0:
+            continue
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "[::]", "::") else host
+        models: list[str] = []
+        for other in manifest.links:
+            if other.actor != link.actor or other.contract != "wasmcloud:mlinference":
+                continue
+            try:
+                ml = lowercase_keys(other.values)
+                config = (json_object(ml["config_json"], "config_json") if "config_json" in ml
+                          else b64_json(ml["config_b64"]) if "config_b64" in ml else {})
+            except (SettingsError, KeyError):
+                continue
+            zoo = (config.get("models") or {}).get("zoo") if isinstance(config.get("models"), dict) else None
+            models += list(zoo) if isinstance(zoo, dict) else []
+        model = "effnetlite0" if "effnetlite0" in models else (models[0] if models else None)
+        return AppHttp(f"http://{host}:{port}", model)
+    return None
+
+
+async def _wait_app_ready(manifest_path: Path, timeout_s: float, *, interval_s: float = 0.25) -> str | None:
+    """After deploy: poll the app until its route answers 200 (the model's KServe ready route for an ML app,
+    else /healthz, where any answer below 500 counts), bounded by `timeout_s`. Returns the `try:` line to print,
+    or None when the app serves no HTTP. Never fails `up`: past the bound it logs what it last saw."""
+    import aiohttp
+
+    target = app_http(manifest_path)
+    if target is None:
+        return None
+    url = target.url + target.ready_path
+    log.info("waiting for %s (up to %.0f s)", url, timeout_s)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    last = "no answer"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while True:
+            try:
+                async with session.get(url) as response:
+                    last = f"HTTP {response.status}: {(await response.text())[:200]}"
+                    if response.status == 200 or (target.model is None and response.status < 500):
+                        log.info("%s is ready", target.model or target.url)
+                        return target.try_line
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if loop.time() >= deadline:
+                log.warning("%s was not ready after %.0f s (last: %s); it may still be loading", url, timeout_s,
+                            last)
+                return target.try_line
+            await asyncio.sleep(interval_s)
 
 
 def pid_file() -> Path:

@@ -80,6 +80,7 @@ links:
         output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output
     assert "lattice is up" in output
+    assert f"try: curl http://127.0.0.1:{port}/" in output  # printed once the app answered (issue 6)
     for _ in range(100):  # children may take a moment to be reaped
         if not processes_mentioning(str(home)):
             break
@@ -100,3 +101,14 @@ def test_up_refuses_a_taken_port_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"port {port} is in use" in result.stderr and "--nats-url" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_up_waits_for_the_ml_apps_model_and_says_what_to_try() -> None:
+    """`make run` deploys deploy/ml-app.yaml: `up` polls effnetlite0's KServe ready route, then prints the curl."""
+    from waft.up import app_http
+
+    target = app_http(Path(__file__).resolve().parents[2] / "deploy" / "ml-app.yaml")
+    assert target is not None
+    assert target.url == "http://127.0.0.1:8078" and target.model == "effnetlite0"
+    assert target.ready_path == "/v2/models/effnetlite0/ready"
+    assert target.try_line == "try: curl -T cat.jpg http://127.0.0.1:8078/effnetlite0/matches"
