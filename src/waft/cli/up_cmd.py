@@ -39,7 +39,10 @@ def _up(args: argparse.Namespace) -> int:
     from waft.up import UpConfig, UpError, detach, up
 
     if args.detached:
-        argv = [a for a in sys.argv[2:] if a not in ("-d", "--detached")]
+        # the words after the `up` command (global flags such as --verbose may come before it)
+        words = sys.argv[1:]
+        words = words[words.index("up") + 1:] if "up" in words else words
+        argv = [a for a in words if a not in ("-d", "--detached")]
         pid = detach(argv)
         console.print(f"lattice starting in the background (pid {pid}); `waft down` stops it")
         return 0
