@@ -8,9 +8,10 @@ go to ONE pre-processor instance. Every answer must be a ConversionOutput whose 
 re-created and the case recorded, and the test fails listing the first few failing inputs (seed + index,
 reproducible).
 
-Bounded by count, never by time: WAFT_FUZZ_COUNT (default 20 000 in `make test`: about 4 s of actor time on
-the 2-core dev machine, ~0.2 ms a case), WAFT_FUZZ_SEED (default 6).
-A long run: `WAFT_FUZZ_COUNT=500000 .venv/bin/python -m pytest -q tests/preprocessor/test_preprocessor_fuzz.py`.
+Bounded by count, never by time: WAFT_FUZZ_COUNT (default 20 000 in `make test`: 4 s on the idle 2-core dev
+machine, 12 s when it is busy; ~0.2-0.5 ms a case), WAFT_FUZZ_SEED (default 6).
+A long run (`make fuzz`; 500 000 cases took 236 s niced on a busy machine):
+`WAFT_FUZZ_COUNT=500000 .venv/bin/python -m pytest -q tests/preprocessor/test_preprocessor_fuzz.py`.
 """
 
 from __future__ import annotations
