@@ -163,6 +163,13 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
             model_commands(waft, urls["bindle"], tmp_path)
         assert processes_mentioning(str(home)) == []
         assert "no detached lattice is recorded" in waft.error("down")
+        with socket.socket() as taken:  # a detached start that fails says so (it used to report success)
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            error = waft.error("up", "--detached", "--nats-port", str(port), "--no-bindle", "--no-dashboard")
+        assert f"exited during start: port {port} is in use" in error, error
+        assert not (home / "up.pid").exists()
     untested = sorted(" ".join(form) for form in readme_commands() if not waft.covered(form))
     assert untested == [], f"README commands that no test here runs: {untested}"
 

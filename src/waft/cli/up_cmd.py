@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -36,15 +37,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     from waft.logs import configure_logging
-    from waft.up import UpConfig, UpError, detach, up
+    from waft.up import UpConfig, UpError, detach, pid_file, up
 
     if args.detached:
         # the words after the `up` command (global flags such as --verbose may come before it)
         words = sys.argv[1:]
         words = words[words.index("up") + 1:] if "up" in words else words
         argv = [a for a in words if a not in ("-d", "--detached")]
+        log_path = pid_file().with_name("up.log")
+        offset = log_path.stat().st_size if log_path.exists() else 0
         pid = detach(argv)
         console.print(f"lattice starting in the background (pid {pid}); `waft down` stops it")
+        _wait_detached(pid, log_path, offset)
         return 0
     configure_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
     nats_url = args.nats_url or (f"nats://127.0.0.1:{args.nats_port}" if args.join else None)
@@ -63,6 +67,33 @@ def _up(args: argparse.Namespace) -> int:
     except* UpError as group:
         raise CliError(str(group.exceptions[0])) from None
     return 0
+
+
+def _wait_detached(pid: int, log_path: Path, offset: int, wait_s: float = 60.0) -> None:
+    """Until the detached lattice says it is up (print its URLs) or exits (a CliError with its error line,
+    instead of reporting a start that already failed); after `wait_s` it is left starting."""
+    from waft.up import pid_file
+
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")[offset:] if log_path.exists() else ""
+        if "lattice is up" in text:
+            for line in text.split("lattice is up", 1)[0].splitlines():
+                if re.fullmatch(r"\s*(nats|bindle|host|dashboard)\s+\S+\s*", line):
+                    console.print(line)
+            console.print("lattice is up")
+            return
+        try:
+            exited = os.waitpid(pid, os.WNOHANG)[0] == pid
+        except ChildProcessError:
+            exited = True
+        if exited:
+            pid_file().unlink(missing_ok=True)
+            errors = [ln for ln in text.splitlines() if ln.startswith("error:")]
+            reason = errors[-1].removeprefix("error:").strip() if errors else "see the log"
+            raise CliError(f"the detached lattice exited during start: {reason} (log: {log_path})")
+        time.sleep(0.1)
+    console.print(f"still starting; its log is {log_path}")
 
 
 def _down(args: argparse.Namespace) -> int:
