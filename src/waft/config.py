@@ -24,3 +24,9 @@ def int_setting(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"WAFT_{name.upper()} must be an integer, got {raw!r}") from None
+
+
+def without_credentials(url: str) -> str:
+    """`nats://user:password@host:port` -> `nats://host:port`: for anything printed or shown to others."""
+    scheme, sep, rest = url.rpartition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"

@@ -16,6 +16,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from waft.config import without_credentials
 from waft.lattice import subjects
 
 
@@ -36,7 +37,7 @@ class CtlClient:
         try:
             nc = await nats.connect(url, connect_timeout=timeout, max_reconnect_attempts=0, allow_reconnect=False)
         except (nats.errors.Error, OSError) as exc:
-            raise CtlError(f"cannot reach NATS at {url} ({type(exc).__name__}); "
+            raise CtlError(f"cannot reach NATS at {without_credentials(url)} ({type(exc).__name__}); "
                            "is the lattice up? (`waft up`)") from None
         try:
             yield cls(nc, prefix, timeout)

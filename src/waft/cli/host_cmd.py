@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _host(args: argparse.Namespace) -> int:
+    from waft.config import without_credentials
     from waft.host.host import Host, HostConfig
     from waft.logs import configure_logging
 
@@ -37,7 +38,7 @@ def _host(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, host.stop)
         task = asyncio.create_task(host.run())
         await host.wait_ready(30)
-        console.print(f"host {host.host_id} joined lattice {config.prefix!r} at {config.nats_url}")
+        console.print(f"host {host.host_id} joined lattice {config.prefix!r} at {without_credentials(config.nats_url)}")
         await task
 
     asyncio.run(main())

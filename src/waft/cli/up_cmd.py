@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from waft.cli.output import CliError, console
+from waft.config import without_credentials
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +60,7 @@ def _up(args: argparse.Namespace) -> int:
 
     def ready(urls: dict[str, str]) -> None:
         for name, url in urls.items():
-            console.print(f"[bold]{name:>9}[/bold]  {url}")
+            console.print(f"[bold]{name:>9}[/bold]  {without_credentials(url)}")
         console.print("lattice is up; Ctrl-C stops everything it started")
 
     try:

@@ -31,6 +31,7 @@ import nats.errors
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from waft.config import without_credentials
 from waft.ctl import CtlClient, CtlError
 from waft.dashboard.metrics import AccessMetrics
 from waft.dashboard.state import MLINFERENCE_CONTRACT, LatticeState, event_name
@@ -189,7 +190,7 @@ class Dashboard:
                                       reconnect_time_wait=1, reconnected_cb=reconnected,
                                       disconnected_cb=disconnected, error_cb=error)
         except (nats.errors.Error, OSError) as exc:
-            raise CtlError(f"cannot reach NATS at {self.config.nats_url} ({type(exc).__name__}); "
+            raise CtlError(f"cannot reach NATS at {without_credentials(self.config.nats_url)} ({type(exc).__name__}); "
                            "is the lattice up? (`waft up`)") from None
 
     async def _load(self) -> None:

@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 
 from waft import __version__
 from waft.claims import ClaimsError, KeyPair, Role, verify_actor
+from waft.config import without_credentials
 from waft.host.actors import ActorPool
 from waft.host.events import EventPublisher
 from waft.host.lattice_cache import LatticeCache
@@ -212,7 +213,7 @@ class Host:
 
     def describe(self) -> dict:
         """The `ping.hosts` answer (§5). Anyone on the lattice may ask, so NATS credentials are left out."""
-        url = _without_credentials(self.config.nats_url)
+        url = without_credentials(self.config.nats_url)
         return {"id": self.host_id, "issuer": self.cluster_key.public_key, "labels": self.labels,
                 "friendly_name": self.friendly_name, "uptime_seconds": int(time.time() - self.started),
                 "uptime_human": _human(time.time() - self.started), "version": __version__,
@@ -506,12 +507,6 @@ class Host:
 
 class _Stopped(Exception):
     """Raised inside the task group to cancel the remaining background tasks on shutdown."""
-
-
-def _without_credentials(url: str) -> str:
-    """`nats://user:password@host:port` -> `nats://host:port` (for anything shown to others)."""
-    scheme, sep, rest = url.rpartition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
 
 
 def _describe(exc: BaseException) -> str:
