@@ -33,10 +33,20 @@ from waft.host.wapc import ActorTrap, GuestError, WapcInstance
 
 COUNT = int(os.environ.get("WAFT_FUZZ_COUNT", "20000"))
 SEED = int(os.environ.get("WAFT_FUZZ_SEED", "6"))
-#: Small output and a 1 MP pixel cap keep each call to milliseconds; one case in 16 uses the full
+#: Small output and a 1 MP pixel cap keep each call to milliseconds; one case in 8 uses the full
 #: EfficientNet-Lite spec (224x224 from a 256 shorter side, bicubic or bilinear) so resize paths are fuzzed too.
 SMALL_SPEC: dict[str, Any] = {**DEFAULT_SPEC, "size": [24, 24], "resize_to": 28, "max_pixels": 1 << 20}
 FULL_SPEC: dict[str, Any] = {**DEFAULT_SPEC, "max_pixels": 1 << 20}
+#: Cycled per case. The seeds are ~64x48, so resize_to 6 / 12 / 24 make the actor decode JPEGs at 1/8, 1/4
+#: and 1/2 DCT scale (preprocessor.c's jpeg_denom): the reduced IDCTs and the DC-only path are fuzzed too.
+SPECS: tuple[dict[str, Any], ...] = (
+    FULL_SPEC, SMALL_SPEC, {**SMALL_SPEC, "size": [4, 4], "resize_to": 6}, SMALL_SPEC,
+    {**SMALL_SPEC, "size": [12, 12], "resize_to": 12}, SMALL_SPEC,
+    {**SMALL_SPEC, "size": [24, 24], "resize_to": 24, "layout": "NHWC"}, SMALL_SPEC,
+    {**FULL_SPEC, "resample": "bicubic"}, SMALL_SPEC, {**SMALL_SPEC, "size": [4, 4], "resize_to": 6, "dtype": "u8"},
+    SMALL_SPEC, {**SMALL_SPEC, "resize": "stretch", "size": [5, 7]}, SMALL_SPEC,
+    {**SMALL_SPEC, "size": [12, 12], "resize_to": 12, "color": "BGR"}, SMALL_SPEC,
+)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INTERESTING = (0x00, 0xFF, 0x7F, 0x80, 0x01, 0xFE, 0xD8, 0xD9, 0xDA, 0xC0, 0xC2, 0xC4, 0xDB, 0xDD)
 
@@ -179,9 +189,7 @@ def run(count: int, seed: int) -> tuple[dict[str, int], list[str]]:
     failures: list[str] = []
     for index in range(count):
         data = make_case(rng, corpus)
-        spec = FULL_SPEC if index % 16 == 0 else SMALL_SPEC
-        if index % 16 == 8:
-            spec = {**FULL_SPEC, "resample": "bicubic"}
+        spec = SPECS[index % len(SPECS)]
         try:
             reply = msgpack.unpackb(inst.call(CONVERT, msgpack.packb({"data": data, "spec": spec},
                                                                      use_bin_type=True)), raw=False)
