@@ -24,7 +24,7 @@
 #include <string.h>
 
 #define MAX_COMPS 4
-#define FAST_BITS 9 /* Huffman lookup-table width: most codes in photos are <= 9 bits */
+#define FAST_BITS 11 /* Huffman look-up width; at most 11, so that fast_ac values stay within +-1023 */
 /* Each scan walks every block of its components, and a scan can be a dozen bytes (EOB runs), so a
  * small hostile file with thousands of scans could burn CPU for seconds; real encoders write <= ~60. */
 #define MAX_SCANS 512
@@ -229,7 +229,7 @@ static int build_huff(huff_t *h, const uint8_t counts[17], const uint8_t *vals, 
         uint32_t len = e >> 8, sym = e & 0xFF, run = sym >> 4, mag = sym & 15;
         if (mag == 0 || len + mag > FAST_BITS) continue;
         uint32_t bits = ((i << len) & ((1u << FAST_BITS) - 1)) >> (FAST_BITS - mag);
-        int32_t v = extend(bits, (int)mag); /* |v| < 2^8 here: the offset keeps it positive */
+        int32_t v = extend(bits, (int)mag); /* |v| < 2^10 here: the offset keeps it positive */
         h->fast_ac[i] = (uint32_t)(v + 1024) << 8 | run << 4 | (len + mag);
     }
     h->defined = 1;
@@ -252,6 +252,23 @@ static void br_init(bitreader *br, const uint8_t *p, const uint8_t *end) {
  * feeds zero bytes and counts them (`pad`), so decoding never reads past the data and we can tell
  * afterwards whether real bits ran out (br_overran). br->p stays on the marker's 0xFF. */
 static inline void br_fill(bitreader *br) {
+    if (br->cnt > 56) return;
+    /* Fast path: the next 8 bytes hold no 0xFF (so no stuffing and no marker): take as many whole bytes as
+     * fit in one go, exactly what the byte loop below would take. */
+    if (!br->stop && br->end - br->p >= 8) {
+        uint64_t v;
+        memcpy(&v, br->p, 8);
+        uint64_t inv = ~v;
+        if (((inv - 0x0101010101010101ull) & ~inv & 0x8080808080808080ull) == 0) {
+            uint64_t be = __builtin_bswap64(v);
+            int n = (64 - br->cnt) >> 3; /* 1..8 whole bytes */
+            uint64_t take = n == 8 ? be : be >> (64 - 8 * n);
+            br->buf |= take << (64 - br->cnt - 8 * n);
+            br->p += n;
+            br->cnt += 8 * n;
+            return;
+        }
+    }
     while (br->cnt <= 56) {
         uint32_t b = 0;
         if (!br->stop) {
@@ -756,6 +773,46 @@ static int decode_block_seq(dec_t *d, comp_t *c, int16_t *blk) {
     return any;
 }
 
+/* Sequential at 1/8 scale: only the DC coefficient is used (jpeg_idct_1x1), so the AC codes are decoded
+ * to advance the bit reader (with the same checks as decode_block_seq) but not stored. Returns the DC. */
+static int decode_block_seq_dc(dec_t *d, comp_t *c, int32_t *dc) {
+    bitreader *br = &d->br;
+    br_fill(br);
+    int s = huff_decode(br, &d->hdc[c->td]);
+    if (s < 0 || s > 16) return fail(d, E_BAD_HUFF);
+    if (s) c->dcpred = (int32_t)((uint32_t)c->dcpred + (uint32_t)extend(br_bits(br, s), s));
+    *dc = (int16_t)c->dcpred;
+    const huff_t *ac = &d->hac[c->ta];
+    for (int k = 1; k < 64;) {
+        br_fill(br);
+        uint32_t f = ac->fast_ac[br->buf >> (64 - FAST_BITS)];
+        if (f) {
+            int total = (int)(f & 15);
+            k += (int)(f >> 4 & 15);
+            if (k > 63) return fail(d, E_COEF);
+            br->buf <<= total;
+            br->cnt -= total;
+            k++;
+            continue;
+        }
+        int rs = huff_decode(br, ac);
+        if (rs < 0) return fail(d, E_BAD_HUFF);
+        int r = rs >> 4;
+        s = rs & 15;
+        if (s) {
+            k += r;
+            if (k > 63) return fail(d, E_COEF);
+            br->buf <<= s;
+            br->cnt -= s;
+            k++;
+        } else {
+            if (r != 15) break;
+            k += 16;
+        }
+    }
+    return 0;
+}
+
 static int decode_dc_first(dec_t *d, comp_t *c, int16_t *blk) {
     bitreader *br = &d->br;
     br_fill(br);
@@ -849,6 +906,12 @@ static int decode_ac_refine(dec_t *d, comp_t *c, int16_t *blk) {
 
 /* One block of the current scan at block coordinates (bx, by) of component c. */
 static int decode_block(dec_t *d, comp_t *c, uint32_t bx, uint32_t by) {
+    if (!d->progressive && c->ss == 1) {
+        int32_t dc;
+        if (decode_block_seq_dc(d, c, &dc) < 0) return -1;
+        c->plane[(size_t)by * c->stride + bx] = clamp_px(DESCALE((int64_t)dc * c->q[0], 3)); /* jpeg_idct_1x1 */
+        return 0;
+    }
     if (!d->progressive) {
         int16_t blk[64];
         memset(blk, 0, sizeof blk);
