@@ -102,21 +102,24 @@ async def test_identity_plus3_effnet_equal_the_engines_run_directly(nats_url, la
     ensure_models()
     rng = np.random.default_rng(4)
     image = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    # Expected answers before the rig: importing TensorFlow inside it would block its event loop for seconds.
+    want_identity, want_plus3 = onnx_direct("identity", X4), plus3_direct(X4)
+    want_effnet = onnx_direct("effnetlite0", image)
     async with rig(nats_url, lattice_prefix, tmp_path, zoo=ZOO) as r:
         identity = await r.client.wait_ready(predict_request("identity", X4))
         assert identity.ok, identity.error
         assert identity.tensor.dimensions == [1, 4] and identity.tensor.value_types == ["ValueF32"]
-        assert identity.tensor.to_numpy().tobytes() == onnx_direct("identity", X4).tobytes()
+        assert identity.tensor.to_numpy().tobytes() == want_identity.tobytes()
 
         plus3 = await r.client.wait_ready(predict_request("plus3", X4))
         assert plus3.ok, plus3.error
         np.testing.assert_array_equal(plus3.tensor.to_numpy(), np.array([[4, 5, 6, 7]], np.float32))
-        assert plus3.tensor.to_numpy().tobytes() == plus3_direct(X4).tobytes()
+        assert plus3.tensor.to_numpy().tobytes() == want_plus3.tobytes()
 
         effnet = await r.client.wait_ready(predict_request("effnetlite0", image))
         assert effnet.ok, effnet.error
         assert effnet.tensor.dimensions == [1, 1000]
-        got, want = effnet.tensor.to_numpy(), onnx_direct("effnetlite0", image)
+        got, want = effnet.tensor.to_numpy(), want_effnet
         assert float(np.max(np.abs(got - want))) <= 1e-5
 
         listed = {m["name"]: m for m in await r.client.list_models()}
