@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 WAFT := $(VENV)/bin/waft
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench chaos actors models lint venv clean system-deps
+.PHONY: run test bench chaos fuzz actors models lint venv clean system-deps
 
 venv: $(STAMP)
 
@@ -49,6 +49,10 @@ run: venv actors models
 
 bench: venv actors models
 	$(PY) -m waft.bench
+
+# Long fuzzing of the pre-processor's JPEG/PNG decoders (make test runs 20 000 cases).
+fuzz: venv actors
+	WAFT_FUZZ_COUNT=500000 $(PY) -m pytest -q tests/preprocessor/test_preprocessor_fuzz.py
 
 # Long fault runs (issue 9): SIGKILLs, NATS restarts, host loss under steady load; writes docs/reliability.md.
 chaos: venv actors models
