@@ -14,8 +14,8 @@
  *
  * Errors are JSON {"error": "<what>", "detail": "<why>"} (design: Conventions): 400 bad tensor JSON or
  * undecodable image, 404 unknown model (the detail says how to install it) or route (the original answered
- * 500 `----N/A-----`), 405 wrong method (with Allow), 413 too large (the body, or an image's declared pixels
- * above the spec's max_pixels), 429 overloaded and 503 still loading / part not running (with Retry-After), 504
+ * 500 `----N/A-----`), 405 wrong method (with Allow), 413 too large (the body, or an image's bytes; an image
+ * whose header declares more pixels than the spec's max_pixels is a 400 "image too large"), 429 overloaded and 503 still loading / part not running (with Retry-After), 504
  * a host-call timeout, 500 only for what should not happen. Every HTTP outcome is an HttpResponse; only an
  * undecodable HttpRequest is a guest error.
  *
@@ -642,7 +642,8 @@ static int read_output(call_result *c, waft_buf *out, view model, const char *wh
     }
     if (st.is_error) {
         if (!preprocessor) return FAIL(ml_error(out, model, &st));
-        /* The pre-processor's errors are about the image (400), its size (413), or the model's spec. */
+        /* The pre-processor's errors are about the image (400, including a header declaring more pixels
+           than allowed: a decompression bomb is bad input, not a big body), its bytes (413), or the spec. */
         waft_buf d = WAFT_BUF_INIT;
         waft_buf_append(&d, st.variant.ptr, st.variant.len);
         waft_buf_append_str(&d, ": ");
@@ -651,6 +652,8 @@ static int read_output(call_result *c, waft_buf *out, view model, const char *wh
         int rc;
         if (!view_ieq(st.variant, "invalidEncoding"))
             rc = http_error_buf(out, 500, "pre-processing failed", &d);
+        else if (contains(m.ptr, m.len, "pixels exceeds"))
+            rc = http_error_buf(out, 400, "image too large", &d);
         else if (contains(m.ptr, m.len, "too large") || contains(m.ptr, m.len, "out of memory"))
             rc = http_error_buf(out, 413, "image too large", &d);
         else if (contains(m.ptr, m.len, "bad input spec"))

@@ -428,7 +428,7 @@ def test_real_unknown_model_answer(api: WapcInstance, host: FakeHost) -> None:
     ("truncated JPEG scan", 400, "undecodable image"),
     ("unknown image format (expected JPEG or PNG)", 400, "undecodable image"),
     ("unsupported PNG bit depth 4 in colour type 2", 400, "undecodable image"),
-    ("image too large: 60000000 pixels exceeds the limit of 50000000 pixels", 413, "image too large"),
+    ("image too large: 60000000 pixels exceeds the limit of 50000000 pixels", 400, "image too large"),
     ("bad input spec: layout must be NCHW or NHWC", 500, "bad model input spec"),
 ])
 def test_preprocessor_errors(api: WapcInstance, host: FakeHost, reason: str, status: int, error: str) -> None:
@@ -724,8 +724,8 @@ def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
 @pytest.mark.parametrize("route", ["/effnetlite0/matches", "/effnetlite0/preprocess"])
 def test_decompression_bomb_png_is_refused_before_allocating(api: WapcInstance, host: FakeHost, route: str) -> None:
     """The real pre-processor actor, in a 16 MiB sandbox: a PNG declaring 100 000 x 100 000 pixels is refused
-    from its header (the 50 MP default max_pixels), and the API answers 413 "image too large" (api.c's
-    documented mapping for size limits; undecodable bytes are 400). Its memory grows by buffers only."""
+    from its header (the 50 MP default max_pixels), and the API answers 400 "image too large", as the issue
+    asks: a bomb is bad input, not a big body (413 stays for bytes). Its memory grows by buffers only."""
     from actor_support import compiled
 
     from waft.host.wapc import Limits
@@ -735,7 +735,7 @@ def test_decompression_bomb_png_is_refused_before_allocating(api: WapcInstance, 
     host.on(PREPROCESSOR, CONVERT, lambda payload: pp.call(CONVERT, payload))
     data = bomb_png()
     assert len(data) < 200
-    body = assert_error(http(api, "PUT", route, data), 413, "image too large")
+    body = assert_error(http(api, "PUT", route, data), 400, "image too large")
     assert "100000 x 100000 pixels exceeds the limit of 50000000 pixels" in body["detail"], body
     assert pp._memory.data_len(pp.store) - memory <= 1 << 20  # request and answer buffers only
     assert PREDICT not in [op[2] for op in host.ops()]
