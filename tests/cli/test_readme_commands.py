@@ -138,10 +138,13 @@ def detached_lattice(waft: Waft, *extra: str) -> Iterator[dict[str, str]]:
     try:
         yield wait_ready(waft.home / "up.log", attempts=1200)
     finally:
-        stopped = waft.run("down")
-        assert "lattice stopped" in stopped.stdout, stopped.stdout
-        with contextlib.suppress(ProcessLookupError):  # a failing `down` must not leave it behind
-            os.killpg(pid, signal.SIGKILL)
+        try:
+            stopped = waft.run("down")
+        except BaseException:  # a failing `down` must not leave the lattice behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            raise
+    assert "lattice stopped" in stopped.stdout, stopped.stdout
     assert not (waft.home / "up.pid").exists()
     wait_lattice_stopped(waft.home)
 
