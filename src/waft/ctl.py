@@ -20,6 +20,10 @@ from waft.config import without_credentials
 from waft.lattice import subjects
 
 
+async def _quiet(exc: Exception) -> None:
+    """nats-py logs every failed attempt with a traceback; the caller reports the failure once."""
+
+
 class CtlError(Exception):
     """A control request that failed or was refused; the message is the host's reason."""
 
@@ -35,7 +39,10 @@ class CtlClient:
     async def connect(cls, url: str, prefix: str = subjects.DEFAULT_PREFIX,
                       timeout: float = 2.0) -> AsyncIterator[CtlClient]:
         try:
-            nc = await nats.connect(url, connect_timeout=timeout, max_reconnect_attempts=0, allow_reconnect=False)
+            # max_reconnect_attempts=0 means "never give up on the server" to nats-py's first connect, so
+            # a dead NATS would hang the command; one attempt and no error logging fails fast instead.
+            nc = await nats.connect(url, connect_timeout=timeout, max_reconnect_attempts=1, reconnect_time_wait=0,
+                                    allow_reconnect=False, error_cb=_quiet)
         except (nats.errors.Error, OSError) as exc:
             raise CtlError(f"cannot reach NATS at {without_credentials(url)} ({type(exc).__name__}); "
                            "is the lattice up? (`waft up`)") from None

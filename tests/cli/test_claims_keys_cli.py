@@ -64,3 +64,17 @@ def test_claims_errors_are_one_line(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     unsigned = waft("claims", "inspect", str(built_actor("echo", signed=False)), home=tmp_path)
     assert "No claims found" in unsigned.stderr
+
+
+def test_ctl_without_a_lattice_fails_fast_with_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for args in (("ctl", "get", "hosts"), ("app", "list")):
+        result = waft(*args, "--nats-url", f"nats://127.0.0.1:{port}", home=tmp_path)
+        assert result.returncode == 1, result
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+        assert lines == [f"error: cannot reach NATS at nats://127.0.0.1:{port} (NoServersError); "
+                         "is the lattice up? (`waft up`)"], result.stderr
