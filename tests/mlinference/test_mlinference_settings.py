@@ -59,3 +59,14 @@ def test_bad_values_name_the_problem(values, fragment):
     with pytest.raises(SettingsError) as info:
         load_settings(values, env={})
     assert fragment in str(info.value)
+
+
+def test_spin_wait_is_off_unless_asked_and_reads_as_a_boolean():
+    config = {"models": {**ZOO["models"], "options": {"plus3": {"spin_wait": True}}}}
+    settings = load_settings({"config_json": json.dumps(config)}, env={})
+    assert (settings.options_for("identity").spin_wait, settings.options_for("plus3").spin_wait) == (False, True)
+    from_link = load_settings({"config_json": json.dumps(ZOO), "spin_wait": "yes"}, env={})
+    assert from_link.options_for("identity").spin_wait is True
+    with pytest.raises(SettingsError) as info:
+        load_settings({"config_json": json.dumps(ZOO)}, env={"WAFT_ML_SPIN_WAIT": "sometimes"})
+    assert "spin_wait 'sometimes': expected true or false" in str(info.value)

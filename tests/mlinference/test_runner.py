@@ -132,3 +132,18 @@ async def test_cancelled_waiter_does_not_break_its_batch():
     finally:
         await runner.close()
 
+
+
+def test_onnx_sessions_spin_only_when_asked():
+    """Read back from the live sessions: busy-waiting workers cost the host's actors their cores."""
+    folder = ensure_models() / "identity"
+    model, meta = next(folder.glob("*.onnx")), ModelMetadata.parse((folder / "metadata.json").read_bytes())
+    quiet, spinning = (load_engine(model, meta, ModelOptions(spin_wait=spin), None) for spin in (False, True))
+    try:
+        for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+            assert quiet.session.get_session_options().get_session_config_entry(key) == "0"
+            with pytest.raises(RuntimeError, match="does not have configuration"):
+                spinning.session.get_session_options().get_session_config_entry(key)  # onnxruntime's default: spin
+    finally:
+        quiet.close()
+        spinning.close()

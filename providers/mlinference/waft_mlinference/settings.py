@@ -13,7 +13,8 @@ add, all optional:
 - limits for every model in `models.defaults` and per route in `models.options.<route>`:
   `max_concurrent`, `max_queue`, `intra_op_threads`, `inter_op_threads`, `max_tensor_bytes`,
   `execution_target` (overrides the metadata's), `batch: {max_items, max_delay_ms}` (micro-batching,
-  off unless given), `load_attempts` and `load_backoff_ms` (retrying an unreachable bindle server);
+  off unless given), `spin_wait` (onnxruntime's busy-waiting worker threads, off unless given),
+  `load_attempts` and `load_backoff_ms` (retrying an unreachable bindle server);
   plain link values of the same names and `WAFT_ML_<NAME>` env variables set the
   defaults too.
 """
@@ -37,7 +38,9 @@ DEFAULT_BATCH_DELAY_MS = 2.0
 DEFAULT_LOAD_ATTEMPTS = 5
 DEFAULT_LOAD_BACKOFF_MS = 500
 LIMIT_KEYS = ("max_concurrent", "max_queue", "intra_op_threads", "inter_op_threads", "max_tensor_bytes",
-              "execution_target", "load_attempts", "load_backoff_ms")
+              "execution_target", "spin_wait", "load_attempts", "load_backoff_ms")
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
 BINDLE_ID = re.compile(r"^[^/\s]+(?:/[^/\s]+)*/[^/\s]+$")
 
 
@@ -61,6 +64,12 @@ class ModelOptions:
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
     execution_target: str | None = None  # None: as the metadata says
     batch: BatchSettings | None = None
+    #: onnxruntime's intra-op workers busy-wait between runs unless told not to. Off by default: under
+    #: load on a 2-core machine the spinning threads burned the cores the host's actors needed
+    #: (effnetlite0 with 2 intra-op threads: 26-30 ms of provider CPU per /matches request spinning,
+    #: 15.5 ms not; end-to-end max rate 52 -> 60 req/s in one run). Turn it on for a machine that
+    #: serves nothing but this model, where the spinning buys back a little latency.
+    spin_wait: bool = False
     #: Fetches from a bindle server that cannot be reached (or answers 5xx) are retried, waiting
     #: load_backoff_ms, then twice that, ... (capped at 30 s), load_attempts tries in all.
     load_attempts: int = DEFAULT_LOAD_ATTEMPTS
@@ -96,6 +105,15 @@ def _int(value: object, what: str, minimum: int) -> int:
     return number
 
 
+def _bool(value: object, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise SettingsError(f"invalid {what} {value!r}: expected true or false")
+
+
 def _options(data: object, base: ModelOptions, what: str) -> ModelOptions:
     if not isinstance(data, Mapping):
         raise SettingsError(f"invalid {what}: expected a JSON object")
@@ -111,6 +129,8 @@ def _options(data: object, base: ModelOptions, what: str) -> ModelOptions:
         if target not in ("cpu", "gpu", "tpu"):
             raise SettingsError(f"invalid {what}.execution_target {target!r}: use cpu, gpu or tpu")
         changes["execution_target"] = target
+    if data.get("spin_wait") is not None:
+        changes["spin_wait"] = _bool(data["spin_wait"], f"{what}.spin_wait")
     if "batch" in data:
         batch = data["batch"]
         if batch in (None, False):

@@ -85,6 +85,9 @@ class OnnxEngine:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.intra_op_num_threads = options.threads_per_run
         so.inter_op_num_threads = options.inter_op_threads
+        if not options.spin_wait:  # see ModelOptions.spin_wait for the measurement
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         so.log_severity_level = 3  # errors only: the NCHWc serialisation warning is expected
         source, part = str(path), None
         if cache_dir is not None:
