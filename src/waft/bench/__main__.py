@@ -1,5 +1,8 @@
 """`python -m waft.bench [NAME ...]`: run the benchmarks and write docs/benchmarks.md.
 
+Naming sections re-runs only those: the other sections of the file are kept as they were, each under
+its own "measured" stamp, so one section can be re-measured without losing the rest.
+
 Each benchmark module has `async def run() -> list[dict]` returning rows made by `common.row`:
 ours, its baseline measured in the same run, and their ratio. Missing modules are skipped with a
 note, so a partial checkout still benchmarks what it has.
@@ -13,6 +16,7 @@ import importlib
 import logging
 import os
 import platform
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -51,15 +55,40 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def render(results: dict[str, list[dict[str, object]]], notes: list[str]) -> str:
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def earlier_sections(text: str) -> dict[str, str]:
+    """The `## name` sections of an earlier docs/benchmarks.md, each as its text (heading included)."""
+    sections: dict[str, str] = {}
+    for part in re.split(r"(?m)^(?=## )", text):
+        if part.startswith("## "):
+            name = part[3:].split("\n", 1)[0].strip()
+            if name != "Notes":
+                sections[name] = part.rstrip("\n") + "\n"
+    return sections
+
+
+def render(results: dict[str, list[dict[str, object]]], notes: list[str],
+           kept: dict[str, str] | None = None) -> str:
+    """The whole file: sections measured now, and `kept` ones (from an earlier run) in MODULES order."""
+    kept = kept or {}
     lines = ["# Benchmarks", "",
              "Written by `make bench`. Every figure is a pair measured in the same run, interleaved, on a shared",
              "2-core machine: read the **ratio** (ours / baseline), not the absolute numbers.", "",
-             f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+             f"- date: {_now()}",
              f"- machine: {os.cpu_count()} cores, {_cpu_model()}, {platform.system()} {platform.release()}",
              f"- versions: {_versions()}", ""]
-    for name, rows in results.items():
-        lines += [f"## {name}", "", "| figure | ours | baseline | ratio | unit | goal |", "|---|---|---|---|---|---|"]
+    order = [n for n in MODULES if n in results or n in kept]
+    order += [n for n in [*results, *kept] if n not in order]
+    for name in order:
+        if name not in results:
+            lines += [kept[name]]
+            continue
+        rows = results[name]
+        lines += [f"## {name}", "", f"_measured {_now()}_", "",
+                  "| figure | ours | baseline | ratio | unit | goal |", "|---|---|---|---|---|---|"]
         for r in rows:
             ratio = f"**{_fmt(r['ratio'])}x**" if isinstance(r["ratio"], int | float) else str(r["ratio"])
             lines.append(f"| {r['name']} | {_fmt(r['ours'])} | {_fmt(r['baseline'])} | {ratio} | "
@@ -91,7 +120,10 @@ def main(argv: list[str]) -> int:
             notes.append(f"{name}: failed ({type(exc).__name__}: {exc})")
     out = ROOT / "docs" / "benchmarks.md"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(render(results, notes))
+    kept = {}
+    if argv and out.is_file():
+        kept = {n: text for n, text in earlier_sections(out.read_text()).items() if n not in results}
+    out.write_text(render(results, notes, kept))
     print(f"wrote {out}")
     return 0 if not any("failed" in n for n in notes) else 1
 
