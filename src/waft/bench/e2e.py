@@ -8,8 +8,9 @@ Three systems classify the same four photos (build/bench-photos, JPEG q90) with 
   build has it (build/actors/api_s.wasm and the providers); otherwise a note row says what is missing.
 
 Figures: p50 at concurrency 1 (sequential, interleaved blocks), the highest open-loop rate whose p99
-stays <= 250 ms with no errors, p50/p99 at an equal offered rate, and latency percentiles against
-offered rate for all three, drawn to docs/benchmarks/latency.png by the peer venv's matplotlib.
+stays <= 250 ms with no errors, p50/p99 at an equal offered rate, CPU time per request (every process
+of each server, split by process for Waft: what bounds the max rate on few cores), and latency
+percentiles against offered rate for all three, drawn to docs/benchmarks/latency.png by the peer venv's matplotlib.
 Everything started here (peer, lattice) is stopped on the way out, also on failure or Ctrl-C.
 """
 
@@ -25,8 +26,10 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ import yaml
 
 from waft.bench import peer_setup
 from waft.bench.common import latency_pair, percentile, row
+from waft.bench.cpu import TreeMeter
 from waft.bench.load import LoadResult, open_loop
 
 ROOT = peer_setup.ROOT
@@ -47,6 +51,8 @@ ROUTE = "effnetlite0"
 CURVE = (0.25, 0.5, 0.75, 1.0, 1.25)
 STEP_S = 4.0  # seconds per open-loop step of the max-rate search
 CURVE_STEP_S = 3.0  # and of the latency curve
+CPU_STEP_S = 8.0  # open-loop seconds over which CPU per request is measured
+CPU_LOCAL_CALLS = 60  # sequential in-process calls for its CPU per request
 
 
 def _log(message: str) -> None:
@@ -99,9 +105,15 @@ def _waft_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "waft"]
 
 
+@dataclass(frozen=True)
+class RunningLattice:
+    url: str  # /effnetlite0/matches
+    pid: int  # `waft up`: the root of every process of the lattice
+
+
 @contextlib.asynccontextmanager
-async def waft_lattice(body: bytes, *, ready_timeout: float = 180.0) -> AsyncIterator[str]:
-    """`waft up` on free ports with a private WAFT_HOME; yields the /matches URL once it classifies."""
+async def waft_lattice(body: bytes, *, ready_timeout: float = 180.0) -> AsyncIterator[RunningLattice]:
+    """`waft up` on free ports with a private WAFT_HOME; yields once /matches classifies."""
     WORK.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="waft-e2e-") as tmp:
         port = peer_setup.free_port()
@@ -116,7 +128,7 @@ async def waft_lattice(body: bytes, *, ready_timeout: float = 180.0) -> AsyncIte
             started = time.monotonic()
             await _wait_classifies(url, body, process, ready_timeout, log_path)
             _log(f"lattice ready in {time.monotonic() - started:.1f} s at {url}")
-            yield url
+            yield RunningLattice(url, process.pid)
         finally:
             await asyncio.to_thread(peer_setup.stop_group, process, 20.0)
 
@@ -211,6 +223,28 @@ async def open_loop_local(fn: Callable[[bytes], object], rate: float, duration: 
     return result
 
 
+# --- CPU per request ------------------------------------------------------------------------------
+
+async def cpu_per_request(root: int, url: str, rate: float, bodies: Sequence[bytes]) -> tuple[float, Counter[str]]:
+    """Milliseconds of CPU (user + system, every process under `root`) per answered request at `rate`,
+    and the same split by process label."""
+    meter = TreeMeter(root)
+    meter.start()
+    result = await open_loop(url, rate, CPU_STEP_S, bodies)
+    by_label = meter.stop()
+    answered = max(1, result.ok)
+    return meter.total * 1e3 / answered, Counter({k: v * 1e3 / answered for k, v in by_label.items()})
+
+
+def cpu_per_call_local(fn: Callable[[bytes], object], bodies: Sequence[bytes]) -> float:
+    """Milliseconds of this process's CPU per in-process call, sequential (its onnxruntime threads included)."""
+    before = os.times()
+    for _, body in zip(range(CPU_LOCAL_CALLS), itertools.cycle(bodies), strict=False):
+        fn(body)
+    after = os.times()
+    return ((after.user + after.system) - (before.user + before.system)) * 1e3 / CPU_LOCAL_CALLS
+
+
 def _point(result: LoadResult) -> dict[str, Any]:
     return {"rate": round(result.rate, 3), "achieved": round(result.achieved_rate, 3), "errors": result.errors,
             "p50_ms": round(result.quantile(50) * 1e3, 2) if result.latencies else None,
@@ -300,9 +334,11 @@ async def run() -> list[dict[str, object]]:
         await asyncio.to_thread(peer.start)
         _log(f"peer (BentoML) ready in {peer.started_in:.1f} s at {peer.url}")
         waft_url: str | None = None
+        lattice: RunningLattice | None = None
         if not missing:
             try:
-                waft_url = await stack.enter_async_context(waft_lattice(bodies[0]))
+                lattice = await stack.enter_async_context(waft_lattice(bodies[0]))
+                waft_url = lattice.url
             except Exception as exc:
                 traceback.print_exc()
                 rows.append(note(f"Waft's lattice did not come up ({type(exc).__name__}: {exc}); "
@@ -382,6 +418,17 @@ async def run() -> list[dict[str, object]]:
                             percentile(peer_lat, 50) * 1e3, "ms", goal="<= 1x"))
             rows.append(row(f"Waft p99 at equal load ({equal:g} req/s) vs peer", percentile(ours_lat, 99) * 1e3,
                             percentile(peer_lat, 99) * 1e3, "ms"))
+
+            # (d) CPU per request at that load: what bounds the max rate when the cores are few
+            assert lattice is not None and peer.process is not None
+            local_ms = cpu_per_call_local(pipeline.matches, bodies)
+            waft_ms, waft_split = await cpu_per_request(lattice.pid, waft_url, equal, bodies)
+            peer_ms, _ = await cpu_per_request(peer.process.pid, peer.url, equal, bodies)
+            split = ", ".join(f"{label} {ms:.1f}" for label, ms in waft_split.most_common() if ms >= 0.05)
+            rows.append(row(f"Waft CPU per /matches request at {equal:g} req/s, all lattice processes, vs in-process "
+                            "pipeline", waft_ms, local_ms, "ms", goal=f"by process: {split}"))
+            rows.append(row(f"Peer (BentoML) CPU per request at {equal:g} req/s, all its processes, vs in-process "
+                            "pipeline", peer_ms, local_ms, "ms"))
         else:
             what = ", ".join(missing) if missing else "the lattice did not start"
             rows.append(note(f"Waft's /matches path is not in this build (missing: {what}); "
