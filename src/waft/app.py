@@ -158,11 +158,20 @@ async def read_state(ctl: CtlClient) -> LatticeState:
     return LatticeState(hosts, inventories)
 
 
-async def reconcile(ctl: CtlClient, manifest: Manifest, *, timeout: float = 60.0) -> list[str]:
-    """Drive the lattice to the manifest; returns what was done, one line per action."""
+async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None = None,
+                    timeout: float = 60.0) -> list[str]:
+    """Drive the lattice to the manifest; returns what was done, one line per action.
+
+    What is missing starts on `host_id` (`waft up` passes its own host: an app deployed by `up` must
+    not land on whichever other host answered the ping first, or stopping that host takes the app
+    with it); without one, on the first host that answered. Actors that already run somewhere are
+    scaled where they run."""
     done: list[str] = []
     state = await read_state(ctl)
-    first_host = state.hosts[0]["id"]
+    known = [h["id"] for h in state.hosts]
+    if host_id is not None and host_id not in known:
+        raise CtlError(f"host {host_id} is not on lattice {ctl.prefix!r} (hosts: {', '.join(known)})")
+    first_host = host_id or known[0]
     actor_ids: dict[str, str] = {}
     provider_ids: dict[str, str] = {}
     async with ctl.events() as events:

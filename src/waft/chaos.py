@@ -377,10 +377,24 @@ def write_report(results: list[ScenarioResult], duration: float) -> Path:
     return out
 
 
+async def _until_terminated(work: Awaitable[list[ScenarioResult]]) -> list[ScenarioResult]:
+    """SIGTERM cancels the run like Ctrl-C does, so every process it started is stopped on the way out
+    (a plain SIGTERM would end Python at once and orphan the hosts)."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await work
+
+
 def main() -> int:
     rate = float(os.environ["WAFT_CHAOS_RATE"]) if os.environ.get("WAFT_CHAOS_RATE") else None
     duration = float(os.environ.get("WAFT_CHAOS_DURATION", "30"))
-    results = asyncio.run(run_scenarios(ml_workload(), rate=rate, duration=duration, fault_at=5.0))
+    try:
+        results = asyncio.run(_until_terminated(run_scenarios(ml_workload(), rate=rate, duration=duration,
+                                                              fault_at=5.0)))
+    except asyncio.CancelledError:
+        print("chaos: stopped (SIGTERM); everything it started is stopped", file=sys.stderr)
+        return 143
     for r in results:
         print(json.dumps(r.row()))
     print(f"wrote {write_report(results, duration)}")

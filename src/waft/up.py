@@ -104,7 +104,7 @@ async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | N
             try_line = None
             if config.app:
                 try:
-                    await _deploy(nats_url, config.prefix, config.app)
+                    await _deploy(nats_url, config.prefix, config.app, host.host_id)
                 except Exception as exc:
                     raise UpError(f"deploying {config.app} failed: {exc}") from exc
                 try_line = await _wait_app_ready(config.app, config.app_ready_timeout_s)
@@ -162,13 +162,13 @@ async def _push_models(bindle_url: str) -> None:
             log.info("model %s: invoice %s, %d parcel(s) uploaded", route, result["invoice"], result["uploaded"])
 
 
-async def _deploy(nats_url: str, prefix: str, manifest_path: Path) -> None:
+async def _deploy(nats_url: str, prefix: str, manifest_path: Path, host_id: str) -> None:
     from waft.app import Manifest, reconcile
     from waft.ctl import CtlClient
 
     manifest = Manifest.load(manifest_path)
     async with CtlClient.connect(nats_url, prefix, timeout=10) as ctl:
-        for line in await reconcile(ctl, manifest):
+        for line in await reconcile(ctl, manifest, host_id=host_id):
             log.info("%s: %s", manifest.name, line)
 
 

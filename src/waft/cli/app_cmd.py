@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      ("status", _status, "desired vs running, per component")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("manifest", type=Path)
+        if name == "deploy":
+            p.add_argument("--host-id", help="start what is missing on this host (default: the first to answer)")
         add_connection_flags(p, timeout_ms=5000)
         add_output_flag(p)
         p.set_defaults(handler=_wrap(handler))
@@ -59,7 +61,7 @@ async def _apps(ctl: CtlClient):  # type: ignore[no-untyped-def]
 
 async def _deploy(ctl: CtlClient, args: argparse.Namespace) -> int:
     manifest = Manifest.load(args.manifest)
-    done = await reconcile(ctl, manifest)
+    done = await reconcile(ctl, manifest, host_id=args.host_id)
     kv = await _apps(ctl)
     await kv.put(manifest.name, json.dumps({"name": manifest.name, "version": manifest.version,
                                             "source": str(args.manifest.resolve())}).encode())
