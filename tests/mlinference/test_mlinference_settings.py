@@ -70,3 +70,17 @@ def test_spin_wait_is_off_unless_asked_and_reads_as_a_boolean():
     with pytest.raises(SettingsError) as info:
         load_settings({"config_json": json.dumps(ZOO)}, env={"WAFT_ML_SPIN_WAIT": "sometimes"})
     assert "spin_wait 'sometimes': expected true or false" in str(info.value)
+
+
+@pytest.mark.parametrize("cores, max_concurrent, spin_wait, expected", [
+    (2, 2, False, 2),   # the bench machine: each run may use both cores (workers sleep when idle)
+    (2, 2, True, 1),    # spinning workers get an equal share, no more
+    (16, 4, False, 8),  # twice the share
+    (16, 4, True, 4),
+    (4, 1, False, 4),   # never more than the cores
+    (1, 4, False, 1),
+])
+def test_auto_threads_oversubscribe_only_when_workers_sleep(monkeypatch, cores, max_concurrent, spin_wait, expected):
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    assert ModelOptions(max_concurrent=max_concurrent, spin_wait=spin_wait).threads_per_run == expected
+    assert ModelOptions(max_concurrent=max_concurrent, intra_op_threads=3).threads_per_run == 3  # explicit wins
