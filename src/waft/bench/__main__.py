@@ -76,7 +76,8 @@ def render(results: dict[str, list[dict[str, object]]], notes: list[str],
     kept = kept or {}
     lines = ["# Benchmarks", "",
              "Written by `make bench`. Every figure is a pair measured in the same run, interleaved, on a shared",
-             "2-core machine: read the **ratio** (ours / baseline), not the absolute numbers.", "",
+             "2-core machine: read the **ratio** (ours / baseline), not the absolute numbers. A section",
+             "re-measured alone (`python -m waft.bench NAME`) carries its own date.", "",
              f"- date: {_now()}",
              f"- machine: {os.cpu_count()} cores, {_cpu_model()}, {platform.system()} {platform.release()}",
              f"- versions: {_versions()}", ""]
