@@ -25,7 +25,7 @@ SDK_DIR = REPO / "actors" / "sdk"
 ACTOR_ROOTS = (REPO / "actors", REPO / "tests" / "actors")
 DEFAULT_OUT = REPO / "build" / "actors"
 
-#: Measured in design/reference/feasibility.md Q2. wasm32-wasi in the *reactor* model gives a real libc
+#: Measured when the build was designed: wasm32-wasi in the *reactor* model gives a real libc
 #: malloc with zero WASI imports (only `wapc.*`) and an `_initialize` export instead of `_start`; -s drops
 #: ~900 KB of debug info; zig's default 16 MiB stack would make every instance reserve 257 pages, so the
 #: stack is capped at 64 KiB (2 initial pages), letting small memory limits work.

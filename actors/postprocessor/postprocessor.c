@@ -4,7 +4,7 @@
  *   PostprocessRequest{result: Status, tensor: Tensor, topK: u32 = 5, labels: [str]?, probabilities: bool}
  *     -> Matches{matches: [{label: str, probability: f32}], error?: str}      best first
  *
- * What it fixes relative to the original (design/reference/seed-origin.md §5), which trapped on
+ * What it fixes relative to the original (the wasmCloud example post-processor), which trapped on
  * anything but 1000 f32 logits and on NaN:
  *   - any class count: dimensions [N], [1, N] or any shape with at most one dimension above 1
  *     ([1, N, 1, 1] is the original's); a batch of several images is an error, not a guess;
