@@ -171,7 +171,7 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
     known = [h["id"] for h in state.hosts]
     if host_id is not None and host_id not in known:
         raise CtlError(f"host {host_id} is not on lattice {ctl.prefix!r} (hosts: {', '.join(known)})")
-    first_host = host_id or known[0]
+    target_host = host_id or known[0]
     actor_ids: dict[str, str] = {}
     provider_ids: dict[str, str] = {}
     async with ctl.events() as events:
@@ -181,20 +181,20 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
             if running:
                 actor_ids[actor.name] = running[0][1]
             if total < actor.count:
-                host_id = running[0][0] if running else first_host
-                await ctl.start_actor(host_id, actor.image, actor.count - total)
+                where = running[0][0] if running else target_host
+                await ctl.start_actor(where, actor.image, actor.count - total)
                 started = await wait_started(events, "actor_started", "actor_start_failed", actor.image, timeout)
                 actor_ids[actor.name] = started["public_key"]
                 done.append(f"started {actor.count - total} x actor {actor.name}")
             elif total > actor.count:
                 excess = total - actor.count
-                for host_id, actor_id, count in running:
+                for runs_on, actor_id, count in running:
                     take = min(excess, count)
                     if take:
                         if take == count and actor.count == 0:
-                            await ctl.stop_actor(host_id, actor_id, 0)
+                            await ctl.stop_actor(runs_on, actor_id, 0)
                         else:
-                            await ctl.scale_actor(host_id, actor_id, count - take, actor.image)
+                            await ctl.scale_actor(runs_on, actor_id, count - take, actor.image)
                         excess -= take
                 done.append(f"scaled actor {actor.name} down to {actor.count}")
         for provider in manifest.providers:
@@ -202,7 +202,7 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
             if found:
                 provider_ids[provider.name] = found[1]
                 continue
-            await ctl.start_provider(first_host, provider.image, provider.link_name, provider.config)
+            await ctl.start_provider(target_host, provider.image, provider.link_name, provider.config)
             started = await wait_started(events, "provider_started", "provider_start_failed", provider.image,
                                           timeout)
             provider_ids[provider.name] = started["public_key"]

@@ -133,7 +133,6 @@ async def test_cancelled_waiter_does_not_break_its_batch():
         await runner.close()
 
 
-
 def test_onnx_sessions_spin_only_when_asked():
     """Read back from the live sessions: busy-waiting workers cost the host's actors their cores."""
     folder = ensure_models() / "identity"

@@ -70,18 +70,13 @@ class TreeMeter:
     def __init__(self, root: int) -> None:
         self.root = root
         self._before: dict[int, ProcessCpu] = {}
-        self.by_label: Counter[str] = Counter()
 
     def start(self) -> None:
         self._before = process_tree(self.root)
 
     def stop(self) -> Counter[str]:
-        self.by_label = Counter()
+        spent: Counter[str] = Counter()
         for pid, now in process_tree(self.root).items():
             before = self._before.get(pid)
-            self.by_label[now.label] += now.seconds - (before.seconds if before else 0.0)
-        return self.by_label
-
-    @property
-    def total(self) -> float:
-        return sum(self.by_label.values())
+            spent[now.label] += now.seconds - (before.seconds if before else 0.0)
+        return spent
