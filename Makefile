@@ -36,10 +36,10 @@ models: venv
 	$(PY) models/build.py
 
 lint: venv
-	$(VENV)/bin/ruff check src providers tests actors models
+	$(VENV)/bin/ruff check src providers tests actors models tools
 
 test: venv system-deps actors models
-	$(VENV)/bin/ruff check src providers tests actors models
+	$(VENV)/bin/ruff check src providers tests actors models tools
 	$(PY) -m pytest -q tests
 
 # The whole application on embedded defaults: NATS, bindle (:8080, models pushed), host, dashboard (:4000),
@@ -48,7 +48,7 @@ run: venv actors models
 	$(WAFT) up --push-models --app deploy/ml-app.yaml
 
 bench: venv actors models
-	$(PY) -m waft.bench
+	$(PY) -m tools.bench
 
 # Long fuzzing of the pre-processor's JPEG/PNG decoders (make test runs 20 000 cases).
 fuzz: venv actors
@@ -56,7 +56,7 @@ fuzz: venv actors
 
 # Long fault runs (issue 9): SIGKILLs, NATS restarts, host loss under steady load; writes docs/reliability.md.
 chaos: venv actors models
-	$(PY) -m waft.chaos
+	$(PY) -m tools.chaos
 
 clean:
 	rm -rf build

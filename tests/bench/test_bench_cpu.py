@@ -1,4 +1,4 @@
-"""waft.bench.cpu: the CPU a process tree spends, by process, as the e2e bench reports it."""
+"""tools.bench.cpu: the CPU a process tree spends, by process, as the e2e bench reports it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from waft.bench.cpu import TreeMeter, label_for
+from tools.bench.cpu import TreeMeter, label_for
 
 
 @pytest.mark.parametrize("argv, label", [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from waft.bench.__main__ import earlier_sections, render
+from tools.bench.__main__ import earlier_sections, render
 
 
 def _row(name: str, ours: float) -> dict[str, object]:

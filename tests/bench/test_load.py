@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from waft.bench.load import load_bodies, open_loop
+from waft.loadgen import load_bodies, open_loop
 
 
 async def serve(handler) -> tuple[web.AppRunner, str]:  # type: ignore[no-untyped-def]

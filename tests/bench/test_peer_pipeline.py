@@ -14,9 +14,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from tools.bench import e2e, peer_setup
+from tools.bench.peer.pipeline import Pipeline, preprocess
 from waft import models
-from waft.bench import e2e, peer_setup
-from waft.bench.peer.pipeline import Pipeline, preprocess
 
 MODEL_DIR = peer_setup.MODEL_DIR
 needs_model = pytest.mark.skipif(not (MODEL_DIR / "efficientnet-lite0.onnx").is_file(),
@@ -98,7 +98,7 @@ def test_stop_group_stops_grandchildren() -> None:
                                              ((500, 300), 1), ((300, 450), 1)])
 def test_large_jpegs_decode_scaled_as_waft_does(size: tuple[int, int], scale: int) -> None:
     """Waft's pre-processor decodes JPEGs at the largest DCT scale still covering resize_to; so does the peer."""
-    from waft.bench.peer.pipeline import decode, jpeg_scale
+    from tools.bench.peer.pipeline import decode, jpeg_scale
 
     spec = models.tf_lite_spec(224).to_json()
     assert jpeg_scale(*size, spec) == scale

@@ -12,7 +12,7 @@ import asyncio
 import pytest
 from waft_testing import ROOT
 
-from waft.chaos import ml_workload, run_scenarios
+from tools.chaos import ml_workload, run_scenarios
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from waft.bench.load import find_max_rate, load_bodies, open_loop
+    from waft.loadgen import find_max_rate, load_bodies, open_loop
 
     try:
         bodies = load_bodies(args.photos)

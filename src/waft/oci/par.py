@@ -361,8 +361,9 @@ def read_par_ref(ref: str, *, allow_latest: bool = False, allowed_insecure: list
         return path.read_bytes()
     if not _is_oci(ref):
         raise ParError(f"no such provider archive file: {ref}")
-    from waft.oci import fetch_artifact_sync, pull
+    from waft.oci.fetch import fetch_artifact_sync
     from waft.oci.refs import OciRef
+    from waft.oci.registry import pull
 
     if insecure is not None:
         artifact = pull(OciRef.parse(ref), insecure=insecure, allow_latest=allow_latest)

@@ -159,32 +159,16 @@ def ping(registry: str, *, insecure: bool) -> dict[str, str]:
             "api_version": response.headers.get("Docker-Distribution-Api-Version", "")}
 
 
-def detect_kind(data: bytes) -> str:
-    """`actor` for a signed wasm module, `provider` for a provider archive; OciError for anything else."""
-    from waft.claims import ClaimsError, inspect_actor
-    from waft.oci import par
-
-    if data.startswith(b"\0asm"):
-        try:
-            inspect_actor(data)
-        except ClaimsError as exc:
-            raise OciError(f"this wasm module cannot be pushed as an actor: {exc} (sign it with "
-                           "`waft claims sign`)") from None
-        return "actor"
-    if par.looks_like_par(data):
-        par.load_par(data)  # raises ParError (an OciError) when it is not a valid, signed archive
-        return "provider"
-    raise OciError("neither a signed actor module (.wasm) nor a provider archive (.par / .par.gz)")
-
-
-def push(ref: OciRef | str, data: bytes, *, insecure: bool = False, allow_latest: bool = False,
+def push(ref: OciRef | str, data: bytes, *, kind: str, insecure: bool = False, allow_latest: bool = False,
          filename: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """Push an actor or provider archive (kind detected from the bytes); return what was pushed."""
+    """Push an actor (`kind="actor"`) or provider archive (`"provider"`); return what was pushed.
+
+    The kind is the caller's to know (`waft.oci.publish.push` detects it from the bytes), so this layer
+    needs neither the claims nor the archive reader."""
     ref = OciRef.parse(ref) if isinstance(ref, str) else ref
     if ref.digest:
         raise OciError(f"push to a tag, not a digest: {ref}")
     ref = check_latest(ref, allow_latest)
-    kind = detect_kind(data)
     layer_type, config_type = (ACTOR_LAYER, ACTOR_CONFIG) if kind == "actor" else (PROVIDER_LAYER, PROVIDER_CONFIG)
     client, container = connect(ref, insecure=insecure)
     layer = {"mediaType": layer_type, "digest": cache.digest_of(data), "size": len(data)}

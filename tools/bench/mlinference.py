@@ -9,7 +9,7 @@ concurrency 1 and from one thread per caller above that.
 
 Each of the three is driven in a closed loop at concurrency 1, 4 and 16; per-call latencies give p50
 and p99, completions per second the throughput. The three are interleaved in rounds (as
-`waft.bench.common` does) so drift on the shared machine hits them alike. About 60 s in all.
+`tools.bench.common` does) so drift on the shared machine hits them alike. About 60 s in all.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from waft.bench.common import percentile, row
+from tools.bench.common import percentile, row
+from tools.paths import ROOT
 from waft.claims import KeyPair, Role, sign_actor
 from waft.embedded_nats import EmbeddedNats
 from waft.host.host import Host, HostConfig
 from waft.lattice import LatticeConfig, LatticeRpc, LinkDefinition, WasmCloudEntity
 from waft.mlwire import CONTRACT_ID, MODEL_LOADING, OP_PREDICT, InferenceOutput, predict_request
 
-ROOT = Path(__file__).resolve().parents[3]
 MODELS = ROOT / "build" / "models"
 BINDLE_ID = "efficientnet-lite0/0.1.0"
 PLAIN, BATCHED = "effnetlite0", "effnetlite0_batched"

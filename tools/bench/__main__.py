@@ -1,4 +1,4 @@
-"""`python -m waft.bench [NAME ...]`: run the benchmarks and write docs/benchmarks.md.
+"""`python -m tools.bench [NAME ...]`: run the benchmarks and write docs/benchmarks.md.
 
 Naming sections re-runs only those: the other sections of the file are kept as they were, each under
 its own "measured" stamp, so one section can be re-measured without losing the rest.
@@ -21,10 +21,10 @@ import sys
 import traceback
 from pathlib import Path
 
+from tools.paths import ROOT
 from waft import __version__
 
 MODULES = ("lattice", "httpserver", "mlinference", "bindle", "preprocess", "e2e")
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def _cpu_model() -> str:
@@ -77,7 +77,7 @@ def render(results: dict[str, list[dict[str, object]]], notes: list[str],
     lines = ["# Benchmarks", "",
              "Written by `make bench`. Every figure is a pair measured in the same run, interleaved, on a shared",
              "2-core machine: read the **ratio** (ours / baseline), not the absolute numbers. A section",
-             "re-measured alone (`python -m waft.bench NAME`) carries its own date.", "",
+             "re-measured alone (`python -m tools.bench NAME`) carries its own date.", "",
              f"- date: {_now()}",
              f"- machine: {os.cpu_count()} cores, {_cpu_model()}, {platform.system()} {platform.release()}",
              f"- versions: {_versions()}", ""]
@@ -107,9 +107,9 @@ def main(argv: list[str]) -> int:
     notes: list[str] = []
     for name in wanted:
         try:
-            module = importlib.import_module(f"waft.bench.{name}")
+            module = importlib.import_module(f"tools.bench.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"waft.bench.{name}":
+            if exc.name == f"tools.bench.{name}":
                 notes.append(f"{name}: no benchmark in this build")
                 continue
             raise

@@ -8,15 +8,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from waft.loadgen import percentile
+
+__all__ = ["Pair", "latency_pair", "percentile", "row", "throughput"]
+
 Call = Callable[[], Awaitable[object]]
-
-
-def percentile(samples: list[float], q: float) -> float:
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 @dataclass

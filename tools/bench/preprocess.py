@@ -14,12 +14,11 @@ import io
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-from waft.bench.common import latency_pair, row
+from tools.bench.common import latency_pair, row
+from tools.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 ACTOR = ROOT / "build" / "actors" / "preprocessor.wasm"
 SPEC: dict[str, Any] = {"size": [224, 224], "layout": "NCHW", "resize": "shorter_side", "resize_to": 256,
                         "crop": "center", "mean": [127, 127, 127], "std": [128, 128, 128], "dtype": "f32",

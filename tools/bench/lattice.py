@@ -13,21 +13,30 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from pathlib import Path
 
 import nats
 
-from waft.bench.common import latency_pair, percentile, row
+from tools.bench.common import latency_pair, percentile, row
+from tools.paths import ROOT, SUPPORT
 from waft.claims import KeyPair, Role
 from waft.embedded_nats import EmbeddedNats
 from waft.host.host import Host, HostConfig
 from waft.lattice import LatticeConfig, LatticeRpc, LinkDefinition, WasmCloudEntity
 from waft.lattice.codec import pack
 
-ROOT = Path(__file__).resolve().parents[3]
+
+def support_env() -> dict[str, str]:
+    """The environment with the test doubles importable: the host imports the echo provider's module to
+    read its contract, and both doubles run as `python -m` children."""
+    path = os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
 
 
 async def run() -> list[dict[str, object]]:
+    # This lab tool (never the product) changes its own environment so the host's provider child sees the doubles.
+    os.environ.update(PYTHONPATH=support_env()["PYTHONPATH"])
+    if str(SUPPORT) not in sys.path:
+        sys.path.insert(0, str(SUPPORT))
     rows: list[dict[str, object]] = []
     actor_path = ROOT / "build" / "actors" / "hostcheck_s.wasm"
     async with EmbeddedNats() as server:
@@ -38,14 +47,14 @@ async def run() -> list[dict[str, object]]:
         try:
             await host.wait_ready()
             pool = await host.start_actor(str(actor_path))
-            provider = await host.start_provider("python:waft.bench.echo_provider")
+            provider = await host.start_provider("python:echo_provider")  # a test double, on PYTHONPATH below
             await host.put_link(LinkDefinition(pool.public_key, provider.public_key, "waft:test"))
             rpc = LatticeRpc(nc, LatticeConfig("bench", cluster, "N" * 56, rpc_timeout_s=20))
             target = WasmCloudEntity.actor(pool.public_key)
             caller = WasmCloudEntity.actor("M" + "A" * 55)
 
             responder = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "waft.bench.bare_responder", server.url, "bench.bare",
+                sys.executable, "-m", "bare_responder", server.url, "bench.bare", env=support_env(),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
             assert responder.stdout is not None
             await asyncio.wait_for(responder.stdout.readline(), 30)

@@ -17,9 +17,16 @@ from pathlib import Path
 
 import aiohttp
 
-from waft.bench.common import percentile
-
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN when there are no samples, so an empty run shows."""
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
 
 
 @dataclass

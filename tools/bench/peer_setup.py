@@ -2,13 +2,13 @@
 
 - `ensure_venv()`: build/peer/venv with BentoML and the same onnxruntime/Pillow/numpy as ours, pinned,
   created once (a stamp file records the pins; a changed pin rebuilds it). Its deps never touch .venv.
-- `PeerServer`: `bentoml serve` of src/waft/bench/peer/bentoml_service.py on 127.0.0.1:<free port>, in
+- `PeerServer`: `bentoml serve` of tools/bench/peer/bentoml_service.py on 127.0.0.1:<free port>, in
   its own process group, ready when /readyz answers and a real image classifies; stopped (the whole
   group, TERM then KILL) on exit, also on failure.
 - `in_process_pipeline()`: "our own in-process pipeline": the same Pillow + numpy preprocessing,
   onnxruntime session and softmax/top-5, called directly from Python, no HTTP.
 - `ensure_photos()`: the benchmark photos (scikit-image's chelsea, coffee, astronaut, rocket, JPEG q90).
-- `render_plot()`: runs src/waft/bench/peer/plot_latency.py in the peer venv (matplotlib lives there).
+- `render_plot()`: runs tools/bench/peer/plot_latency.py in the peer venv (matplotlib lives there).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[3]
+from tools.paths import ROOT
+
 PEER_DIR = ROOT / "build" / "peer"
 VENV = PEER_DIR / "venv"
 PEER_CODE = Path(__file__).resolve().parent / "peer"
@@ -133,8 +134,8 @@ def ensure_photos() -> list[Path]:
 
 
 def in_process_pipeline(model_dir: Path = MODEL_DIR) -> Any:
-    """The baseline: waft.bench.peer.pipeline.Pipeline, loaded here; `.matches(body)` does the whole request."""
-    from waft.bench.peer.pipeline import Pipeline
+    """The baseline: tools.bench.peer.pipeline.Pipeline, loaded here; `.matches(body)` does the whole request."""
+    from tools.bench.peer.pipeline import Pipeline
 
     if not (model_dir / "metadata.json").is_file():
         raise PeerError(f"{model_dir} has no model; run `make models`")

@@ -5,7 +5,7 @@ request path of a Waft HTTP app. Baseline: a bare aiohttp server in its own proc
 is) answering the same JSON the echo actor builds, so the ratio is what the lattice hop, msgpack,
 claims and the wasm actor add on top of serving HTTP in Python at all. Both run in the same run,
 interleaved round by round, at concurrency 1 and 16; figures are requests/s and p50 latency.
-Run alone with `python -m waft.bench httpserver`; `python -m waft.bench.httpserver --bare PORT` is the
+Run alone with `python -m tools.bench httpserver`; `python -m tools.bench.httpserver --bare PORT` is the
 baseline server.
 """
 
@@ -19,14 +19,13 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
-from waft.bench.common import percentile, row
+from tools.bench.common import percentile, row
+from tools.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 CONCURRENCY = (1, 16)
 #: Instances of the echo actor: one runs one request at a time, as a wasm instance does.
 ACTOR_INSTANCES = 4
@@ -133,7 +132,7 @@ async def run() -> list[dict[str, object]]:
         cluster = KeyPair.generate(Role.CLUSTER)
         host = Host(HostConfig(nats_url=server.url, prefix="benchhttp", cluster_seed=cluster.seed, rpc_timeout_s=20))
         host_task = asyncio.create_task(host.run())
-        bare = await asyncio.create_subprocess_exec(sys.executable, "-m", "waft.bench.httpserver", "--bare",
+        bare = await asyncio.create_subprocess_exec(sys.executable, "-m", "tools.bench.httpserver", "--bare",
                                                     str(bare_port), stdout=asyncio.subprocess.DEVNULL)
         try:
             await asyncio.wait_for(host.wait_ready(), 30)

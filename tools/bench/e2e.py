@@ -1,8 +1,8 @@
 """Issue 9's end-to-end benchmark: Waft's /effnetlite0/matches against a peer a user would pick instead.
 
 Three systems classify the same four photos (build/bench-photos, JPEG q90) with the same ONNX file:
-- the peer: BentoML serving src/waft/bench/peer/pipeline.py (Pillow + numpy + onnxruntime, softmax,
-  top-5) from its own venv, build/peer/venv (see waft.bench.peer_setup and docs/peer.md);
+- the peer: BentoML serving tools/bench/peer/pipeline.py (Pillow + numpy + onnxruntime, softmax,
+  top-5) from its own venv, build/peer/venv (see tools.bench.peer_setup and docs/peer.md);
 - the in-process pipeline: that same code called directly from Python, no HTTP, the floor;
 - Waft: `waft up` with the ML app (api -> preprocessor -> mlinference -> postprocessor), when this
   build has it (build/actors/api_s.wasm and the providers); otherwise a note row says what is missing.
@@ -36,10 +36,10 @@ from typing import Any
 import aiohttp
 import yaml
 
-from waft.bench import peer_setup
-from waft.bench.common import latency_pair, percentile, row
-from waft.bench.cpu import TreeMeter
-from waft.bench.load import LoadResult, open_loop
+from tools.bench import peer_setup
+from tools.bench.common import latency_pair, percentile, row
+from tools.bench.cpu import TreeMeter
+from waft.loadgen import LoadResult, open_loop
 
 ROOT = peer_setup.ROOT
 P99_BOUND = 0.250

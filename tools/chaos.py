@@ -26,9 +26,8 @@ from pathlib import Path
 
 import aiohttp
 
+from tools.paths import ROOT
 from waft.embedded_nats import EmbeddedNats
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -294,7 +293,7 @@ async def repair(lattice: ChaosLattice, name: str) -> None:
 
 async def measured_rate(lattice: ChaosLattice, share: float = 0.7) -> float:
     """`share` of the highest rate whose p99 stays under 1 s with no errors, measured on this lattice."""
-    from waft.bench.load import find_max_rate
+    from waft.loadgen import find_max_rate
 
     best, _ = await find_max_rate(lattice.url, [lattice.workload.body], p99_bound=1.0, start=4.0, duration=4.0,
                                   steps=2)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from waft.bench.common import row
+from tools.bench.common import row
 from waft.bindle.invoice import Invoice
 
 SIZE = 200 * 1024 * 1024
