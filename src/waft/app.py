@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from waft.ctl import CtlClient, CtlError
+from waft.lattice.events import Event
 from waft.oci.refs import looks_like_oci
 
 
@@ -184,7 +185,7 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
                 where = running[0][0] if running else target_host
                 await ctl.start_actor(where, actor.image, actor.count - total)
                 started = await wait_started(events, "actor_started", "actor_start_failed", actor.image, timeout)
-                actor_ids[actor.name] = started["public_key"]
+                actor_ids[actor.name] = started.public_key
                 done.append(f"started {actor.count - total} x actor {actor.name}")
             elif total > actor.count:
                 excess = total - actor.count
@@ -205,7 +206,7 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
             await ctl.start_provider(target_host, provider.image, provider.link_name, provider.config)
             started = await wait_started(events, "provider_started", "provider_start_failed", provider.image,
                                           timeout)
-            provider_ids[provider.name] = started["public_key"]
+            provider_ids[provider.name] = started.public_key
             done.append(f"started provider {provider.name}")
     existing = {(ln["actor_id"], ln["contract_id"], ln["link_name"]): ln for ln in await ctl.get_links()}
     for link in manifest.links:
@@ -220,21 +221,17 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
     return done
 
 
-async def wait_started(events: asyncio.Queue[dict[str, Any]], ok: str, failed: str, image: str,
-                       timeout: float) -> dict[str, Any]:
-    """The data of the `ok` event for `image`, or CtlError with the reason of its `failed` event."""
-    async def find() -> dict[str, Any]:
+async def wait_started(events: asyncio.Queue[Event], ok: str, failed: str, image: str, timeout: float) -> Event:
+    """The `ok` event for `image`, or CtlError with the reason of its `failed` event."""
+    async def find() -> Event:
         while True:
             event = await events.get()
-            kind = event.get("type", "").rsplit(".", 1)[-1]
-            data = event.get("data", {})
-            ref = data.get("image_ref") or data.get("actor_ref") or data.get("provider_ref")
-            if ref != image:
+            if event.image_ref != image:
                 continue
-            if kind == ok:
-                return data
-            if kind == failed:
-                raise CtlError(data.get("error") or f"{image} failed to start")
+            if event.kind == ok:
+                return event
+            if event.kind == failed:
+                raise CtlError(event.error or f"{image} failed to start")
 
     try:
         return await asyncio.wait_for(find(), timeout)

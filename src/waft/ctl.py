@@ -18,6 +18,7 @@ from nats.aio.client import Client as NATS
 
 from waft.config import without_credentials
 from waft.lattice import subjects
+from waft.lattice.events import Event, EventError, parse_event
 
 
 async def _quiet(exc: Exception) -> None:
@@ -150,13 +151,13 @@ class CtlClient:
 
     # ------------------------------------------------------------------ events
     @contextlib.asynccontextmanager
-    async def events(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-        """A queue of the lattice's CloudEvents, from now until the block ends."""
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    async def events(self) -> AsyncIterator[asyncio.Queue[Event]]:
+        """A queue of the lattice's CloudEvents, parsed, from now until the block ends."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
 
         async def on_event(msg: Any) -> None:
-            with contextlib.suppress(ValueError):
-                queue.put_nowait(json.loads(msg.data))
+            with contextlib.suppress(EventError):
+                queue.put_nowait(parse_event(msg.data))
 
         sub = await self.nc.subscribe(subjects.events(self.prefix), cb=on_event)
         try:
@@ -165,14 +166,12 @@ class CtlClient:
             await sub.unsubscribe()
 
 
-async def wait_for_event(queue: asyncio.Queue[dict[str, Any]], name: str, timeout: float = 10.0,
-                         **match: Any) -> dict[str, Any]:
-    """The next event of type `name` whose data has the given values; other events are skipped."""
-    async def find() -> dict[str, Any]:
+async def wait_for_event(queue: asyncio.Queue[Event], name: str, timeout: float = 10.0, **match: Any) -> Event:
+    """The next event of kind `name` whose data has the given values; other events are skipped."""
+    async def find() -> Event:
         while True:
             event = await queue.get()
-            if event.get("type", "").endswith(f".{name}") and all(
-                    event.get("data", {}).get(k) == v for k, v in match.items()):
+            if event.kind == name and event.matches(**match):
                 return event
 
     try:

@@ -35,6 +35,23 @@ async def serving_dashboard(nats_url: str, prefix: str, **options: object) -> As
         await asyncio.wait_for(task, 30)
 
 
+@contextlib.asynccontextmanager
+async def open_page(browser, url: str) -> AsyncIterator[tuple[object, list[str]]]:
+    """A page on the dashboard, with every console error and uncaught exception collected."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1300})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    try:
+        await page.goto(url, wait_until="load", timeout=15_000)
+        await page.wait_for_function("window.waft && window.waft.connected && window.waft.state !== null",
+                                     timeout=10_000)
+        yield page, errors
+    finally:
+        await context.close()
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[object]:
     """Debian's chromium driven by playwright (no browser download); closed with its driver after the test."""

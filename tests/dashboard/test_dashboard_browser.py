@@ -13,12 +13,12 @@ from pathlib import Path
 import aiohttp
 import nats
 import pytest
-from conftest import serving_dashboard
+from conftest import open_page, serving_dashboard
 from prometheus_client.parser import text_string_to_metric_families
 from waft_testing import ROOT, built_actor, running_host
 
 from waft.ctl import CtlClient
-from waft.dashboard.server import access_subject
+from waft.lattice import subjects
 
 pytestmark = pytest.mark.timeout(180)
 TEST_CONTRACT = "waft:test"
@@ -62,28 +62,11 @@ async def model_repository(directory: Path) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 15)
 
 
-@contextlib.asynccontextmanager
-async def open_page(browser, url: str) -> AsyncIterator[tuple[object, list[str]]]:
-    """A page on the dashboard, with every console error and uncaught exception collected."""
-    context = await browser.new_context(viewport={"width": 1400, "height": 1300})
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-    try:
-        await page.goto(url, wait_until="load", timeout=15_000)
-        await page.wait_for_function("window.waft && window.waft.connected && window.waft.state !== null",
-                                     timeout=10_000)
-        yield page, errors
-    finally:
-        await context.close()
-
-
 async def publish_access(nats_url: str, prefix: str, events: list[dict]) -> None:
     nc = await nats.connect(nats_url)
     try:
         for event in events:
-            await nc.publish(access_subject(prefix), json.dumps(event).encode())
+            await nc.publish(subjects.access_log(prefix), json.dumps(event).encode())
         await nc.flush(timeout=5)
     finally:
         await nc.close()

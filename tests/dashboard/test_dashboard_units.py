@@ -12,12 +12,16 @@ import aiohttp
 import pytest
 from conftest import serving_dashboard
 from prometheus_client.parser import text_string_to_metric_families
-from waft_httpserver.accesslog import AccessEntry, AccessPublisher, model_of
+from waft_httpserver.accesslog import AccessEntry, AccessPublisher
 
 from waft.dashboard.metrics import MAX_LABEL_VALUES, OTHER, AccessMetrics, percentile, route_of
 from waft.dashboard.server import TOKEN_COOKIE, DashboardConfig, is_loopback
-from waft.dashboard.state import LatticeState, models_from_health
-from waft.host.events import cloud_event
+from waft.dashboard.state import LatticeState
+from waft.interfaces.httpserver import AccessRecord, model_of
+from waft.interfaces.mlinference import ModelState, ModelStatus, RetryInfo
+from waft.lattice import events
+from waft.lattice.events import Event, parse_event
+from waft.lattice.health import HealthCheckResponse
 
 pytestmark = pytest.mark.timeout(120)
 HOST = "N" + "H" * 55
@@ -25,8 +29,17 @@ ACTOR = "M" + "A" * 55
 PROVIDER = "V" + "P" * 55
 
 
-def ev(name: str, data: dict, source: str = HOST) -> dict:
-    return cloud_event(name, source, data)
+def ev(name: str, data: dict, source: str = HOST) -> Event:
+    """An event as the dashboard receives it: encoded by a host, parsed by the one parser."""
+    return parse_event(Event(name, data).encode(source=source))
+
+
+def received(event: Event, source: str = HOST) -> Event:
+    return parse_event(event.encode(source=source))
+
+
+def health(models: list[ModelStatus], healthy: bool = True) -> HealthCheckResponse:
+    return HealthCheckResponse(healthy, "a sentence nobody parses", {"models": [m.to_wire() for m in models]})
 
 
 # ------------------------------------------------------------------ lattice model
@@ -49,10 +62,9 @@ def test_events_build_and_tear_down_the_model():
                                               "contract_id": "wasmcloud:mlinference", "image_ref": "python:m",
                                               "claims": {"name": "ML"}}))
     assert state.snapshot()["hosts"][HOST]["providers"][0]["status"] == "starting"
-    models = {"models": [{"name": "effnetlite0", "bindleId": "efficientnet-lite0/0.1.0", "status": "loading",
-                          "graphEncoding": "onnx"}]}
-    state.apply_event(ev("health_check_passed", {"public_key": PROVIDER, "link_name": "default",
-                                                 "message": json.dumps(models)}))
+    loading = ModelStatus("effnetlite0", ModelState.LOADING, "efficientnet-lite0/0.1.0", graph_encoding="onnx")
+    state.apply_event(received(events.health_check_passed(PROVIDER, "default", "wasmcloud:mlinference",
+                                                          health([loading]))))
     prov = state.snapshot()["hosts"][HOST]["providers"][0]
     assert prov["status"] == "healthy" and prov["healthy"] is True
     state.set_bindle_models([{"name": "efficientnet-lite0", "version": "0.1.0", "id": "efficientnet-lite0/0.1.0",
@@ -98,31 +110,68 @@ def test_heartbeat_that_disagrees_marks_the_host_for_an_inventory():
     assert "N" + "Z" * 55 in state.hosts_to_refresh
 
 
-def test_model_states_from_the_mlinference_health_message():
-    message = ("unhealthy: ready: effnetlite0, tiny; loading: mobilenetv2; failed: broken (model 'broken' "
-               "(b/1) failed to load: invalidModel: bad; really); warning: tiny: slow engine")
-    assert models_from_health(message) == [
-        {"name": "effnetlite0", "status": "ready"}, {"name": "tiny", "status": "ready"},
-        {"name": "mobilenetv2", "status": "loading"},
-        {"name": "broken", "status": "failed", "error": "model 'broken' (b/1) failed to load: invalidModel: bad; "
-                                                        "really"}]
-    assert models_from_health("healthy: no models linked") is None
+def test_model_states_come_from_health_details_never_the_message():
+    """The inventory's details give the first picture; a health_check_status event (the flag did not flip)
+    moves a model to ready; a retrying model stays one model; a message alone names no models."""
+    ghost = ModelStatus("ghost", ModelState.FAILED, "no-such/1.0.0", "bindle no-such/1.0.0 not found",
+                        "invalidModel")
+    retrying = ModelStatus("mobilenetv2", ModelState.LOADING, "mobilenetv2/0.1.0", "attempt 1/3 failed, …",
+                           retry=RetryInfo(1, 3, 2.0, "connection refused"))
+    loading = ModelStatus("effnetlite0", ModelState.LOADING, "efficientnet-lite0/0.1.0")
     state = LatticeState("p")
     state.apply_inventory({"host_id": HOST, "actors": [], "providers": [
-        {"id": PROVIDER, "link_name": "default", "contract_id": "wasmcloud:mlinference", "healthy": True,
-         "health_message": "healthy: ready: effnetlite0; loading: nosuchroute"}]})
+        {"id": PROVIDER, "link_name": "default", "contract_id": "wasmcloud:mlinference", "healthy": False,
+         "health_message": "unhealthy: ready: phantom; retrying: mobilenetv2 (attempt 1/3 failed, retrying …)",
+         "health_details": health([loading, retrying, ghost], healthy=False).details}]})
     state.set_bindle_models([{"name": "efficientnet-lite0", "version": "0.1.0", "id": "efficientnet-lite0/0.1.0",
                               "size": 10, "engine": "onnx"}])
     models = {m["name"]: m for m in state.models()}
-    assert models["efficientnet-lite0"]["status"] == "ready" and models["efficientnet-lite0"]["route"] == "effnetlite0"
-    assert models["nosuchroute"]["status"] == "loading"
+    assert sorted(models) == ["efficientnet-lite0", "ghost", "mobilenetv2"]  # nothing from the sentence
+    effnet = models["efficientnet-lite0"]
+    assert effnet["status"] == "loading" and effnet["route"] == "effnetlite0" and effnet["size"] == 10
+    assert (models["ghost"]["status"], models["ghost"]["reason"]) == ("failed", "bindle no-such/1.0.0 not found")
+    assert models["mobilenetv2"]["status"] == "loading" and models["mobilenetv2"]["retry"]["attempts"] == 3
+
+    ready = ModelStatus("effnetlite0", ModelState.READY, "efficientnet-lite0/0.1.0")
+    state.apply_event(received(events.health_check_status(PROVIDER, "default", "wasmcloud:mlinference",
+                                                          health([ready, ghost], healthy=False))))
+    models = {m["name"]: m for m in state.models()}
+    assert models["efficientnet-lite0"]["status"] == "ready" and models["efficientnet-lite0"]["reason"] == ""
+    assert sorted(models) == ["efficientnet-lite0", "ghost"]
+    prov = state.snapshot()["hosts"][HOST]["providers"][0]
+    assert prov["status"] == "unhealthy" and prov["health_message"] == "a sentence nobody parses"
 
 
-def test_health_messages_that_are_not_model_lists():
-    assert models_from_health("healthy: serving http://127.0.0.1:8078") is None
-    assert models_from_health('{"models": "nope"}') is None
-    assert models_from_health("{broken") is None
-    assert models_from_health('{"models": [{"name": "m", "status": "ready"}, 3]}') == [{"name": "m", "status": "ready"}]
+def test_health_without_model_details_names_no_models():
+    state = LatticeState("p")
+    state.apply_inventory({"host_id": HOST, "actors": [], "providers": [
+        {"id": PROVIDER, "link_name": "default", "contract_id": "wasmcloud:mlinference", "healthy": True,
+         "health_message": "healthy: ready: effnetlite0, tiny; loading: mobilenetv2"}]})
+    state.apply_event(ev("health_check_passed", {"public_key": PROVIDER, "link_name": "default",
+                                                 "message": "healthy: ready: a, b"}))  # a 0.x host's event
+    assert state.models() == [] and state.snapshot()["hosts"][HOST]["providers"][0]["status"] == "healthy"
+    # a provider whose details are not model statuses keeps what it said last, and the page keeps going
+    state.apply_event(received(events.health_check_status(PROVIDER, "default", "wasmcloud:mlinference", health(
+        [ModelStatus("m", ModelState.READY)]))))
+    state.apply_event(received(events.health_check_status(PROVIDER, "default", "wasmcloud:mlinference",
+                                                          HealthCheckResponse(True, "", {"models": [3]}))))
+    assert [(m["name"], m["status"]) for m in state.models()] == [("m", "ready")]
+
+
+def test_one_parser_reads_every_event_the_host_builds():
+    event = parse_event(events.provider_start_failed("python:nope", "default", "no module").encode(source=HOST))
+    assert (event.kind, event.source, event.image_ref, event.error, event.link_name) == (
+        "provider_start_failed", HOST, "python:nope", "no module", "default")
+    cloud = json.loads(events.host_stopped({"a": "b"}).encode(source=HOST))
+    assert cloud["type"] == "com.wasmcloud.lattice.host_stopped" and cloud["specversion"] == "1.0"
+    assert cloud["source"] == HOST and cloud["datacontenttype"] == "application/json" and cloud["id"]
+    passed = parse_event(json.dumps({"type": "com.wasmcloud.lattice.health_check_passed", "source": HOST,
+                                     "data": {"public_key": PROVIDER, "link_name": "default"}}))
+    assert passed.health == HealthCheckResponse(True) and passed.public_key == PROVIDER
+    assert parse_event(json.dumps({"type": "x.y.custom_thing", "data": 3})).kind == "custom_thing"
+    for bad in (b"{nope", b"[]", b'{"type": 3}'):
+        with pytest.raises(ValueError):
+            parse_event(bad)
 
 
 # ------------------------------------------------------------------ metrics
@@ -185,6 +234,7 @@ async def test_access_publisher_sends_one_message_per_request_and_never_raises()
         "method": "POST", "path": "/effnetlite0/matches?k=3", "status": 200, "bytes": 321, "ms": 12.346,
         "model": "effnetlite0"})]
     assert failing.dropped == 1
+    assert AccessRecord.decode(sent[0][1]).model == "effnetlite0"
     assert model_of("/v2/models/resnet/infer") == "resnet"
     assert model_of("/healthz") == model_of("/models") == model_of("/") == model_of("/v2/health/ready") == ""
 

@@ -258,7 +258,7 @@ async def test_every_control_operation(nats_url, lattice_prefix):
                 echo = str(built_actor("echo"))
                 await ctl.start_actor(host.host_id, echo, count=2)
                 started = await wait_for_event(events, "actor_started", image_ref=echo)
-                actor_id = started["data"]["public_key"]
+                actor_id = started.public_key
                 await wait_for_event(events, "actor_started", image_ref=echo)
                 inventory = await ctl.get_inventory(host.host_id)
                 assert [len(a["instances"]) for a in inventory["actors"]] == [2]
@@ -273,7 +273,7 @@ async def test_every_control_operation(nats_url, lattice_prefix):
 
                 await ctl.start_provider(host.host_id, "python:waft_testprovider", "default")
                 provider = await wait_for_event(events, "provider_started", image_ref="python:waft_testprovider")
-                provider_id = provider["data"]["public_key"]
+                provider_id = provider.public_key
                 await wait_for_event(events, "health_check_passed", public_key=provider_id, timeout=15)
                 inventory = await ctl.get_inventory(host.host_id)
                 assert [p["id"] for p in inventory["providers"]] == [provider_id]

@@ -26,7 +26,7 @@ from waft.lattice.types import LinkDefinition
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mlinference"))
 from mlinference_support import MODELS, ensure_models, link_values, ml_client, mlcheck_actor
 
-from waft.mlwire import CONTRACT_ID, CORRUPT_INPUT_TENSOR, MODEL_LOADING, predict_request
+from waft.interfaces.mlinference import CONTRACT_ID, CORRUPT_INPUT_TENSOR, MODEL_LOADING, predict_request
 
 pytestmark = pytest.mark.timeout(240)
 CALLER = WasmCloudEntity.actor("M" + "A" * 55)

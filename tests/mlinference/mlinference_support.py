@@ -21,13 +21,32 @@ from waft_mlinference.engines import IOSpec
 from waft_testing import ROOT, built_actor
 
 from waft.claims import KeyPair, Role, sign_actor
+from waft.interfaces.mlinference import (
+    CONTRACT_ID,
+    MODEL_LOADING,
+    ONNX_ERROR,
+    InferenceOutput,
+    ModelStatus,
+    models_in_health,
+)
 from waft.lattice import LatticeConfig, LatticeRpc, RpcError, WasmCloudEntity
 from waft.lattice.codec import pack
-from waft.mlwire import CONTRACT_ID, MODEL_LOADING, ONNX_ERROR, InferenceOutput
+from waft.lattice.health import HealthCheckResponse
 
 MODELS = ROOT / "build" / "models"
 ZOO = {"identity": "identity_model/0.2.0", "plus3": "plus3/0.1.0", "effnetlite0": "efficientnet-lite0/0.1.0"}
 CALLER = WasmCloudEntity.actor("M" + "A" * 55)
+
+
+def health_models(report: HealthCheckResponse) -> list[ModelStatus]:
+    """The models a health report lists as fields: what the dashboard reads (never the message)."""
+    models = models_in_health(report.details)
+    assert models is not None, f"health has no model list: {report}"
+    return models
+
+
+def states(report: HealthCheckResponse) -> list[tuple[str, str]]:
+    return [(m.name, m.state.value) for m in health_models(report)]
 
 
 def ensure_models() -> Path:

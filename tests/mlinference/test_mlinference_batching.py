@@ -12,7 +12,7 @@ from mlinference_support import GatedEngine, started
 from waft_mlinference.runner import ModelRunner
 from waft_mlinference.settings import BatchSettings, ModelOptions
 
-from waft.mlwire import ONNX_ERROR, OVERLOADED, RUNTIME_ERROR, ModelError
+from waft.interfaces.mlinference import ONNX_ERROR, OVERLOADED, RUNTIME_ERROR, ModelError
 
 pytestmark = pytest.mark.timeout(120)
 

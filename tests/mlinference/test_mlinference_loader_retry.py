@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 import pytest
-from mlinference_support import ZOO, ensure_models
-from waft_mlinference.registry import ModelRegistry, State
+from mlinference_support import ZOO, ensure_models, health_models, states
+from waft_mlinference.registry import ModelRegistry
 from waft_mlinference.settings import LinkSettings, ModelOptions, load_settings
 from waft_mlinference.sources import DirectorySource, ModelFiles, SourceUnavailable
 
-from waft.mlwire import INVALID_MODEL, InferenceInput, Tensor
+from waft.interfaces.mlinference import INVALID_MODEL, InferenceInput, ModelState, RetryInfo, Tensor
 
 pytestmark = pytest.mark.timeout(120)
 X4 = np.array([[1, 2, 3, 4]], np.float32)
@@ -56,7 +56,9 @@ async def test_unreachable_source_is_retried_then_loads():
         await settled(registry)
         assert source.fetches == 3
         assert (await registry.predict("A", request("identity"))).ok
-        assert registry.health() == (True, "healthy: ready: identity")
+        report = registry.health()
+        assert (report.healthy, report.message) == (True, "healthy: ready: identity")
+        assert states(report) == [("identity", "ready")]
     finally:
         await registry.close()
 
@@ -69,13 +71,19 @@ async def test_retrying_shows_in_health_then_gives_up_with_the_last_error():
         registry.attach("A", LinkSettings({"identity": ZOO["identity"]}, options={"identity": slow}), source)
         model = registry.lookup("A", "identity")
         for _ in range(500):
-            if model.retry_note:
+            if model.retry:
                 break
             await asyncio.sleep(0.01)
-        healthy, message = registry.health()
-        assert healthy and "loading: identity" in message
-        assert "retrying: identity (attempt 1/3 failed, retrying in 20 s: " in message
-        assert registry.describe("A")[0]["retrying"].startswith("attempt 1/3 failed")
+        report = registry.health()
+        assert report.healthy and "loading: identity" in report.message
+        assert "retrying: identity (attempt 1/3 failed, retrying in 20 s: " in report.message
+        # as fields: one model, loading, with its retry; never a second "model" made of the retry text
+        [status] = health_models(report)
+        assert (status.name, status.state, status.bindle_id) == ("identity", ModelState.LOADING, ZOO["identity"])
+        assert status.retry == RetryInfo(1, 3, 20.0, status.retry.error if status.retry else "")
+        assert status.reason.startswith("attempt 1/3 failed") and "cannot reach the bindle server" in status.reason
+        listed = registry.describe("A")[0]
+        assert listed["retrying"].startswith("attempt 1/3 failed") and listed["retry"]["attempts"] == 3
     finally:
         await registry.close()
 
@@ -88,14 +96,19 @@ async def test_retrying_shows_in_health_then_gives_up_with_the_last_error():
         await settled(registry)
         assert source.fetches == 3
         failed = registry.lookup("A", "identity")
-        assert failed.state is State.FAILED and failed.retry_note is None
+        assert failed.state is ModelState.FAILED and failed.retry is None
         out = await registry.predict("A", request("identity"))
         assert out.error is not None and out.error.variant == INVALID_MODEL
         assert "cannot reach the bindle server (fetch 3)" in out.error.message
         assert "gave up after 3 attempts" in out.error.message
         assert (await registry.predict("B", request("identity"))).ok  # the other model serves on
-        healthy, message = registry.health()
-        assert not healthy and "ready: identity" in message and "gave up after 3 attempts" in message
+        report = registry.health()
+        assert not report.healthy and "ready: identity" in report.message
+        assert "gave up after 3 attempts" in report.message
+        by_state = {m.state: m for m in health_models(report)}
+        assert sorted(by_state) == [ModelState.FAILED, ModelState.READY] and len(health_models(report)) == 2
+        assert "gave up after 3 attempts" in by_state[ModelState.FAILED].reason
+        assert by_state[ModelState.FAILED].error_variant == INVALID_MODEL and by_state[ModelState.READY].reason == ""
     finally:
         await registry.close()
 

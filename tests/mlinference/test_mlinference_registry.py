@@ -10,20 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlinference_support import ZOO, ensure_models
+from mlinference_support import ZOO, ensure_models, health_models, states
 from waft_mlinference.engines import load_engine
 from waft_mlinference.metadata import ModelMetadata
-from waft_mlinference.registry import ModelRegistry, State
+from waft_mlinference.registry import ModelRegistry
 from waft_mlinference.settings import LinkSettings, ModelOptions
 from waft_mlinference.sources import DirectorySource, ModelFiles
 
-from waft.mlwire import (
+from waft.interfaces.mlinference import (
     CONTEXT_NOT_FOUND,
     INVALID_ENCODING,
     INVALID_MODEL,
     MODEL_LOADING,
     InferenceInput,
     ModelError,
+    ModelState,
     Tensor,
 )
 
@@ -66,7 +67,9 @@ async def test_loading_then_ready_shared_and_unloaded_with_the_last_link(tmp_pat
         assert source.fetches <= 1 and len(registry.models) == 1  # one model for both actors
         out = await registry.predict("A", request("identity"))
         assert out.error is not None and out.error.variant == MODEL_LOADING
-        assert registry.health() == (True, "healthy: loading: identity")
+        report = registry.health()
+        assert (report.healthy, report.message) == (True, "healthy: loading: identity")
+        assert states(report) == [("identity", "loading")]
         source.gate.set()
         await settled(registry)
         assert (await registry.predict("B", request("identity"))).tensor.to_numpy().tolist() == X4.tolist()
@@ -76,7 +79,9 @@ async def test_loading_then_ready_shared_and_unloaded_with_the_last_link(tmp_pat
         assert unknown.error is not None and unknown.error.variant == CONTEXT_NOT_FOUND
         assert (await registry.predict("B", request("identity"))).ok
         assert await registry.detach("B") == [ZOO["identity"]]
-        assert registry.models == {} and registry.health() == (True, "healthy: no models linked")
+        report = registry.health()
+        assert registry.models == {} and (report.healthy, report.message) == (True, "healthy: no models linked")
+        assert states(report) == []
     finally:
         source.gate.set()
         await registry.close()
@@ -120,8 +125,10 @@ async def test_load_failures_answer_their_variant_and_show_in_health(tmp_path, d
         await settled(registry)
         out = await registry.predict("A", request("identity"))
         assert out.error is not None and out.error.variant == variant and fragment in out.error.message
-        healthy, message = registry.health()
-        assert not healthy and "failed: identity" in message and fragment in message
+        report = registry.health()
+        assert not report.healthy and "failed: identity" in report.message and fragment in report.message
+        [status] = health_models(report)
+        assert status.state is ModelState.FAILED and status.error_variant == variant and fragment in status.reason
         assert registry.describe("A")[0]["status"] == "failed"
     finally:
         await registry.close()
@@ -133,7 +140,7 @@ async def test_unknown_bindle_in_the_directory_fails_the_model(tmp_path):
         registry.attach("A", LinkSettings({"x": "nothing/0.0.1"}, model_dir=ensure_models()))
         await settled(registry)
         model = registry.lookup("A", "x")
-        assert model.state is State.FAILED and model.error is not None
+        assert model.state is ModelState.FAILED and model.error is not None
         assert "nothing/0.0.1 not found under" in model.error.message
     finally:
         await registry.close()

@@ -25,9 +25,7 @@ from mlinference_support import (
 from waft_testing import running_host
 
 from waft.claims import KeyPair, Role
-from waft.lattice import RpcError, WasmCloudEntity
-from waft.lattice.types import LinkDefinition
-from waft.mlwire import (
+from waft.interfaces.mlinference import (
     CONTEXT_NOT_FOUND,
     CONTRACT_ID,
     CORRUPT_INPUT_TENSOR,
@@ -38,8 +36,11 @@ from waft.mlwire import (
     InferenceInput,
     InferenceOutput,
     Tensor,
+    models_in_health,
     predict_request,
 )
+from waft.lattice import RpcError, WasmCloudEntity
+from waft.lattice.types import LinkDefinition
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -60,6 +61,10 @@ class Rig:
     async def health(self) -> tuple[bool, str]:
         healthy = await self.host.providers.check_health(self.provider)
         return healthy, self.provider.health_message
+
+    def model_states(self) -> list[tuple[str, str]]:
+        """What the supervisor kept of the last health check, as fields."""
+        return [(m.name, m.state.value) for m in models_in_health(self.provider.health_details) or []]
 
 
 @contextlib.asynccontextmanager
@@ -233,10 +238,16 @@ async def test_model_loading_then_ready_and_health_reports_it(nats_url, lattice_
         assert loading.error.variant == MODEL_LOADING and "'identity'" in loading.error.message
         healthy, message = await r.health()
         assert healthy and "loading: identity" in message
+        assert r.model_states() == [("identity", "loading")]
         r.bindle.release()  # type: ignore[attr-defined]
         ready = await r.client.wait_ready(predict_request("identity", X4))
         assert ready.ok
         assert await r.health() == (True, "healthy: ready: identity")
+        # the host keeps the provider's details and answers them in its inventory (what `ctl get` reads)
+        [entry] = r.host.inventory()["providers"]
+        assert entry["health_details"] == r.provider.health_details and r.model_states() == [("identity", "ready")]
+        [model] = entry["health_details"]["models"]
+        assert model["inputs"][0]["valueType"] == "ValueF32" and model["bindleId"] == ZOO["identity"]
 
 
 async def test_failed_model_is_reported_and_answers_invalid_model(nats_url, lattice_prefix, tmp_path):
@@ -249,6 +260,7 @@ async def test_failed_model_is_reported_and_answers_invalid_model(nats_url, latt
         healthy, message = await r.health()
         assert not healthy
         assert "ready: identity" in message and "failed: ghost" in message and "not found" in message
+        assert r.model_states() == [("ghost", "failed"), ("identity", "ready")]
 
 
 async def test_overloaded_when_limit_and_queue_are_full(nats_url, lattice_prefix, tmp_path):

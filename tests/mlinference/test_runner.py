@@ -12,7 +12,7 @@ from waft_mlinference.metadata import ModelMetadata
 from waft_mlinference.runner import ModelRunner
 from waft_mlinference.settings import BatchSettings, ModelOptions
 
-from waft.mlwire import CORRUPT_INPUT_TENSOR, ONNX_ERROR, OVERLOADED, ModelError
+from waft.interfaces.mlinference import CORRUPT_INPUT_TENSOR, ONNX_ERROR, OVERLOADED, ModelError
 
 pytestmark = pytest.mark.timeout(120)
 

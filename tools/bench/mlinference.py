@@ -30,8 +30,8 @@ from tools.paths import ROOT
 from waft.claims import KeyPair, Role, sign_actor
 from waft.embedded_nats import EmbeddedNats
 from waft.host.host import Host, HostConfig
+from waft.interfaces.mlinference import CONTRACT_ID, MODEL_LOADING, OP_PREDICT, InferenceOutput, predict_request
 from waft.lattice import LatticeConfig, LatticeRpc, LinkDefinition, WasmCloudEntity
-from waft.mlwire import CONTRACT_ID, MODEL_LOADING, OP_PREDICT, InferenceOutput, predict_request
 
 MODELS = ROOT / "build" / "models"
 BINDLE_ID = "efficientnet-lite0/0.1.0"

@@ -4,9 +4,9 @@ The line is formatted here rather than by the root logging config, because the f
 setting (two links may want different ones) and the SDK owns the root logger's set-up. The lines go
 to stderr, which the host passes through, under the logger `waft.httpserver.access`.
 
-Each request is also published, best effort, as one JSON object on NATS subject `waft.access.{prefix}`
-(`{"method","path","status","bytes","ms","model"}`) for the dashboard's inference metrics; a NATS
-problem drops the message, never the request.
+Each request is also published, best effort, as one `AccessRecord` (`waft.interfaces.httpserver`, the
+record's one definition) on `subjects.access_log(prefix)` for the dashboard's inference metrics; a
+NATS problem drops the message, never the request.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from waft.interfaces.httpserver import AccessRecord
 
 LOGGER_NAME = "waft.httpserver.access"
 
@@ -70,23 +72,7 @@ def log_access(entry: AccessEntry, fmt: str) -> None:
 
 # ---------------------------------------------------------------------------------------- NATS feed
 
-#: Path heads of the API actor that name no model (`/models`, `/healthz`, KServe's `/v2/health/…`).
-NOT_MODELS = frozenset({"models", "healthz", "v2", "metrics", "favicon.ico"})
 MAX_PENDING = 1000
-
-
-def access_subject(prefix: str) -> str:
-    return f"waft.access.{prefix}"
-
-
-def model_of(path: str) -> str:
-    """`/effnetlite0/matches?k=3` -> `effnetlite0`; `/v2/models/m/infer` -> `m`; `/healthz` -> ``."""
-    parts = [p for p in path.split("?", 1)[0].split("/") if p]
-    if len(parts) >= 3 and parts[0] == "v2" and parts[1] == "models":
-        return parts[2]
-    if not parts or parts[0] in NOT_MODELS:
-        return ""
-    return parts[0]
 
 
 class AccessPublisher:
@@ -102,8 +88,7 @@ class AccessPublisher:
         if len(self._pending) >= MAX_PENDING:
             self.dropped += 1
             return
-        data = json.dumps({"method": entry.method, "path": entry.path, "status": entry.status,
-                           "bytes": entry.bytes, "ms": round(entry.ms, 3), "model": model_of(entry.path)}).encode()
+        data = AccessRecord.of(entry.method, entry.path, entry.status, entry.bytes, entry.ms).encode()
         try:
             task = asyncio.get_running_loop().create_task(self._send(data))
         except RuntimeError:  # no loop (a synchronous caller): nothing to send with

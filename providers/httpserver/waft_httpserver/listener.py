@@ -19,10 +19,17 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from multidict import CIMultiDict
 
+from waft.interfaces.httpserver import (
+    HOP_BY_HOP,
+    BadResponse,
+    HttpResponse,
+    decode_response,
+    encode_request,
+    error_body,
+)
 from waft.lattice.rpc import CHUNKED_EXTRA_TIMEOUT_S, RpcError
 from waft_httpserver.accesslog import AccessEntry, log_access, publish_access
 from waft_httpserver.settings import ListenerSettings
-from waft_httpserver.wire import HOP_BY_HOP, BadResponse, HttpResponse, decode_response, encode_request, error_body
 
 log = logging.getLogger("waft.httpserver")
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from waft.lattice import subjects
 from waft.lattice.host_data import HostData
 from waft.lattice.types import LinkDefinition
 from waft.provider import Provider, ProviderError
 from waft_httpserver import CONTRACT_ID
-from waft_httpserver.accesslog import AccessPublisher, access_subject, set_access_publisher
+from waft_httpserver.accesslog import AccessPublisher, set_access_publisher
 from waft_httpserver.listener import Invoke, Listener, ListenerError
 from waft_httpserver.settings import SettingsError, load_settings
 
@@ -32,7 +33,7 @@ class HttpServerProvider(Provider):
 
     async def on_start(self) -> None:
         assert self.nc is not None
-        set_access_publisher(AccessPublisher(self.nc.publish, access_subject(self.host_data.lattice_rpc_prefix)))
+        set_access_publisher(AccessPublisher(self.nc.publish, subjects.access_log(self.host_data.lattice_rpc_prefix)))
 
     async def put_link(self, link: LinkDefinition) -> None:
         try:

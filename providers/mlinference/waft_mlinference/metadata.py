@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from waft.mlwire import INVALID_ENCODING, INVALID_MODEL, ModelError, value_type_name
+from waft.interfaces.mlinference import INVALID_ENCODING, INVALID_MODEL, ModelError, value_type_name
 
 ENCODINGS = ("onnx", "tensorflow", "tf_lite")
 KNOWN_ENCODINGS = (*ENCODINGS, "open_vino")

@@ -12,9 +12,10 @@ import logging
 import msgpack
 
 from waft.config import waft_home
+from waft.interfaces.mlinference import InferenceInput, ModelError, WireError
+from waft.lattice.health import HealthCheckResponse
 from waft.lattice.host_data import HostData
 from waft.lattice.types import LinkDefinition
-from waft.mlwire import InferenceInput, ModelError, WireError
 from waft.provider import InvocationContext, Provider, ProviderError, operation
 from waft_mlinference import CONTRACT_ID
 from waft_mlinference.registry import ModelRegistry
@@ -46,7 +47,7 @@ class MlInferenceProvider(Provider):
         unloaded = await self.registry.detach(link.actor_id)
         log.info("link from %s deleted; unloaded %s", link.actor_id, ", ".join(unloaded) or "nothing (shared)")
 
-    async def health(self) -> tuple[bool, str]:
+    async def health(self) -> HealthCheckResponse:
         return self.registry.health()
 
     async def on_shutdown(self) -> None:

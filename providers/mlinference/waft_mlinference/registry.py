@@ -5,6 +5,10 @@ options share one session, and it is unloaded when the last of their links goes.
 a background task per model (the original loaded in a detached `tokio::spawn` and logged failures);
 until it finishes Predict answers `modelLoading`, and a failed load answers its error on every
 request and shows in health. Load tasks are owned here and cancelled and joined on unload/close.
+
+Every report (ListModels, health) is built from one `ModelStatus` per model, so each reader sees the
+state the registry holds: ready, loading (with the retry, if the source is being asked again), or
+failed with the reason.
 """
 
 from __future__ import annotations
@@ -13,23 +17,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from waft.mlwire import (
+from waft.interfaces.mlinference import (
     CONTEXT_NOT_FOUND,
+    HEALTH_MODELS,
     INVALID_MODEL,
     MODEL_LOADING,
     RUNTIME_ERROR,
     InferenceInput,
     InferenceOutput,
     ModelError,
+    ModelState,
+    ModelStatus,
+    RetryInfo,
     Tensor,
 )
+from waft.lattice.health import HealthCheckResponse
 from waft_mlinference.engines import load_engine
 from waft_mlinference.metadata import ModelMetadata
 from waft_mlinference.runner import ModelRunner
@@ -40,12 +48,6 @@ log = logging.getLogger("waft.mlinference")
 
 DEFAULT_LOAD_TIMEOUT_S = 600.0
 MAX_BACKOFF_S = 30.0
-
-
-class State(Enum):
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class ModelKey:
 class Model:
     key: ModelKey
     name: str  # the first route it was loaded under, for messages and thread names
-    state: State = State.LOADING
+    state: ModelState = ModelState.LOADING
     error: ModelError | None = None
     runner: ModelRunner | None = None
     metadata: ModelMetadata | None = None
@@ -67,7 +69,21 @@ class Model:
     users: set[str] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
     load_seconds: float | None = None
-    retry_note: str | None = None  # while a fetch is being retried: why
+    retry: RetryInfo | None = None  # while a fetch is being retried: why, and when next
+
+    def status(self, route: str | None = None) -> ModelStatus:
+        """The model as readers see it, under `route` (an actor's name for it) or its first route."""
+        reason = self.error.message if self.error is not None else self.retry.note if self.retry else ""
+        status = ModelStatus(route or self.name, self.state, self.key.bindle_id, reason,
+                             self.error.variant if self.error is not None else "", self.retry)
+        if self.metadata is not None:
+            status = replace(status, graph_encoding=self.metadata.graph_encoding)
+        if self.runner is not None:
+            engine = self.runner.engine
+            status = replace(status, inputs=tuple(s.spec() for s in engine.inputs),
+                             outputs=tuple(s.spec() for s in engine.outputs),
+                             warnings=tuple(n for n in (engine.warning, self.runner.batching_note) if n))
+        return status
 
 
 class ModelRegistry:
@@ -150,7 +166,7 @@ class ModelRegistry:
         model.runner = ModelRunner(model.name, engine, model.key.options, slot_timeout_s=self.slot_timeout_s)
         model.metadata, model.labels = meta, files.labels
         model.load_seconds = time.monotonic() - started
-        model.state, model.retry_note = State.READY, None
+        model.state, model.retry = ModelState.READY, None
         log.info("model %s (%s) ready on %s in %.2f s", model.name, model.key.bindle_id, engine.target,
                  model.load_seconds)
 
@@ -166,16 +182,16 @@ class ModelRegistry:
                     raise ModelError(exc.variant, f"{exc.message} (gave up after {attempt} attempt"
                                                   f"{'s' if attempt > 1 else ''})") from None
                 delay = min(backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
-                model.retry_note = f"attempt {attempt}/{attempts} failed, retrying in {delay:g} s: {exc.message}"
-                log.warning("model %s (%s): %s", model.name, model.key.bindle_id, model.retry_note)
+                model.retry = RetryInfo(attempt, attempts, delay, exc.message)
+                log.warning("model %s (%s): %s", model.name, model.key.bindle_id, model.retry.note)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # load_attempts >= 1
 
     def _fail(self, model: Model, error: ModelError) -> None:
         model.error = ModelError(error.variant, f"model {model.name!r} ({model.key.bindle_id}) failed to load: "
                                                 f"{error.message}")
-        model.state = State.FAILED
-        model.retry_note = None
+        model.state = ModelState.FAILED
+        model.retry = None
         log.error("%s", model.error.message)
 
     # ------------------------------------------------------------------------------------ requests
@@ -190,10 +206,10 @@ class ModelRegistry:
 
     def ready(self, actor_id: str, route: str) -> tuple[Model, ModelRunner]:
         model = self.lookup(actor_id, route)
-        if model.state is State.FAILED:
+        if model.state is ModelState.FAILED:
             assert model.error is not None
             raise model.error
-        if model.state is State.LOADING or model.runner is None:
+        if model.state is ModelState.LOADING or model.runner is None:
             raise ModelError(MODEL_LOADING, f"model {route!r} ({model.key.bindle_id}) is still loading; retry shortly")
         return model, model.runner
 
@@ -212,32 +228,23 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------------------------- reports
     def describe(self, actor_id: str) -> list[dict[str, Any]]:
+        """ListModels: each of the actor's routes as a ModelStatus map, plus how it is being served."""
         out = []
         for route, key in sorted(self.routes.get(actor_id, {}).items()):
             model = self.models.get(key)
             if model is None:
                 continue
-            entry: dict[str, Any] = {"name": route, "bindleId": key.bindle_id, "status": model.state.value}
-            if model.error is not None:
-                entry["error"] = {model.error.variant: model.error.message}
-            if model.retry_note is not None:
-                entry["retrying"] = model.retry_note
+            entry = model.status(route).to_wire()
             if model.metadata is not None:
-                entry["graphEncoding"] = model.metadata.graph_encoding
                 entry["executionTarget"] = model.metadata.execution_target
             runner = model.runner
             if runner is not None:
-                engine = runner.engine
-                entry |= {"runsOn": engine.target, "inputs": [s.describe() for s in engine.inputs],
-                          "outputs": [s.describe() for s in engine.outputs],
+                entry |= {"runsOn": runner.engine.target,
                           "maxConcurrent": key.options.max_concurrent, "maxQueue": key.options.max_queue,
                           "batching": None if runner.batching is None else
                           {"maxItems": runner.batching.max_items, "maxDelayMs": runner.batching.max_delay_ms,
                            "batchesRun": runner.batches_run},
                           "loadSeconds": model.load_seconds}
-                notes = [n for n in (engine.warning, runner.batching_note) if n]
-                if notes:
-                    entry["warnings"] = notes
             out.append(entry)
         return out
 
@@ -249,22 +256,21 @@ class ModelRegistry:
             meta["labels"] = model.labels
         return meta
 
-    def health(self) -> tuple[bool, str]:
-        by_state: dict[State, list[str]] = {s: [] for s in State}
-        warnings = []
-        for model in self.models.values():
-            by_state[model.state].append(model.name)
-            if model.runner is not None and model.runner.engine.warning:
-                warnings.append(f"{model.name}: {model.runner.engine.warning}")
-        if not self.models:
-            return True, "healthy: no models linked"
-        parts = [f"ready: {', '.join(sorted(by_state[State.READY]))}"] if by_state[State.READY] else []
-        if by_state[State.LOADING]:
-            parts.append(f"loading: {', '.join(sorted(by_state[State.LOADING]))}")
-        parts += [f"retrying: {m.name} ({m.retry_note})" for m in self.models.values()
-                  if m.state is State.LOADING and m.retry_note]
-        failed = [m for m in self.models.values() if m.state is State.FAILED]
+    def health(self) -> HealthCheckResponse:
+        """Unhealthy while any model failed. `details.models` says each model's state as fields; the
+        message says the same in a sentence for people and for 0.x hosts, which read only the message."""
+        statuses = sorted((m.status() for m in self.models.values()), key=lambda m: m.name)
+        failed = [m for m in statuses if m.state is ModelState.FAILED]
+        details = {HEALTH_MODELS: [m.to_wire() for m in statuses]}
+        if not statuses:
+            return HealthCheckResponse(True, "healthy: no models linked", details)
+        parts = []
+        for state in (ModelState.READY, ModelState.LOADING):
+            names = [m.name for m in statuses if m.state is state]
+            if names:
+                parts.append(f"{state.value}: {', '.join(names)}")
+        parts += [f"retrying: {m.name} ({m.retry.note})" for m in statuses if m.retry is not None]
         if failed:
-            parts.append("failed: " + "; ".join(f"{m.name} ({m.error.message if m.error else '?'})" for m in failed))
-        parts += [f"warning: {w}" for w in warnings]
-        return not failed, ("healthy: " if not failed else "unhealthy: ") + "; ".join(parts)
+            parts.append("failed: " + "; ".join(f"{m.name} ({m.reason})" for m in failed))
+        parts += [f"warning: {m.name}: {w}" for m in statuses for w in m.warnings]
+        return HealthCheckResponse(not failed, ("unhealthy: " if failed else "healthy: ") + "; ".join(parts), details)

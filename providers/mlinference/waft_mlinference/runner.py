@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from waft.mlwire import OVERLOADED, RUNTIME_ERROR, ModelError
+from waft.interfaces.mlinference import OVERLOADED, RUNTIME_ERROR, ModelError
 from waft_mlinference.engines import Engine, check_input
 from waft_mlinference.settings import ModelOptions
 

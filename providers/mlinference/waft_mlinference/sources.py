@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from waft.bindle.invoice import Invoice, InvoiceError
-from waft.mlwire import INVALID_MODEL, ModelError
+from waft.interfaces.mlinference import INVALID_MODEL, ModelError
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Inference metrics: one access event per HTTP request in, Prometheus text and live chart series out.
 
-The httpserver provider publishes `{"method","path","status","bytes","ms","model"}` on
-`waft.access.{prefix}` for every request it answers. `AccessMetrics` folds them into
+The httpserver provider publishes an `AccessRecord` (`waft.interfaces.httpserver`) on
+`subjects.access_log(prefix)` for every request it answers. `AccessMetrics` folds them into
 
 * Prometheus series in a registry of its own (requests, errors, latency histogram by model and route),
   plus a collector that reads the lattice model at scrape time (actor instances, provider restarts);
@@ -20,6 +20,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from waft.interfaces.httpserver import AccessRecord, BadAccessRecord
 
 #: Seconds of history kept for the charts.
 WINDOW_S = 120
@@ -165,29 +167,22 @@ class AccessMetrics:
         self._routes = _Bounded()
         self.changed = False
 
-    def record(self, event: Any) -> bool:
-        """Fold one access event in; False (and counted) when it is not one."""
+    def record(self, event: AccessRecord | Any) -> bool:
+        """Fold one access record (or its wire map) in; False (and counted) when it is not one."""
         try:
-            method = str(event.get("method", "GET"))[:16].upper()
-            path = str(event["path"])
-            status = int(event["status"])
-            ms = float(event.get("ms", 0.0))
-            size = int(event.get("bytes", 0) or 0)
-            model = str(event.get("model") or "")[:128]
-            if not math.isfinite(ms) or ms < 0 or not 100 <= status <= 599:
-                raise ValueError("out of range")
-        except (AttributeError, KeyError, TypeError, ValueError):
+            record = event if isinstance(event, AccessRecord) else AccessRecord.from_wire(event)
+        except BadAccessRecord:
             self.rejected.inc()
             return False
-        model_label = self._models(model) if model else NO_MODEL
-        route = self._routes(route_of(path))
-        error = status >= 400
-        self.requests.labels(model_label, route, method, str(status)).inc()
-        self.latency.labels(model_label, route).observe(ms / 1000)
-        self.response_bytes.labels(model_label, route).inc(max(size, 0))
+        model_label = self._models(record.model) if record.model else NO_MODEL
+        route = self._routes(route_of(record.path))
+        error = record.status >= 400
+        self.requests.labels(model_label, route, record.method, str(record.status)).inc()
+        self.latency.labels(model_label, route).observe(record.ms / 1000)
+        self.response_bytes.labels(model_label, route).inc(max(record.bytes, 0))
         if error:
             self.errors.labels(model_label, route).inc()
-        self.series.setdefault(model_label, ModelSeries()).add(int(self.clock()), ms, error)
+        self.series.setdefault(model_label, ModelSeries()).add(int(self.clock()), record.ms, error)
         self.changed = True
         return True
 

@@ -34,8 +34,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from waft.config import without_credentials
 from waft.ctl import CtlClient, CtlError
 from waft.dashboard.metrics import AccessMetrics
-from waft.dashboard.state import MLINFERENCE_CONTRACT, LatticeState, event_name
+from waft.dashboard.state import LatticeState
+from waft.interfaces.httpserver import AccessRecord, BadAccessRecord
+from waft.interfaces.mlinference import CONTRACT_ID as MLINFERENCE_CONTRACT
+from waft.lattice import events as lattice_events
 from waft.lattice import subjects
+from waft.lattice.events import Event, EventError, parse_event
 
 log = logging.getLogger("waft.dashboard")
 
@@ -48,11 +52,6 @@ PUSH_DELAY_S = 0.05
 REFRESH_DELAY_S = 0.25
 CLIENT_QUEUE = 256
 SEND_TIMEOUT_S = 5.0
-
-
-def access_subject(prefix: str) -> str:
-    """Where the httpserver provider publishes one JSON object per request it answered."""
-    return f"waft.access.{prefix}"
 
 
 def is_loopback(host: str) -> bool:
@@ -127,7 +126,7 @@ class Dashboard:
         self._dirty = asyncio.Event()
         self._refresh = asyncio.Event()
         self._bindle_wanted = asyncio.Event()
-        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
+        self._events: asyncio.Queue[Event] = asyncio.Queue(maxsize=10_000)
         self.ready = False
         self.url = ""
 
@@ -138,7 +137,7 @@ class Dashboard:
         try:
             self.ctl = CtlClient(self.nc, self.config.prefix, self.config.ctl_timeout)
             await self.nc.subscribe(subjects.events(self.config.prefix), cb=self._on_event_msg)
-            await self.nc.subscribe(access_subject(self.config.prefix), cb=self._on_access_msg)
+            await self.nc.subscribe(subjects.access_log(self.config.prefix), cb=self._on_access_msg)
             await self._load()
             runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
             await runner.setup()
@@ -211,18 +210,16 @@ class Dashboard:
 
     # ------------------------------------------------------------------ NATS inputs
     async def _on_event_msg(self, msg: Any) -> None:
-        with contextlib.suppress(ValueError, asyncio.QueueFull):
-            event = json.loads(msg.data)
-            if isinstance(event, dict):
-                self._events.put_nowait(event)
+        with contextlib.suppress(EventError, asyncio.QueueFull):
+            self._events.put_nowait(parse_event(msg.data))
 
     async def _on_access_msg(self, msg: Any) -> None:
         try:
-            event = json.loads(msg.data)
-        except ValueError:
+            record = AccessRecord.decode(msg.data)
+        except BadAccessRecord:
             self.metrics.rejected.inc()
             return
-        self.metrics.record(event)
+        self.metrics.record(record)
 
     async def _event_loop(self) -> None:
         while True:
@@ -230,12 +227,11 @@ class Dashboard:
             try:
                 self.state.apply_event(event)
             except Exception:  # one odd event must not stop the dashboard
-                log.exception("could not apply event %s", event.get("type"))
+                log.exception("could not apply event %s", event.kind)
                 continue
             self._broadcast({"type": "event", "event": self.state.events[-1]})
-            name = event_name(event)
-            if name in ("provider_started", "health_check_passed") and \
-                    (event.get("data") or {}).get("contract_id", MLINFERENCE_CONTRACT) == MLINFERENCE_CONTRACT:
+            if event.kind in (lattice_events.PROVIDER_STARTED, lattice_events.HEALTH_CHECK_PASSED) and \
+                    (event.contract_id or MLINFERENCE_CONTRACT) == MLINFERENCE_CONTRACT:
                 self._bindle_wanted.set()  # a model server came up: its models may be new
             if self.state.hosts_to_refresh:
                 self._refresh.set()

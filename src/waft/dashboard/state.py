@@ -2,28 +2,31 @@
 
 Nothing here polls. `load()` asks every host for its inventory once (and the lattice for its claims
 and links); after that each CloudEvent on `wasmbus.evt.{prefix}` patches the model at once, and
-the events that carry less than an inventory does (restart counts, health messages) mark their host
-for one `get.{host}.inv` a moment later (`hosts_to_refresh`), so the page shows what the host says.
+the events that carry less than an inventory does (restart counts) mark their host for one
+`get.{host}.inv` a moment later (`hosts_to_refresh`), so the page shows what the host says.
+
+Model states come from the mlinference provider's health details (`details.models`, ModelStatus maps),
+in the inventory and in every health event. The host publishes a health event whenever the report
+changes, not only when the healthy flag flips, so a model that becomes ready shows within one health
+interval. Nothing here reads the health message: it is a sentence for people.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import logging
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
-from waft.host.events import EVENT_TYPE_PREFIX
+from waft.interfaces.mlinference import ModelStatus, WireError, models_in_health
+from waft.lattice.events import Event
+
+log = logging.getLogger("waft.dashboard")
 
 #: Events kept for the page's event log.
 EVENT_LOG_SIZE = 300
-MLINFERENCE_CONTRACT = "wasmcloud:mlinference"
-
-
-def event_name(event: dict[str, Any]) -> str:
-    kind = str(event.get("type", ""))
-    return kind[len(EVENT_TYPE_PREFIX):] if kind.startswith(EVENT_TYPE_PREFIX) else kind.rsplit(".", 1)[-1]
 
 
 def link_key(link: dict[str, Any]) -> str:
@@ -43,52 +46,17 @@ def _claims_from_event(public_key: str, claims: dict[str, Any]) -> dict[str, str
             "not_before_human": str(claims.get("not_before_human") or "")}
 
 
-_SECTIONS = ("ready: ", "loading: ", "failed: ", "warning: ")
-
-
-def models_from_health(message: str) -> list[dict[str, Any]] | None:
-    """Model states from the mlinference provider's health message; None when it names none.
-
-    The provider (providers/mlinference `Registry.health`) reports `healthy: ready: a, b; loading: c;
-    failed: d (why); warning: …`, or `healthy: no models linked`. A JSON `{"models": [...]}` (the
-    shape of `MlInference.ListModels`) is read as well.
-    """
-    text = (message or "").strip()
-    if text.startswith("{"):
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            models = json.loads(text).get("models")
-            if isinstance(models, list):
-                return [m for m in models if isinstance(m, dict)]
-        return None
-    for prefix in ("healthy: ", "unhealthy: "):
-        text = text.removeprefix(prefix)
-    if not text.startswith(_SECTIONS[:3]):
-        return None
-    models: list[dict[str, Any]] = []
-    section = ""
-    for part in text.split("; "):
-        head = next((s for s in _SECTIONS if part.startswith(s)), None)
-        if head is not None:
-            section, part = head[:-2], part[len(head):]
-        if section in ("ready", "loading"):
-            models += [{"name": n.strip(), "status": section} for n in part.split(", ") if n.strip()]
-        elif section == "failed" and part:
-            name, _, why = part.partition(" (")
-            if models and models[-1]["status"] == "failed" and head is None and not why:
-                # a '; ' inside the previous failure's message: its closing parenthesis comes later
-                models[-1]["error"] = f"{models[-1]['error']}; {part.removesuffix(')')}"
-            else:
-                models.append({"name": name.strip(), "status": "failed", "error": why.removesuffix(")")})
-    return models
-
-
-def _bindle_id_of(route: str) -> str:
-    """The bindle a model route is built from, when the model catalogue knows the route."""
-    with contextlib.suppress(Exception):
-        from waft import models
-
-        return models.get(route).bindle_id
-    return ""
+def model_entry(status: ModelStatus) -> dict[str, Any]:
+    """A provider's model as the page's Models table shows it."""
+    entry: dict[str, Any] = {"name": status.name, "id": status.bindle_id, "status": status.state.value,
+                             "reason": status.reason}
+    if status.graph_encoding:
+        entry["engine"] = status.graph_encoding
+    if status.retry is not None:
+        entry["retry"] = status.retry.to_wire()
+    if status.inputs:
+        entry["inputs"] = [s.to_wire() for s in status.inputs]
+    return entry
 
 
 class LatticeState:
@@ -167,125 +135,125 @@ class LatticeState:
                 "link_name": p.get("link_name", "default"), "contract_id": p.get("contract_id", ""),
                 "instance_id": p.get("instance_id", ""), "restarts": int(p.get("restarts") or 0),
                 "healthy": healthy, "health_message": p.get("health_message", ""),
+                "health_details": p.get("health_details") or {},
                 "status": {True: "healthy", False: "unhealthy"}.get(healthy, "starting")}
 
     def _provider_models(self, prov: dict[str, Any]) -> None:
-        if prov.get("contract_id") != MLINFERENCE_CONTRACT:
+        """Any provider whose health lists models is a model server (mlinference is the one we ship)."""
+        details = prov.get("health_details")
+        try:
+            models = models_in_health(details) if isinstance(details, Mapping) else None
+        except WireError as exc:  # a provider's bug must not blank the page: keep what it said last
+            log.warning("provider %s reported unreadable models: %s", prov["id"], exc)
             return
-        models = models_from_health(prov.get("health_message", ""))
         if models is not None:
-            self.provider_models[f"{prov['id']}|{prov['link_name']}"] = models
+            self.provider_models[f"{prov['id']}|{prov['link_name']}"] = [model_entry(m) for m in models]
 
     # ------------------------------------------------------------------ events
-    def apply_event(self, event: dict[str, Any]) -> bool:
+    def apply_event(self, event: Event) -> bool:
         """Patch the model with one CloudEvent; True when the page should be told."""
-        name = event_name(event)
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        source = str(event.get("source", ""))
-        self.events.append({"id": event.get("id"), "time": event.get("time"), "name": name, "source": source,
-                            "data": data})
-        handler = getattr(self, f"_on_{name}", None)
-        if handler is not None and source:
-            handler(source, data)
+        self.events.append({"id": event.id, "time": event.time, "name": event.kind, "source": event.source,
+                            "data": event.data})
+        handler = getattr(self, f"_on_{event.kind}", None)
+        if handler is not None and event.source:
+            handler(event.source, event)
         self.touch()
         return True
 
     def touch(self) -> None:
         self.version += 1
 
-    def _on_host_started(self, source: str, data: dict[str, Any]) -> None:
+    def _on_host_started(self, source: str, event: Event) -> None:
         host = self._host(source)
-        self._describe(host, {**data, "uptime_seconds": 0})
+        self._describe(host, {**event.data, "uptime_seconds": 0})
 
-    def _on_host_stopped(self, source: str, data: dict[str, Any]) -> None:
+    def _on_host_stopped(self, source: str, event: Event) -> None:
         self.hosts.pop(source, None)
         self.hosts_to_refresh.discard(source)
 
-    def _on_host_heartbeat(self, source: str, data: dict[str, Any]) -> None:
+    def _on_host_heartbeat(self, source: str, event: Event) -> None:
         host = self._host(source)
-        self._describe(host, data)
-        seen = sorted(a.get("instance_id", "") for a in data.get("actors", []))
+        self._describe(host, event.data)
+        seen = sorted(a.get("instance_id", "") for a in event.data.get("actors", []))
         have = sorted(i.get("instance_id", "") for a in host["actors"] for i in a["instances"])
-        seen_p = sorted(p.get("instance_id", "") for p in data.get("providers", []))
+        seen_p = sorted(p.get("instance_id", "") for p in event.data.get("providers", []))
         have_p = sorted(p.get("instance_id", "") for p in host["providers"])
         if seen != have or seen_p != have_p:
             self.hosts_to_refresh.add(source)
 
-    def _on_actor_started(self, source: str, data: dict[str, Any]) -> None:
+    def _on_actor_started(self, source: str, event: Event) -> None:
         host = self._host(source)
-        pk = data.get("public_key", "")
-        claims = data.get("claims") or {}
+        pk, claims = event.public_key, event.claims
         actor = next((a for a in host["actors"] if a["id"] == pk), None)
         if actor is None:
-            actor = {"id": pk, "name": claims.get("name", ""), "image_ref": data.get("image_ref", ""),
-                     "instances": []}
+            actor = {"id": pk, "name": claims.get("name", ""), "image_ref": event.image_ref, "instances": []}
             host["actors"].append(actor)
-        if not any(i.get("instance_id") == data.get("instance_id") for i in actor["instances"]):
-            actor["instances"].append({"instance_id": data.get("instance_id", ""),
-                                       "annotations": data.get("annotations") or {},
+        if not any(i.get("instance_id") == event.instance_id for i in actor["instances"]):
+            actor["instances"].append({"instance_id": event.instance_id, "annotations": event.annotations,
                                        "revision": claims.get("revision", 0)})
         if pk and claims:
             self.claims[pk] = {**self.claims.get(pk, {}), **_claims_from_event(pk, claims)}
 
-    def _on_actor_stopped(self, source: str, data: dict[str, Any]) -> None:
+    def _on_actor_stopped(self, source: str, event: Event) -> None:
         host = self._host(source)
         for actor in host["actors"]:
-            if actor["id"] == data.get("public_key"):
-                actor["instances"] = [i for i in actor["instances"] if i.get("instance_id") != data.get("instance_id")]
+            if actor["id"] == event.public_key:
+                actor["instances"] = [i for i in actor["instances"] if i.get("instance_id") != event.instance_id]
         host["actors"] = [a for a in host["actors"] if a["instances"]]
 
-    def _find_provider(self, host: dict[str, Any], data: dict[str, Any]) -> dict[str, Any] | None:
-        return next((p for p in host["providers"] if p["id"] == data.get("public_key")
-                     and p["link_name"] == (data.get("link_name") or "default")), None)
+    def _find_provider(self, host: dict[str, Any], event: Event) -> dict[str, Any] | None:
+        return next((p for p in host["providers"] if p["id"] == event.public_key
+                     and p["link_name"] == event.link_name), None)
 
-    def _on_provider_started(self, source: str, data: dict[str, Any]) -> None:
+    def _on_provider_started(self, source: str, event: Event) -> None:
         host = self._host(source)
-        claims = data.get("claims") or {}
-        fresh = self._provider({"id": data.get("public_key", ""), "name": claims.get("name", ""),
-                                "image_ref": data.get("image_ref", ""), "link_name": data.get("link_name"),
-                                "contract_id": data.get("contract_id", ""), "instance_id": data.get("instance_id"),
+        fresh = self._provider({"id": event.public_key, "name": event.claims.get("name", ""),
+                                "image_ref": event.image_ref, "link_name": event.link_name,
+                                "contract_id": event.contract_id, "instance_id": event.instance_id,
                                 "healthy": None})
-        old = self._find_provider(host, data)
+        old = self._find_provider(host, event)
         if old is not None:
             fresh["restarts"] = old["restarts"]
             host["providers"].remove(old)
         host["providers"].append(fresh)
         self.hosts_to_refresh.add(source)  # the restart count lives in the inventory
 
-    def _on_provider_stopped(self, source: str, data: dict[str, Any]) -> None:
+    def _on_provider_stopped(self, source: str, event: Event) -> None:
         host = self._host(source)
-        prov = self._find_provider(host, data)
+        prov = self._find_provider(host, event)
         if prov is None:
             return
-        reason = str(data.get("reason", ""))
-        if reason.startswith("exited"):  # it died; its host restarts it
-            prov.update(status="restarting", healthy=False, health_message=reason)
+        if event.reason.startswith("exited"):  # it died; its host restarts it
+            prov.update(status="restarting", healthy=False, health_message=event.reason)
         else:
             host["providers"].remove(prov)
             self.provider_models.pop(f"{prov['id']}|{prov['link_name']}", None)
 
-    def _on_health_check_passed(self, source: str, data: dict[str, Any]) -> None:
-        self._health(source, data, True)
+    def _on_health_check_passed(self, source: str, event: Event) -> None:
+        self._health(source, event)
 
-    def _on_health_check_failed(self, source: str, data: dict[str, Any]) -> None:
-        self._health(source, data, False)
+    def _on_health_check_failed(self, source: str, event: Event) -> None:
+        self._health(source, event)
 
-    def _health(self, source: str, data: dict[str, Any], healthy: bool) -> None:
-        prov = self._find_provider(self._host(source), data)
-        if prov is None:
+    def _on_health_check_status(self, source: str, event: Event) -> None:
+        self._health(source, event)
+
+    def _health(self, source: str, event: Event) -> None:
+        prov = self._find_provider(self._host(source), event)
+        report = event.health
+        if prov is None or report is None:
             self.hosts_to_refresh.add(source)
             return
-        prov.update(healthy=healthy, status="healthy" if healthy else "unhealthy")
-        if "message" in data:
-            prov["health_message"] = str(data["message"])
+        prov.update(healthy=report.healthy, status="healthy" if report.healthy else "unhealthy",
+                    health_message=report.message, health_details=report.details)
         self._provider_models(prov)
 
-    def _on_linkdef_set(self, source: str, data: dict[str, Any]) -> None:
-        self.links[link_key(data)] = {k: data.get(k) for k in ("actor_id", "provider_id", "link_name",
-                                                               "contract_id", "values")}
+    def _on_linkdef_set(self, source: str, event: Event) -> None:
+        self.links[link_key(event.data)] = {k: event.data.get(k) for k in ("actor_id", "provider_id", "link_name",
+                                                                           "contract_id", "values")}
 
-    def _on_linkdef_deleted(self, source: str, data: dict[str, Any]) -> None:
-        self.links.pop(link_key(data), None)
+    def _on_linkdef_deleted(self, source: str, event: Event) -> None:
+        self.links.pop(link_key(event.data), None)
 
     # ------------------------------------------------------------------ models
     def set_bindle_models(self, models: list[dict[str, Any]], error: str = "") -> None:
@@ -293,27 +261,17 @@ class LatticeState:
         self.touch()
 
     def models(self) -> list[dict[str, Any]]:
-        """Bindle's models, with the status the mlinference provider reports laid over them."""
+        """Bindle's models, with the state each mlinference provider reports laid over them (by bindle id)."""
         merged: dict[str, dict[str, Any]] = {}
         for m in self.bindle_models:
             merged[m["name"]] = {**m, "status": "stored", "sources": ["bindle"]}
         for models in self.provider_models.values():
             for m in models:
-                name = str(m.get("name") or m.get("bindleId") or "?")
-                bindle_id = str(m.get("bindleId") or m.get("bindle_id") or _bindle_id_of(name))
-                key = next((k for k, v in merged.items() if bindle_id and v.get("id") == bindle_id), name)
-                entry = merged.setdefault(key, {"name": name, "id": bindle_id, "sources": []})
+                key = next((k for k, v in merged.items() if m["id"] and v.get("id") == m["id"]), m["name"])
+                entry = merged.setdefault(key, {"name": m["name"], "id": m["id"], "sources": []})
                 entry["sources"] = [*entry.get("sources", []), "provider"]
-                entry["route"] = name
-                entry["status"] = str(m.get("status") or "unknown")
-                for field, keys in (("engine", ("graphEncoding", "engine", "graph_encoding")),
-                                    ("version", ("version",)), ("size", ("size", "bytes")),
-                                    ("error", ("error", "message"))):
-                    value = next((m[k] for k in keys if m.get(k) not in (None, "")), None)
-                    if isinstance(value, dict):  # ListModels' {variant: message}
-                        value = "; ".join(f"{k}: {v}" for k, v in value.items())
-                    if value is not None:
-                        entry[field] = value
+                entry["route"] = m["name"]
+                entry.update({k: v for k, v in m.items() if k not in ("name", "id")})
         return sorted(merged.values(), key=lambda m: m["name"])
 
     # ------------------------------------------------------------------ views

@@ -26,12 +26,13 @@ from waft import __version__
 from waft.claims import ClaimsError, KeyPair, Role, verify_actor
 from waft.config import without_credentials
 from waft.host.actors import ActorPool
-from waft.host.events import EventPublisher
 from waft.host.lattice_cache import LatticeCache
 from waft.host.providers import ProviderSpec, ProviderStartError, ProviderSupervisor, RunningProvider
 from waft.host.wapc import ActorTrap, GuestError, HostCall, HostCallError, Limits, Runtime
+from waft.lattice import events as lattice_events
 from waft.lattice import subjects
 from waft.lattice.codec import DecodeError, as_bytes, as_str, pack, unpack_map
+from waft.lattice.events import EventPublisher
 from waft.lattice.host_data import HostData
 from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, RpcError, wait_closed
 from waft.lattice.types import LinkDefinition, WasmCloudEntity
@@ -170,7 +171,7 @@ class Host:
             self.providers.attach(tasks)
             self.control = ControlInterface(self)
             await self.control.subscribe()
-            await self.events.publish("host_started", {"labels": self.labels, "friendly_name": self.friendly_name})
+            await self.events.publish(lattice_events.host_started(self.labels, self.friendly_name))
             tasks.create_task(self._heartbeat_loop())
             await self.nc.flush(timeout=5)  # subscriptions are live at the server before anyone is told
             self._ready.set()
@@ -184,7 +185,7 @@ class Host:
         for pool in list(self.actors.values()):
             await self._stop_pool(pool)
         await self.providers.stop_all()
-        await self.events.publish("host_stopped", {"labels": self.labels})
+        await self.events.publish(lattice_events.host_stopped(self.labels))
         if self.cache:
             await self.cache.stop()
         await wait_closed(self.nc)
@@ -203,13 +204,12 @@ class Host:
 
     async def publish_heartbeat(self) -> None:
         assert self.events is not None and self.providers is not None
-        await self.events.publish("host_heartbeat", {
-            "actors": [{"public_key": pk, "instance_id": i.instance_id}
-                       for pk, pool in self.actors.items() for i in pool.instances],
-            "providers": [{"public_key": p.public_key, "link_name": p.link_name, "contract_id": p.contract_id,
-                           "instance_id": p.instance_id} for p in self.providers.running.values()],
-            "labels": self.labels, "friendly_name": self.friendly_name, "version": __version__,
-            "uptime_seconds": int(time.time() - self.started), "uptime_human": _human(time.time() - self.started)})
+        await self.events.publish(lattice_events.host_heartbeat(
+            actors=[(pk, i.instance_id) for pk, pool in self.actors.items() for i in pool.instances],
+            providers=[(p.public_key, p.link_name, p.contract_id, p.instance_id)
+                       for p in self.providers.running.values()],
+            labels=self.labels, friendly_name=self.friendly_name, version=__version__,
+            uptime_s=time.time() - self.started, uptime_human=_human(time.time() - self.started)))
 
     def describe(self) -> dict:
         """The `ping.hosts` answer (§5). Anyone on the lattice may ask, so NATS credentials are left out."""
@@ -230,20 +230,20 @@ class Host:
             claims = verify_actor(module_bytes, allowed_issuers=self.config.allowed_issuers)
         except (ClaimsError, StartError, OSError) as exc:
             error = f"cannot start actor {image_ref}: {exc}"
-            await self.events.publish("actor_start_failed", {"actor_ref": image_ref, "error": error})
+            await self.events.publish(lattice_events.actor_start_failed(image_ref, error))
             raise StartError(error) from None
         pool = self.actors.get(claims.subject)
         if pool is not None and pool.image_ref != image_ref:
             error = (f"actor {claims.subject} is already running with different OCI reference "
                      f"{pool.image_ref}. To upgrade an actor, use live update.")
-            await self.events.publish("actor_start_failed", {"actor_ref": image_ref, "error": error})
+            await self.events.publish(lattice_events.actor_start_failed(image_ref, error))
             raise StartError(error)
         if pool is None:
             try:
                 module = await asyncio.get_running_loop().run_in_executor(
                     self.executor, self.runtime.compile, module_bytes)
             except ActorTrap as exc:
-                await self.events.publish("actor_start_failed", {"actor_ref": image_ref, "error": str(exc)})
+                await self.events.publish(lattice_events.actor_start_failed(image_ref, str(exc)))
                 raise StartError(str(exc)) from None
             pool = ActorPool(module, claims, image_ref, self.config.limits, self.executor, self._host_call_for)
             self.actors[claims.subject] = pool
@@ -256,16 +256,12 @@ class Host:
         except ActorTrap as exc:
             if not pool.instances:
                 await self._stop_pool(pool)
-            await self.events.publish("actor_start_failed", {"actor_ref": image_ref, "error": str(exc)})
+            await self.events.publish(lattice_events.actor_start_failed(image_ref, str(exc)))
             raise StartError(f"cannot start actor {image_ref}: {exc}") from None
         for instance in added:
-            await self.events.publish("actor_started", {
-                "public_key": claims.subject, "image_ref": image_ref, "api_version": instance.wapc.api_version,
-                "instance_id": instance.instance_id, "annotations": instance.annotations,
-                "claims": {"call_alias": claims.call_alias, "caps": list(claims.caps), "issuer": claims.issuer,
-                           "tags": list(claims.tags), "name": claims.name, "version": claims.ver,
-                           "revision": claims.rev, "not_before_human": "immediately",
-                           "expires_human": "never" if claims.expires is None else str(claims.expires)}})
+            await self.events.publish(lattice_events.actor_started(
+                claims, image_ref=image_ref, instance_id=instance.instance_id, annotations=instance.annotations,
+                api_version=instance.wapc.api_version))
         return pool
 
     async def _fetch_actor(self, image_ref: str) -> bytes:
@@ -286,7 +282,7 @@ class Host:
             return 0
         removed = await pool.remove(count, annotations)
         for instance in removed:
-            await self.events.publish("actor_stopped", {"public_key": public_key, "instance_id": instance.instance_id})
+            await self.events.publish(lattice_events.actor_stopped(public_key, instance.instance_id))
         if not pool.instances:
             await self._stop_pool(pool)
         return len(removed)
@@ -303,8 +299,7 @@ class Host:
         assert self.events is not None
         self.actors.pop(pool.public_key, None)
         for instance in list(pool.instances):
-            await self.events.publish("actor_stopped", {"public_key": pool.public_key,
-                                                        "instance_id": instance.instance_id})
+            await self.events.publish(lattice_events.actor_stopped(pool.public_key, instance.instance_id))
         await pool.close()
         if self.nc is not None:  # the server must drop our subscription before stop_actor returns:
             with contextlib.suppress(Exception):  # a request sent after it must find no responders,
@@ -448,8 +443,7 @@ class Host:
             spec = await self._resolve_provider(provider_ref)
             provider = await self.providers.start(spec, link_name, config_json, annotations)
         except (ProviderStartError, StartError, OSError) as exc:
-            await self.events.publish("provider_start_failed", {"provider_ref": provider_ref, "link_name": link_name,
-                                                                "error": str(exc)})
+            await self.events.publish(lattice_events.provider_start_failed(provider_ref, link_name, str(exc)))
             raise StartError(f"cannot start provider {provider_ref}: {exc}") from None
         await self.cache.put_claims(spec.public_key, {"iss": spec.claims.get("iss", ""), "name": spec.name,
                                                       "sub": spec.public_key, "caps": spec.contract_id,
@@ -477,7 +471,7 @@ class Host:
         if previous is not None:
             await self.providers.deliver_link_del(previous)
         await self.providers.deliver_link_put(link)
-        await self.events.publish("linkdef_set", link.to_wire())
+        await self.events.publish(lattice_events.linkdef_set(link))
 
     async def delete_link(self, actor_id: str, contract_id: str, link_name: str) -> bool:
         assert self.cache is not None and self.providers is not None and self.events is not None
@@ -485,7 +479,7 @@ class Host:
         if link is None:
             return False
         await self.providers.deliver_link_del(link)
-        await self.events.publish("linkdef_deleted", link.to_wire())
+        await self.events.publish(lattice_events.linkdef_deleted(link))
         return True
 
     def inventory(self) -> dict:
@@ -500,7 +494,8 @@ class Host:
             "providers": [{"id": p.public_key, "image_ref": p.spec.image_ref, "link_name": p.link_name,
                            "name": p.spec.name, "contract_id": p.contract_id, "instance_id": p.instance_id,
                            "annotations": p.annotations, "revision": 0, "healthy": p.healthy,
-                           "health_message": p.health_message, "restarts": p.restarts}
+                           "health_message": p.health_message, "health_details": p.health_details,
+                           "restarts": p.restarts}
                           for p in self.providers.running.values()],
         }
 

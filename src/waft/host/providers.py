@@ -3,6 +3,11 @@
 A provider gets its HostData (with every current link) on stdin, exactly as wasmCloud hands it over,
 and the pipe stays open: when the host dies the provider reads EOF and exits, so none is orphaned.
 A provider that exits on its own is restarted with backoff and gets its links back in its HostData.
+
+Health is kept whole (flag, message and the provider's structured details) and published when it
+changes: `health_check_passed`/`_failed` when the flag flips, as 0.x did, and `health_check_status`
+when only the report changed. 0.x sent nothing in that case, so a model server whose models went from
+loading to ready looked loading to every reader until something else happened.
 """
 
 from __future__ import annotations
@@ -19,15 +24,17 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from waft.lattice import subjects
+from waft.lattice import events, subjects
 from waft.lattice.codec import pack
+from waft.lattice.events import Event
+from waft.lattice.health import HealthCheckResponse
 from waft.lattice.host_data import HostData
 from waft.lattice.types import LinkDefinition
-from waft.provider.base import decode_health
 
 log = logging.getLogger("waft.host.providers")
 
@@ -67,8 +74,9 @@ class RunningProvider:
     instance_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     annotations: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
-    healthy: bool | None = None
+    healthy: bool | None = None  # None until the first health check answers
     health_message: str = ""
+    health_details: dict[str, Any] = field(default_factory=dict)
     restarts: int = 0
     started_at: float = field(default_factory=time.time)
     stopping: bool = False
@@ -85,7 +93,7 @@ class RunningProvider:
 
 class ProviderSupervisor:
     def __init__(self, nc: NATS, prefix: str, make_host_data: Callable[[RunningProvider], HostData],
-                 publish: Callable[[str, dict], Awaitable[None]],
+                 publish: Callable[[Event], Awaitable[None]],
                  links_for: Callable[[str, str], list[LinkDefinition]], *, health_interval_s: float = 10.0,
                  first_health_check_s: float = 0.25) -> None:
         self._nc = nc
@@ -122,17 +130,18 @@ class ProviderSupervisor:
         provider.process.stdin.write(self._make_host_data(provider).encode_line())
         await provider.process.stdin.drain()
         provider.started_at = time.time()
-        provider.healthy = None
-        await self._publish("provider_started", self._started_event(provider))
-
-    def _started_event(self, provider: RunningProvider) -> dict:
+        provider.healthy, provider.health_message, provider.health_details = None, "", {}
         claims = provider.spec.claims
-        return {"public_key": provider.public_key, "image_ref": provider.spec.image_ref,
-                "link_name": provider.link_name, "contract_id": provider.contract_id,
-                "instance_id": provider.instance_id, "annotations": provider.annotations,
-                "claims": {"issuer": claims.get("iss", ""), "tags": claims.get("tags", ""),
-                           "name": provider.spec.name, "version": claims.get("version", ""),
-                           "not_before_human": "immediately", "expires_human": "never"}}
+        await self._publish(events.provider_started(
+            public_key=provider.public_key, image_ref=provider.spec.image_ref, link_name=provider.link_name,
+            contract_id=provider.contract_id, instance_id=provider.instance_id, annotations=provider.annotations,
+            name=provider.spec.name, issuer=claims.get("iss", ""), tags=claims.get("tags", ""),
+            version=claims.get("version", "")))
+
+    def _stopped_event(self, provider: RunningProvider, reason: str) -> Event:
+        return events.provider_stopped(public_key=provider.public_key, link_name=provider.link_name,
+                                       contract_id=provider.contract_id, instance_id=provider.instance_id,
+                                       reason=reason)
 
     async def _supervise(self, provider: RunningProvider) -> None:
         """Watch one provider for life: health checks while it runs, restart when it dies."""
@@ -150,10 +159,7 @@ class ProviderSupervisor:
                 break
             lived = time.time() - provider.started_at
             failures = 0 if lived > 30 else failures + 1
-            await self._publish("provider_stopped", {
-                "public_key": provider.public_key, "link_name": provider.link_name,
-                "contract_id": provider.contract_id, "instance_id": provider.instance_id,
-                "reason": f"exited with {code}"})
+            await self._publish(self._stopped_event(provider, f"exited with {code}"))
             delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
             log.warning("provider %s (%s) exited with %s; restarting in %.1f s",
                         provider.spec.name, provider.link_name, code, delay)
@@ -179,21 +185,23 @@ class ProviderSupervisor:
         subject = subjects.provider_health(self._prefix, provider.public_key, provider.link_name)
         try:
             reply = await self._nc.request(subject, pack({"placeholder": True}), timeout=2)
-            healthy, message = decode_health(reply.data)
+            report = HealthCheckResponse.decode(reply.data)
         except (nats.errors.Error, TimeoutError) as exc:
-            healthy, message = False, f"no answer to health check ({type(exc).__name__})"
-        changed = provider.healthy != healthy
-        provider.healthy, provider.health_message = healthy, message
-        if changed and healthy:
+            report = HealthCheckResponse(False, f"no answer to health check ({type(exc).__name__})")
+        flipped = provider.healthy != report.healthy
+        changed = (report.message, report.details) != (provider.health_message, provider.health_details)
+        provider.healthy, provider.health_message, provider.health_details = (report.healthy, report.message,
+                                                                              report.details)
+        if flipped and report.healthy:
             # Links put while the process was still starting reached no one: deliver them again now
             # that it answers (a provider ignores a put it already has).
             for link in self._links_for(provider.public_key, provider.link_name):
                 await self.deliver_link_put(link)
-        if changed:
-            await self._publish("health_check_passed" if healthy else "health_check_failed",
-                                {"public_key": provider.public_key, "link_name": provider.link_name,
-                                 "message": message})
-        return healthy
+        if flipped or changed:
+            make = (events.health_check_status if not flipped else
+                    events.health_check_passed if report.healthy else events.health_check_failed)
+            await self._publish(make(provider.public_key, provider.link_name, provider.contract_id, report))
+        return report.healthy
 
     async def stop(self, public_key: str, link_name: str, reason: str = "normal") -> RunningProvider | None:
         provider = self.running.pop((public_key, link_name), None)
@@ -209,9 +217,7 @@ class ProviderSupervisor:
             provider.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await provider.task
-        await self._publish("provider_stopped", {
-            "public_key": public_key, "link_name": link_name, "contract_id": provider.contract_id,
-            "instance_id": provider.instance_id, "reason": reason})
+        await self._publish(self._stopped_event(provider, reason))
         return provider
 
     async def _terminate(self, provider: RunningProvider) -> None:

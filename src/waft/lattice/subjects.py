@@ -38,6 +38,11 @@ def rpc_events(prefix: str) -> str:
     return f"wasmbus.rpcevt.{prefix}"
 
 
+def access_log(prefix: str) -> str:
+    """Waft's feed of answered HTTP requests: the httpserver provider publishes, the dashboard reads."""
+    return f"waft.access.{prefix}"
+
+
 def ctl(prefix: str, *parts: str) -> str:
     return ".".join((CTL_PREFIX, prefix, *parts))
 

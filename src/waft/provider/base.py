@@ -26,7 +26,8 @@ from nats.aio.msg import Msg
 
 from waft.claims.keys import KeyPair
 from waft.lattice import subjects
-from waft.lattice.codec import DecodeError, pack, unpack_map
+from waft.lattice.codec import DecodeError
+from waft.lattice.health import HealthCheckResponse
 from waft.lattice.host_data import HostData, HostDataError
 from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, wait_closed
 from waft.lattice.types import Invocation, LinkDefinition, WasmCloudEntity
@@ -94,7 +95,9 @@ class Provider:
     async def delete_link(self, link: LinkDefinition) -> None:
         """Release whatever the link held (a listener, loaded models)."""
 
-    async def health(self) -> tuple[bool, str]:
+    async def health(self) -> HealthCheckResponse | tuple[bool, str]:
+        """`(healthy, message)` as 0.x had it, or a HealthCheckResponse whose `details` say it as fields
+        (the mlinference provider lists each model's state there, so no reader parses the message)."""
         return True, "healthy"
 
     async def on_shutdown(self) -> None:
@@ -238,15 +241,15 @@ class Provider:
 
     async def _on_health(self, msg: Msg) -> None:
         try:
-            healthy, message = await asyncio.wait_for(self.health(), 5)
+            report = HealthCheckResponse.of(await asyncio.wait_for(self.health(), 5))
         except Exception as exc:
-            healthy, message = False, f"health check failed: {exc}"
+            report = HealthCheckResponse(False, f"health check failed: {exc}")
         if self.link_errors:
-            healthy = False
             errors = "; ".join(f"{actor[:8]}…: {err}" for actor, err in self.link_errors.items())
-            message = f"{message}; link errors: {errors}"
+            report = HealthCheckResponse(False, f"{report.message}; link errors: {errors}",
+                                         {**report.details, "linkErrors": dict(self.link_errors)})
         if msg.reply:
-            await msg.respond(pack({"healthy": healthy, "message": message}))
+            await msg.respond(report.encode())
 
     async def _on_shutdown(self, msg: Msg) -> None:
         requester = ""
@@ -258,15 +261,6 @@ class Provider:
         if msg.reply:
             await msg.respond(b"shutting down")
         self.stop()
-
-
-def decode_health(data: bytes) -> tuple[bool, str]:
-    """Read a HealthCheckResponse (used by the host; lives here beside its writer)."""
-    try:
-        wire = unpack_map(data, what="health response")
-    except DecodeError as exc:
-        return False, str(exc)
-    return bool(wire.get("healthy")), str(wire.get("message") or "")
 
 
 async def _watch_stdin(provider: Provider) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from waft.mlwire import INVALID_ENCODING, ModelError
+from waft.interfaces.mlinference import INVALID_ENCODING, ModelError
 from waft_mlinference.engines.base import Engine, IOSpec, check_input, shape_text
 from waft_mlinference.metadata import ModelMetadata
 from waft_mlinference.settings import ModelOptions

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from waft.mlwire import CORRUPT_INPUT_TENSOR, ModelError, name_of
+from waft.interfaces.mlinference import CORRUPT_INPUT_TENSOR, ModelError, TensorSpec, name_of
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,10 @@ class IOSpec:
     dtype: np.dtype[Any] | None
     shape: tuple[int | None, ...] | None
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "valueType": name_of(self.dtype) if self.dtype is not None else None,
-                "dimensions": None if self.shape is None else [d if d is not None else -1 for d in self.shape]}
+    def spec(self) -> TensorSpec:
+        """As the contract states it: a dynamic dim is -1."""
+        return TensorSpec(self.name, name_of(self.dtype) if self.dtype is not None else None,
+                          None if self.shape is None else [d if d is not None else -1 for d in self.shape])
 
 
 def shape_text(shape: tuple[int | None, ...] | list[int] | None) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from waft.mlwire import INVALID_MODEL, ONNX_ERROR, ModelError
+from waft.interfaces.mlinference import INVALID_MODEL, ONNX_ERROR, ModelError
 from waft_mlinference.engines.base import IOSpec
 from waft_mlinference.metadata import ModelMetadata
 from waft_mlinference.settings import ModelOptions

@@ -191,7 +191,8 @@ function renderModels(state) {
     h("td", {}, m.version || ""),
     h("td", {}, humanBytes(m.size)),
     h("td", {}, m.engine || ""),
-    h("td", { title: m.error || (m.sources || []).join(", ") }, badge(m.status || "stored")))));
+    h("td", { class: "model-status", title: m.reason || (m.sources || []).join(", ") }, badge(m.status || "stored"),
+      m.reason ? h("div", { class: "muted small reason" }, m.reason) : null))));
 }
 
 // ------------------------------------------------------------------ events
@@ -204,6 +205,7 @@ const EVENT_DETAIL = (e) => {
   if (d.link_name) parts.push(`link ${d.link_name}`);
   if (d.contract_id) parts.push(d.contract_id);
   if (d.error || d.reason) parts.push(d.error || d.reason);
+  if (e.name.startsWith("health_check") && d.message) parts.push(d.message);
   if (e.name === "host_heartbeat") parts.push(`${(d.actors || []).length} actor instances, ${(d.providers || []).length} providers`);
   return parts.join(" · ");
 };

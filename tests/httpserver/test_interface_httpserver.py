@@ -1,10 +1,20 @@
-"""HttpRequest / HttpResponse codecs: the lenient reading a 0.x actor needs, and the checks that yield a 500."""
+"""The httpserver contract: HttpRequest / HttpResponse codecs (the lenient reading a 0.x actor needs, and the
+checks that yield a 500) and the access record the dashboard reads."""
 
 from __future__ import annotations
 
 import msgpack
 import pytest
-from waft_httpserver.wire import BadResponse, decode_response, encode_request
+
+from waft.interfaces.httpserver import (
+    AccessRecord,
+    BadAccessRecord,
+    BadResponse,
+    decode_response,
+    encode_request,
+    model_of,
+)
+from waft.lattice import subjects
 
 
 def test_request_groups_headers_lowercased_in_order():
@@ -39,3 +49,16 @@ def test_response_accepts_str_or_bin_body_and_single_header_values():
 def test_bad_responses_are_refused(wire, message):
     with pytest.raises(BadResponse, match=message):
         decode_response(wire)
+
+
+def test_access_record_round_trips_and_refuses_what_is_not_one():
+    record = AccessRecord.of("POST", "/effnetlite0/matches?k=3", 200, 321, 12.34567)
+    assert record == AccessRecord("POST", "/effnetlite0/matches?k=3", 200, 321, 12.346, "effnetlite0")
+    assert AccessRecord.decode(record.encode()) == record
+    assert AccessRecord.from_wire({"path": "/m", "status": 500, "method": "get"}) == AccessRecord("GET", "/m", 500)
+    for bad in (b"{not json", b"[]", b'{"path": "/x"}', b'{"path": "/x", "status": 99}',
+                b'{"path": "/x", "status": 200, "ms": "nan"}', b'{"path": "/x", "status": 200, "ms": -1}'):
+        with pytest.raises(BadAccessRecord):
+            AccessRecord.decode(bad)
+    assert model_of("/v2/models/resnet/infer") == "resnet" and model_of("/healthz") == ""
+    assert subjects.access_log("p") == "waft.access.p"

@@ -1,26 +1,35 @@
-"""HttpRequest / HttpResponse of `wasmcloud:httpserver` (§7.1), and the JSON error bodies we answer with.
+"""The `wasmcloud:httpserver` contract: HttpRequest / HttpResponse (§7.1), the JSON error body we answer
+with, and the access record the httpserver provider publishes for each request. The one Python source
+of this wire, for the provider, the dashboard and the tests.
 
 Decoding is lenient where wasmCloud 0.x actors differ: the 0.x host wrote byte fields as msgpack str,
 older actors send header values as a single string, and a missing statusCode means 200 (the smithy
 model's custom default). Anything else wrong with a response is the actor's bug and becomes a 500 that
 says so, never an empty body.
+
+The access record (Waft; wasmCloud had none) is one JSON object per answered request,
+`{"method","path","status","bytes","ms","model"}`, on `subjects.access_log(prefix)`; the dashboard
+folds them into its inference metrics.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import msgpack
 
+from waft.errors import WaftError
 from waft.lattice.codec import pack
 
 #: Headers the HTTP server computes itself; an actor's copy would be wrong after re-framing.
 HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer"}
 
 
-class BadResponse(ValueError):
+class BadResponse(WaftError, ValueError):
     """The actor answered something that is not an HttpResponse."""
 
 
@@ -80,3 +89,63 @@ def _headers(raw: object) -> dict[str, list[str]]:
 def error_body(error: str, detail: str) -> bytes:
     """The one error shape of Waft (design: Conventions): `{"error": ..., "detail": ...}`."""
     return json.dumps({"error": error, "detail": detail}).encode()
+
+
+# ---------------------------------------------------------------------------------------- access record
+
+#: Path heads of the API actor that name no model (`/models`, `/healthz`, KServe's `/v2/health/…`).
+NOT_MODELS = frozenset({"models", "healthz", "v2", "metrics", "favicon.ico"})
+
+
+class BadAccessRecord(WaftError, ValueError):
+    """A message on the access subject that is not an access record."""
+
+
+def model_of(path: str) -> str:
+    """`/effnetlite0/matches?k=3` -> `effnetlite0`; `/v2/models/m/infer` -> `m`; `/healthz` -> ``."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if len(parts) >= 3 and parts[0] == "v2" and parts[1] == "models":
+        return parts[2]
+    if not parts or parts[0] in NOT_MODELS:
+        return ""
+    return parts[0]
+
+
+@dataclass(frozen=True)
+class AccessRecord:
+    """One answered request, as the dashboard's metrics need it (no client address: it leaves the host)."""
+
+    method: str
+    path: str
+    status: int
+    bytes: int = 0
+    ms: float = 0.0
+    model: str = ""
+
+    @classmethod
+    def of(cls, method: str, path: str, status: int, size: int, ms: float) -> AccessRecord:
+        return cls(method, path, status, size, round(ms, 3), model_of(path))
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> AccessRecord:
+        try:
+            wire = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadAccessRecord(f"access record is not JSON: {exc}") from None
+        return cls.from_wire(wire)
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> AccessRecord:
+        """Checked, since anyone on the lattice can publish here: bounded strings, a real status and time."""
+        try:
+            record = cls(str(wire.get("method", "GET"))[:16].upper(), str(wire["path"]), int(wire["status"]),
+                         int(wire.get("bytes", 0) or 0), float(wire.get("ms", 0.0)),
+                         str(wire.get("model") or "")[:128])
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise BadAccessRecord(f"not an access record: {exc}") from None
+        if not math.isfinite(record.ms) or record.ms < 0 or not 100 <= record.status <= 599:
+            raise BadAccessRecord(f"access record out of range: status {record.status}, {record.ms} ms")
+        return record

@@ -6,7 +6,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from waft.mlwire import (
+from waft.interfaces.mlinference import (
     CORRUPT_INPUT_TENSOR,
     FLAG_BIG_ENDIAN,
     FLAG_COLUMN_MAJOR,

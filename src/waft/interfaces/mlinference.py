@@ -1,4 +1,5 @@
-"""The `wasmcloud:mlinference` wire types, shared by the provider, the API actor's tests and the benchmarks.
+"""The `wasmcloud:mlinference` contract: the one Python source of its wire, for the provider, the
+dashboard, the API actor's tests and the benchmarks.
 
 Only numpy and msgpack are imported here, never onnxruntime or tensorflow, so anything in the project
 can encode a request or read an answer cheaply.
@@ -21,16 +22,24 @@ Errors: the original's eight MlError variants, plus two that Waft adds and the o
 
 - `modelLoading`: the model is still being fetched or initialised; try again shortly (HTTP 503).
 - `overloaded`: the model's concurrency limit and queue are full; back off (HTTP 429).
+
+Model status (Waft; the original had no way to ask): one map per model, the entries of
+`MlInference.ListModels` and of the provider's health details (`details.models`):
+`{name, bindleId, status: "ready"|"loading"|"failed", reason?, error?: {variant: message},
+retry?: {attempt, attempts, delaySeconds, error}, retrying?, graphEncoding?, inputs?, outputs?, warnings?}`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import msgpack
 import numpy as np
+
+from waft.errors import WaftError
 
 CONTRACT_ID = "wasmcloud:mlinference"
 OP_PREDICT = "MlInference.Predict"
@@ -122,7 +131,7 @@ HTTP_STATUS = {
 }
 
 
-class ModelError(Exception):
+class ModelError(WaftError):
     """A failure the provider reports inside InferenceOutput (not as an RPC error)."""
 
     def __init__(self, variant: str, message: str) -> None:
@@ -131,7 +140,7 @@ class ModelError(Exception):
         self.message = message
 
 
-class WireError(ValueError):
+class WireError(WaftError, ValueError):
     """The payload is not a well-formed message at all (the provider answers with an RPC error)."""
 
 
@@ -319,3 +328,138 @@ def _unpack(payload: bytes, what: str) -> dict[str, Any]:
 def predict_request(model: str, array: np.ndarray, *, index: int = 0, flags: int = 0) -> bytes:
     """Convenience for tests and benchmarks: an encoded InferenceInput for `array`."""
     return InferenceInput(model, Tensor.from_numpy(array, flags=flags), index).encode()
+
+
+# ------------------------------------------------------------------------------------------ model status
+
+class ModelState(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a loaded model; -1 in `dimensions` is a free axis, None an unknown rank."""
+
+    name: str
+    value_type: str | None = None
+    dimensions: list[int] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"name": self.name, "valueType": self.value_type,
+                "dimensions": None if self.dimensions is None else list(self.dimensions)}
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> TensorSpec:
+        if not isinstance(wire, Mapping):
+            raise WireError(f"a tensor spec must be a map, got {type(wire).__name__}")
+        dims = wire.get("dimensions")
+        if dims is not None and (not isinstance(dims, list) or not all(isinstance(d, int) for d in dims)):
+            raise WireError(f"tensor spec dimensions must be a list of integers, got {dims!r}")
+        value_type = wire.get("valueType")
+        return cls(str(wire.get("name") or ""), None if value_type is None else str(value_type),
+                   None if dims is None else list(dims))
+
+
+@dataclass(frozen=True)
+class RetryInfo:
+    """A model whose source could not be reached and will be asked again: still loading, for a reason."""
+
+    attempt: int  # attempts that failed so far
+    attempts: int  # attempts allowed in all
+    delay_s: float  # until the next one
+    error: str  # why the last one failed
+
+    @property
+    def note(self) -> str:
+        return f"attempt {self.attempt}/{self.attempts} failed, retrying in {self.delay_s:g} s: {self.error}"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "attempts": self.attempts, "delaySeconds": self.delay_s,
+                "error": self.error}
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> RetryInfo:
+        if not isinstance(wire, Mapping):
+            raise WireError(f"retry must be a map, got {type(wire).__name__}")
+        try:
+            return cls(int(wire.get("attempt") or 0), int(wire.get("attempts") or 0),
+                       float(wire.get("delaySeconds") or 0), str(wire.get("error") or ""))
+        except (TypeError, ValueError) as exc:
+            raise WireError(f"unreadable retry {dict(wire)!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What a provider says about one model, so no reader has to guess from a sentence.
+
+    `reason` says why a model is not ready: the load error when failed, the retry when loading.
+    `error_variant` is the MlError variant Predict answers for a failed model.
+    """
+
+    name: str
+    state: ModelState
+    bindle_id: str = ""
+    reason: str = ""
+    error_variant: str = ""
+    retry: RetryInfo | None = None
+    graph_encoding: str = ""
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"name": self.name, "bindleId": self.bindle_id, "status": self.state.value}
+        if self.reason:
+            wire["reason"] = self.reason
+        if self.state is ModelState.FAILED:
+            wire["error"] = {self.error_variant or INVALID_MODEL: self.reason}
+        if self.retry is not None:
+            wire["retry"] = self.retry.to_wire()
+            wire["retrying"] = self.retry.note  # the text ListModels carried before `retry` existed
+        if self.graph_encoding:
+            wire["graphEncoding"] = self.graph_encoding
+        if self.inputs or self.outputs:
+            wire["inputs"] = [s.to_wire() for s in self.inputs]
+            wire["outputs"] = [s.to_wire() for s in self.outputs]
+        if self.warnings:
+            wire["warnings"] = list(self.warnings)
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> ModelStatus:
+        if not isinstance(wire, Mapping):
+            raise WireError(f"a model status must be a map, got {type(wire).__name__}")
+        name = wire.get("name")
+        if not isinstance(name, str) or not name:
+            raise WireError("a model status needs a name")
+        try:
+            state = ModelState(wire.get("status"))
+        except ValueError:
+            raise WireError(f"model {name!r}: unknown status {wire.get('status')!r}; "
+                            f"expected one of {', '.join(s.value for s in ModelState)}") from None
+        error = wire.get("error")
+        variant, message = "", ""
+        if isinstance(error, Mapping) and len(error) == 1:
+            (variant, message), = ((str(k), str(v)) for k, v in error.items())
+        retry = wire.get("retry")
+        warnings = wire.get("warnings")
+        return cls(name, state, str(wire.get("bindleId") or ""), str(wire.get("reason") or message),
+                   variant, None if retry is None else RetryInfo.from_wire(retry),
+                   str(wire.get("graphEncoding") or ""),
+                   tuple(TensorSpec.from_wire(s) for s in wire.get("inputs") or ()),
+                   tuple(TensorSpec.from_wire(s) for s in wire.get("outputs") or ()),
+                   tuple(str(w) for w in warnings) if isinstance(warnings, list) else ())
+
+
+#: The key of `details` under which the mlinference provider's health lists its models.
+HEALTH_MODELS = "models"
+
+
+def models_in_health(details: Mapping[str, Any]) -> list[ModelStatus] | None:
+    """The model statuses in a provider's health details; None when it reports none (not a model server)."""
+    listed = details.get(HEALTH_MODELS)
+    if not isinstance(listed, list):
+        return None
+    return [ModelStatus.from_wire(m) for m in listed]
