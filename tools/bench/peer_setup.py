@@ -133,13 +133,26 @@ def ensure_photos() -> list[Path]:
     return paths
 
 
-def in_process_pipeline(model_dir: Path = MODEL_DIR) -> Any:
-    """The baseline: tools.bench.peer.pipeline.Pipeline, loaded here; `.matches(body)` does the whole request."""
+def in_process_pipeline(model_dir: Path = MODEL_DIR, *, floor: bool = False) -> Any:
+    """The baseline: tools.bench.peer.pipeline.Pipeline, loaded here; `.matches(body)` does the whole request.
+
+    `floor`: the physical floor of the same work, one onnxruntime thread that sleeps instead of spinning
+    (inter- and intra-op), so its CPU per request is the least any server can spend on it here.
+    """
+    import onnxruntime as ort
+
     from tools.bench.peer.pipeline import Pipeline
 
     if not (model_dir / "metadata.json").is_file():
         raise PeerError(f"{model_dir} has no model; run `make models`")
-    return Pipeline(model_dir)
+    if not floor:
+        return Pipeline(model_dir)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return Pipeline(model_dir, session_options=options)
 
 
 class PeerServer:
