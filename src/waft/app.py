@@ -17,11 +17,12 @@ from typing import Any
 import yaml
 
 from waft.ctl import CtlClient, CtlError
+from waft.errors import WaftError
 from waft.lattice.events import Event
 from waft.oci.refs import looks_like_oci
 
 
-class ManifestError(ValueError):
+class ManifestError(WaftError, ValueError):
     """A manifest that cannot be deployed; the message names the entry and the problem."""
 
 
@@ -169,10 +170,7 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
     scaled where they run."""
     done: list[str] = []
     state = await read_state(ctl)
-    known = [h["id"] for h in state.hosts]
-    if host_id is not None and host_id not in known:
-        raise CtlError(f"host {host_id} is not on lattice {ctl.prefix!r} (hosts: {', '.join(known)})")
-    target_host = host_id or known[0]
+    target_host = await ctl.choose_host(host_id, known=[h["id"] for h in state.hosts])
     actor_ids: dict[str, str] = {}
     provider_ids: dict[str, str] = {}
     async with ctl.events() as events:

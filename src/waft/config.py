@@ -15,19 +15,18 @@ from waft.errors import SettingError
 
 
 def setting(name: str, default: str | None = None, *, flag: str | None = None, wasmcloud: str | None = None,
-            env: Mapping[str, str] | None = None) -> str | None:
+            also: tuple[str, ...] = (), env: Mapping[str, str] | None = None) -> str | None:
     """The value of setting `name`: `flag` when given, else `WAFT_<NAME>`, else `WASMCLOUD_<wasmcloud>`.
 
     `wasmcloud` names the wasmCloud variable that means the same (e.g. `LATTICE_PREFIX`), so a user's
-    wasmCloud environment keeps working; an empty variable counts as unset, as in wash.
+    wasmCloud environment keeps working; `also` names other tools' variables read last (bindle's
+    `BINDLE_URL`). An empty variable counts as unset, as in wash.
     """
     if flag is not None:
         return flag
     env = os.environ if env is None else env
-    value = env.get(f"WAFT_{name.upper()}")
-    if not value and wasmcloud:
-        value = env.get(f"WASMCLOUD_{wasmcloud.upper()}")
-    return value if value else default
+    names = [f"WAFT_{name.upper()}", *([f"WASMCLOUD_{wasmcloud.upper()}"] if wasmcloud else []), *also]
+    return next((env[n] for n in names if env.get(n)), default)
 
 
 def int_setting(name: str, default: int, *, flag: int | None = None, wasmcloud: str | None = None,

@@ -17,6 +17,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from waft.config import without_credentials
+from waft.errors import WaftError
 from waft.lattice import subjects
 from waft.lattice.events import Event, EventError, parse_event
 
@@ -25,8 +26,12 @@ async def _quiet(exc: Exception) -> None:
     """nats-py logs every failed attempt with a traceback; the caller reports the failure once."""
 
 
-class CtlError(Exception):
+class CtlError(WaftError):
     """A control request that failed or was refused; the message is the host's reason."""
+
+
+#: The origin wash uses for `wash call`, so hosts and logs see the same caller as with wash.
+WASH_CALLER_ID = "NwashHostCallerId000000000000000000000000000000000000000"
 
 
 class CtlClient:
@@ -128,6 +133,51 @@ class CtlClient:
                             wait: float = 0.5) -> list[dict[str, Any]]:
         return await self._gather(subjects.ctl(self.prefix, "auction", "actor"),
                                   {"actor_ref": actor_ref, "constraints": constraints or {}}, wait)
+
+    async def choose_host(self, host_id: str | None = None, *, actor_ref: str = "",
+                          known: list[str] | None = None) -> str:
+        """Where a command that names no host goes: the named host, else the only one, else the first to bid.
+
+        `known` is the caller's list of hosts when it has one (the dashboard, a reconcile pass); a
+        named host must then be among them.
+        """
+        hosts = known if known is not None else [h["id"] for h in await self.get_hosts()]
+        if host_id:
+            if known is not None and host_id not in hosts:
+                raise CtlError(f"host {host_id} is not on lattice {self.prefix!r} (hosts: {', '.join(hosts)})")
+            return host_id
+        if not hosts:
+            raise CtlError(f"no host is running on lattice {self.prefix!r}; start one with `waft up`")
+        if len(hosts) == 1:
+            return hosts[0]
+        bids = await self.auction_actor(actor_ref, {})
+        return str(bids[0]["host_id"]) if bids else hosts[0]
+
+    async def call_actor(self, actor_id: str, operation: str, payload: bytes, *, cluster_seed: str | None = None,
+                         timeout: float | None = None) -> bytes:
+        """Invoke an actor as `wash call` does: a signed invocation from the wash caller, the raw answer back.
+
+        Signing needs the lattice's cluster seed: the one given, else the key store's `cluster` (which
+        every host started from this machine's CLI shares).
+        """
+        from waft.claims import KeyPair, Role, keystore
+        from waft.lattice.rpc import LatticeConfig, LatticeRpc, RpcError
+        from waft.lattice.types import WasmCloudEntity
+
+        stored = keystore.load("cluster")
+        seed = cluster_seed or (stored.seed if stored else None)
+        if not seed:
+            raise CtlError("calling an actor needs the lattice's cluster seed: pass --cluster-seed or set "
+                           "WAFT_CLUSTER_SEED (`waft up` keeps it in the key store as 'cluster')")
+        cluster = KeyPair.from_seed(seed)
+        if cluster.role is not Role.CLUSTER:
+            raise CtlError("--cluster-seed must be a cluster seed (SC…)")
+        rpc = LatticeRpc(self.nc, LatticeConfig(self.prefix, cluster, WASH_CALLER_ID))
+        try:
+            return await rpc.invoke(WasmCloudEntity("__WASH__"), WasmCloudEntity.actor(actor_id), operation,
+                                    payload, timeout=timeout or self.timeout)
+        except RpcError as exc:
+            raise CtlError(f"call failed: {exc}") from None
 
     async def _gather(self, subject: str, body: dict[str, Any] | None, wait: float) -> list[dict[str, Any]]:
         """Scatter-gather: every answer that arrives before `wait` runs out."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 import sys
@@ -20,13 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from waft.config import waft_home
+from waft.config import setting, waft_home
 from waft.embedded_nats import EmbeddedNats
+from waft.errors import WaftError
 
 log = logging.getLogger("waft.up")
 
 
-class UpError(Exception):
+class UpError(WaftError):
     """The lattice cannot come up; the message says what to change."""
 
 
@@ -89,6 +89,9 @@ async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | N
         async with asyncio.TaskGroup() as tasks:
             if config.bindle_address:
                 urls["bindle"] = await _start_bindle(tasks, config.bindle_address, stop)
+                # Providers started by this host find the repository (unless the user named another).
+                if not setting("bindle_url", also=("BINDLE_URL",)):
+                    host_config.provider_env["BINDLE_URL"] = urls["bindle"]
             host_task = tasks.create_task(host.run())
             await host.wait_ready(30)
             urls["host"] = host.host_id
@@ -129,9 +132,7 @@ async def _start_bindle(tasks: asyncio.TaskGroup, address: str, stop: asyncio.Ev
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     config = ServerConfig(directory=waft_home() / "bindle")
     tasks.create_task(serve(config, host, port, on_ready=ready.set_result, stop=stop))
-    url = await asyncio.wait_for(ready, 30)
-    os.environ.setdefault("BINDLE_URL", url)  # providers started by this host find the repository
-    return url
+    return await asyncio.wait_for(ready, 30)
 
 
 async def _start_dashboard(tasks: asyncio.TaskGroup, address: str, nats_url: str, prefix: str,

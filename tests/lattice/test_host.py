@@ -328,10 +328,10 @@ async def test_stopping_a_host_interrupts_a_running_guest(nats_url, lattice_pref
         looping = asyncio.create_task(rpc.invoke(CALLER, WasmCloudEntity.actor(pool.public_key), "Test.Loop", b"",
                                                  timeout=3))
         for _ in range(200):  # until the guest is inside its loop
-            if pool._free.qsize() == 0:
+            if pool.free_count == 0:
                 break
             await asyncio.sleep(0.02)
-        assert pool._free.qsize() == 0
+        assert pool.free_count == 0
     # leaving running_host stopped the host: the 10-minute deadline did not hold it up
     assert not [t for t in threading.enumerate() if t.name.startswith("waft-actor")]
     with pytest.raises(RpcError):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import bcrypt
 
+from waft.errors import WaftError
+
 
 class Decision(Enum):
     ALLOW = "allow"
@@ -20,7 +22,7 @@ class Decision(Enum):
     FORBIDDEN = "forbidden"  # 403: anonymous caller, non-GET method
 
 
-class HtpasswdError(ValueError):
+class HtpasswdError(WaftError, ValueError):
     """The htpasswd file is unusable; the message names the line."""
 
 

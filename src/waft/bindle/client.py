@@ -14,7 +14,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
 import tomllib
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,8 @@ from waft.bindle.cache import ParcelCache
 from waft.bindle.ids import BindleId, check_sha
 from waft.bindle.invoice import Invoice, InvoiceError, Label, label_from_dict
 from waft.bindle.search import Matches
+from waft.config import setting
+from waft.errors import WaftError
 
 DEFAULT_URL = "http://127.0.0.1:8080/v1/"
 #: Seconds a request may wait for a connection, and for each read (a stalled transfer fails; a slow,
@@ -54,7 +55,7 @@ Kind = Literal["invoice", "parcel", "other"]
 
 # -------------------------------------------------------------------------------------------- errors
 
-class BindleError(Exception):
+class BindleError(WaftError):
     """Any failure talking to the server; `status` is the HTTP status when there was one."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -91,7 +92,8 @@ class ServerError(BindleError):
 
 
 def default_url() -> str:
-    return os.environ.get("BINDLE_URL") or DEFAULT_URL
+    """`WAFT_BINDLE_URL`, else bindle's `BINDLE_URL`, else the local server `waft up` starts."""
+    return setting("bindle_url", DEFAULT_URL, also=("BINDLE_URL",)) or DEFAULT_URL
 
 
 # ------------------------------------------------------------------------------------------- results

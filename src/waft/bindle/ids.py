@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 import semver
 
+from waft.errors import WaftError
+
 #: Characters a bindle name may use on this server (ASCII only so URLs need no percent-encoding).
 _NAME_SEGMENT = re.compile(r"^[A-Za-z0-9._+~-]+$")
 #: A parcel sha as the server stores it: hex only (so it is always a safe directory name).
 _SHA = re.compile(r"^[0-9a-fA-F]{1,128}$")
 
 
-class InvalidId(ValueError):
+class InvalidId(WaftError, ValueError):
     """The string is not a usable `name/version` (or parcel sha); the message says why."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import tomli_w
 
 from waft.bindle.ids import BindleId, InvalidId, parse_version
+from waft.errors import WaftError
 
 BINDLE_VERSION_1 = "1.0.0"
 DEFAULT_MEDIA_TYPE = "application/octet-stream"
@@ -23,7 +24,7 @@ SIGNATURE_ROLES = ("creator", "proxy", "host", "approver")
 SATISFIED_BY = ("allOf", "oneOf", "optional")
 
 
-class InvoiceError(ValueError):
+class InvoiceError(WaftError, ValueError):
     """The document does not follow the invoice schema; the message names the key and the problem."""
 
 

@@ -15,12 +15,13 @@ from typing import Any
 import semver
 
 from waft.bindle.invoice import Invoice
+from waft.errors import WaftError
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 255  # `limit` is a u8 in v0.7.1
 
 
-class QueryStringError(ValueError):
+class QueryStringError(WaftError, ValueError):
     """The query string does not decode into QueryOptions (v0.7.1: 400 `Invalid query string`)."""
 
 

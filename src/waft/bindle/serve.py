@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -19,14 +18,12 @@ from waft.bindle.server import (
     ServerConfig,
     serve,
 )
-from waft.config import waft_home
+from waft.config import setting, waft_home
 
 
-def _env(*names: str) -> str | None:
-    for name in names:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
+def _env(waft_name: str, *bindle_names: str) -> str | None:
+    """`WAFT_BINDLE_…`, else bindle's own variable: a bindle user's environment keeps working."""
+    return setting(waft_name.removeprefix("WAFT_").lower(), also=bindle_names)
 
 
 def _size(text: str) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from waft.bindle.signing import (
     sign_invoice,
 )
 from waft.bindle.storage import FileStore, NotFound, SizeMismatch, StoreError, TooLarge
+from waft.config import setting
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ async def serve(config: ServerConfig, host: str, port: int, *,
                 on_ready: Callable[[str], None] | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or the task is cancelled); `on_ready` gets the base URL once bound."""
-    runner = web.AppRunner(create_app(config), access_log=log if os.environ.get("WAFT_BINDLE_ACCESS_LOG") else None)
+    runner = web.AppRunner(create_app(config), access_log=log if setting("bindle_access_log") else None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

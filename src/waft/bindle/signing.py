@@ -21,11 +21,12 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from waft.bindle.invoice import SIGNATURE_ROLES, Invoice, Signature
+from waft.errors import WaftError
 
 DEFAULT_HOST_LABEL = "Default host key"
 
 
-class SignatureError(ValueError):
+class SignatureError(WaftError, ValueError):
     """Verification or signing failed; the text matches v0.7.1's `SignatureError` messages."""
 
 

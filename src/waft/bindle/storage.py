@@ -25,6 +25,7 @@ import tomli_w
 
 from waft.bindle.ids import BindleId, check_sha
 from waft.bindle.invoice import Invoice, InvoiceError, Label, label_to_dict
+from waft.errors import WaftError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ PART = ".part"
 WRITE_BATCH = 1 << 20
 
 
-class StoreError(Exception):
+class StoreError(WaftError):
     """A storage outcome the API maps to a status (v0.7.1's `ProviderError`)."""
 
     status = 500

@@ -10,12 +10,13 @@ import time
 from typing import Any
 
 from waft.claims.keys import KeyError_, KeyPair, verify
+from waft.errors import WaftError
 
 HEADER = {"typ": "jwt", "alg": "Ed25519"}
 _NUID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-class ClaimsError(ValueError):
+class ClaimsError(WaftError, ValueError):
     """A token that must be refused; the message says why in wascap's words where it has them."""
 
 

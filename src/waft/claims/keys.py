@@ -18,8 +18,10 @@ import nacl.signing
 import nkeys
 from nkeys import crc16
 
+from waft.errors import WaftError
 
-class KeyError_(ValueError):
+
+class KeyError_(WaftError, ValueError):
     """A seed or public key that does not decode: wrong length, checksum, or role."""
 
 

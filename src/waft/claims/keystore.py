@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from waft.claims.keys import KeyPair, Role
-from waft.config import waft_home
+from waft.config import setting, waft_home
 
 
 def keys_dir() -> Path:
-    path = Path(os.environ.get("WAFT_KEYS") or waft_home() / "keys")
+    path = Path(setting("keys") or waft_home() / "keys")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from pathlib import Path
 
-import nats.js.errors
-
 from waft.app import Manifest, ManifestError, reconcile, status, undeploy
+from waft.app_store import AppStore
 from waft.cli.output import CliError, add_connection_flags, add_output_flag, console, emit
 from waft.ctl import CtlClient, CtlError
 
@@ -33,10 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls.set_defaults(handler=_wrap(_list))
 
 
-def _bucket(prefix: str) -> str:
-    return f"waft_apps_{prefix}"
-
-
 def _wrap(handler):  # type: ignore[no-untyped-def]
     def run(args: argparse.Namespace) -> int:
         async def main() -> int:
@@ -51,20 +45,12 @@ def _wrap(handler):  # type: ignore[no-untyped-def]
     return run
 
 
-async def _apps(ctl: CtlClient):  # type: ignore[no-untyped-def]
-    js = ctl.nc.jetstream()
-    try:
-        return await js.key_value(_bucket(ctl.prefix))
-    except nats.js.errors.BucketNotFoundError:
-        return await js.create_key_value(bucket=_bucket(ctl.prefix))
-
-
 async def _deploy(ctl: CtlClient, args: argparse.Namespace) -> int:
     manifest = Manifest.load(args.manifest)
     done = await reconcile(ctl, manifest, host_id=args.host_id)
-    kv = await _apps(ctl)
-    await kv.put(manifest.name, json.dumps({"name": manifest.name, "version": manifest.version,
-                                            "source": str(args.manifest.resolve())}).encode())
+    store = await AppStore.open(ctl.nc, ctl.prefix)
+    await store.put(manifest.name, {"name": manifest.name, "version": manifest.version,
+                                    "source": str(args.manifest.resolve())})
     if args.output == "json":
         emit(args, {"app": manifest.name, "actions": done})
     else:
@@ -76,11 +62,7 @@ async def _deploy(ctl: CtlClient, args: argparse.Namespace) -> int:
 async def _undeploy(ctl: CtlClient, args: argparse.Namespace) -> int:
     manifest = Manifest.load(args.manifest)
     done = await undeploy(ctl, manifest)
-    kv = await _apps(ctl)
-    try:
-        await kv.delete(manifest.name)
-    except nats.js.errors.KeyNotFoundError:
-        pass
+    await (await AppStore.open(ctl.nc, ctl.prefix)).delete(manifest.name)
     if args.output == "json":
         emit(args, {"app": manifest.name, "actions": done})
     else:
@@ -97,14 +79,6 @@ async def _status(ctl: CtlClient, args: argparse.Namespace) -> int:
 
 
 async def _list(ctl: CtlClient, args: argparse.Namespace) -> int:
-    kv = await _apps(ctl)
-    rows = []
-    try:
-        keys = await kv.keys()
-    except nats.js.errors.NoKeysError:
-        keys = []
-    for key in keys:
-        entry = await kv.get(key)
-        rows.append(json.loads(entry.value or b"{}"))
+    rows = await (await AppStore.open(ctl.nc, ctl.prefix)).list()
     emit(args, rows, columns=["name", "version", "source"], rows=rows, title="Applications")
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from waft.bindle.client import (
 from waft.bindle.ids import BindleId, InvalidId
 from waft.bindle.invoice import Invoice, InvoiceError, Label
 from waft.cli.output import CliError, add_output_flag, console, emit
+from waft.config import setting
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -109,8 +109,8 @@ def _add_connection_flags(parser: argparse.ArgumentParser, *, suppress: bool) ->
 
 
 def _client(args: argparse.Namespace, *, progress: bool = True) -> BindleClient:
-    user = args.http_user or os.environ.get("BINDLE_HTTP_USER")
-    password = args.http_password or os.environ.get("BINDLE_HTTP_PASSWORD")
+    user = setting("bindle_http_user", flag=args.http_user or None, also=("BINDLE_HTTP_USER",))
+    password = setting("bindle_http_password", flag=args.http_password or None, also=("BINDLE_HTTP_PASSWORD",))
     if bool(user) != bool(password):
         raise CliError("basic auth needs both --http-user and --http-password (or BINDLE_HTTP_USER/PASSWORD)")
     return BindleClient(args.server or default_url(), auth=(user, password) if user else None,

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from waft.app import wait_started
 from waft.cli.output import CliError, add_connection_flags, add_output_flag, console, emit, parse_pairs
+from waft.config import setting
 from waft.ctl import CtlClient, CtlError, wait_for_event
 
 #: The host id wash puts in the invocations it sends (wasmcloud-protocol §2.7).
-WASH_CALLER_ID = "NwashHostCallerId000000000000000000000000000000000000000"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -109,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     call.add_argument("operation")
     call.add_argument("payload", help="JSON, sent as msgpack (or raw text with --raw)")
     call.add_argument("--raw", action="store_true", help="send the payload bytes as they are")
-    call.add_argument("--cluster-seed", default=os.environ.get("WAFT_CLUSTER_SEED"),
+    call.add_argument("--cluster-seed", default=setting("cluster_seed", wasmcloud="cluster_seed"),
                       help="the lattice's cluster seed (default: the one `waft up` keeps in the key store)")
     add_connection_flags(call)
     add_output_flag(call)
@@ -128,18 +127,6 @@ def _run(handler: Callable[[CtlClient, argparse.Namespace], Awaitable[int]]) -> 
             raise CliError(str(exc)) from None
 
     return run
-
-
-async def _only_host(ctl: CtlClient, host_id: str | None) -> str:
-    if host_id:
-        return host_id
-    hosts = await ctl.get_hosts()
-    if not hosts:
-        raise CtlError(f"no host is running on lattice {ctl.prefix!r}; start one with `waft up`")
-    if len(hosts) == 1:
-        return hosts[0]["id"]
-    bids = await ctl.auction_actor("", {})
-    return (bids[0]["host_id"] if bids else hosts[0]["id"])
 
 
 async def _get_hosts(ctl: CtlClient, args: argparse.Namespace) -> int:
@@ -189,7 +176,7 @@ def _local_ref(ref: str) -> str:
 
 async def _start_actor(ctl: CtlClient, args: argparse.Namespace) -> int:
     args.ref = _local_ref(args.ref)
-    host_id = await _only_host(ctl, args.host_id)
+    host_id = await ctl.choose_host(args.host_id)
     async with ctl.events() as events:
         await ctl.start_actor(host_id, args.ref, args.count)
         if args.skip_wait:
@@ -202,7 +189,7 @@ async def _start_actor(ctl: CtlClient, args: argparse.Namespace) -> int:
 
 async def _start_provider(ctl: CtlClient, args: argparse.Namespace) -> int:
     args.ref = _local_ref(args.ref)
-    host_id = await _only_host(ctl, args.host_id)
+    host_id = await ctl.choose_host(args.host_id)
     async with ctl.events() as events:
         await ctl.start_provider(host_id, args.ref, args.link_name, args.config_json)
         if args.skip_wait:
@@ -256,15 +243,8 @@ async def _link_del(ctl: CtlClient, args: argparse.Namespace) -> int:
 
 async def _call(ctl: CtlClient, args: argparse.Namespace) -> int:
     """Like `wash call`: JSON in, msgpack on the wire, the answer decoded back to JSON when it is msgpack."""
-    from waft.claims import KeyPair, Role, keystore
-    from waft.lattice import LatticeConfig, LatticeRpc, RpcError, WasmCloudEntity
     from waft.lattice.codec import DecodeError, pack, unpack
 
-    stored = keystore.load("cluster")
-    seed = args.cluster_seed or (stored.seed if stored else None)
-    if not seed:
-        raise CtlError("calling an actor needs the lattice's cluster seed: pass --cluster-seed or set "
-                       "WAFT_CLUSTER_SEED (`waft up` keeps it in the key store as 'cluster')")
     if args.raw:
         payload = args.payload.encode()
     else:
@@ -272,15 +252,8 @@ async def _call(ctl: CtlClient, args: argparse.Namespace) -> int:
             payload = pack(json.loads(args.payload))
         except ValueError as exc:
             raise CtlError(f"payload is not JSON ({exc}); use --raw to send text as it is") from None
-    cluster = KeyPair.from_seed(seed)
-    if cluster.role is not Role.CLUSTER:
-        raise CtlError("--cluster-seed must be a cluster seed (SC…)")
-    rpc = LatticeRpc(ctl.nc, LatticeConfig(ctl.prefix, cluster, WASH_CALLER_ID))
-    try:
-        answer = await rpc.invoke(WasmCloudEntity("__WASH__"), WasmCloudEntity.actor(args.actor_id), args.operation,
-                                  payload, timeout=args.timeout_ms / 1000)
-    except RpcError as exc:
-        raise CtlError(f"call failed: {exc}") from None
+    answer = await ctl.call_actor(args.actor_id, args.operation, payload, cluster_seed=args.cluster_seed,
+                                  timeout=args.timeout_ms / 1000)
     try:
         decoded: Any = unpack(answer)
     except DecodeError:

@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 
-from waft.cli.output import CliError, console
+from waft.cli.output import CliError, add_lattice_flags, console
+from waft.config import setting
 from waft.ctl import CtlError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("dashboard", help="serve the lattice dashboard (web UI and /metrics)")
-    parser.add_argument("--nats-url", default=os.environ.get("WAFT_NATS_URL", "nats://127.0.0.1:4222"))
-    parser.add_argument("-x", "--lattice-prefix", default=os.environ.get("WAFT_LATTICE_PREFIX", "default"))
-    parser.add_argument("--address", default=os.environ.get("WAFT_DASHBOARD_ADDRESS", "127.0.0.1:4000"),
+    add_lattice_flags(parser)
+    parser.add_argument("--address", default=setting("dashboard_address", "127.0.0.1:4000"),
                         help="HOST:PORT to bind (default 127.0.0.1:4000); any non-loopback address requires a "
                              "token ($WAFT_DASHBOARD_TOKEN, or one is generated and printed)")
     parser.add_argument("--bindle-url", default=None, help="model repository (default: $BINDLE_URL)")

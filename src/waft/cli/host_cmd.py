@@ -6,16 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 
-from waft.cli.output import console, parse_pairs
+from waft.cli.output import add_lattice_flags, console, parse_pairs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("host", help="run a host that joins an existing lattice")
-    parser.add_argument("--nats-url", default=os.environ.get("WAFT_NATS_URL", "nats://127.0.0.1:4222"))
-    parser.add_argument("-x", "--lattice-prefix", default=os.environ.get("WAFT_LATTICE_PREFIX", "default"))
+    add_lattice_flags(parser)
     parser.add_argument("--label", action="append", default=[], help="host label KEY=VALUE (repeatable)")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.set_defaults(handler=_host)

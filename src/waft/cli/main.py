@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from waft import __version__
 from waft.cli.output import CliError, console_err
+from waft.errors import WaftError
 
 #: Command groups, in the order `waft --help` lists them. A group whose module is missing is skipped,
 #: so a partial checkout still has a working CLI.
@@ -51,11 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if inspect.iscoroutine(result):
             result = asyncio.run(result)
         return int(result or 0)
-    except CliError as exc:
+    except WaftError as exc:  # refused on purpose: the message names the problem (and a CliError, the fix)
         if args.verbose:
             traceback.print_exc()
         console_err.print(f"[red]error:[/red] {exc}", highlight=False)
-        return exc.exit_code
+        return exc.exit_code if isinstance(exc, CliError) else 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the last line of defence: one line, never a traceback unless asked

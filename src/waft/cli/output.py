@@ -12,13 +12,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from waft.config import setting
+from waft.errors import WaftError
+
 # Piped output is read by programs and people with wide windows: don't squeeze tables into 80 columns.
 _WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
 console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 console_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-class CliError(Exception):
+class CliError(WaftError):
     """A failure the user can act on: the message names the problem and the fix."""
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
@@ -64,10 +67,24 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+def add_prefix_flag(parser: argparse.ArgumentParser) -> None:
+    """`-x`: the flag, else `WAFT_LATTICE_PREFIX`, else wasmCloud's `WASMCLOUD_LATTICE_PREFIX`, else `default`."""
+    parser.add_argument("-x", "--lattice-prefix",
+                        default=setting("lattice_prefix", "default", wasmcloud="lattice_prefix"))
+
+
+def add_lattice_flags(parser: argparse.ArgumentParser) -> None:
+    """Which NATS and which lattice on it, for every command that joins one."""
+    parser.add_argument("--nats-url", default=setting("nats_url", DEFAULT_NATS_URL))
+    add_prefix_flag(parser)
+
+
 def add_connection_flags(parser: argparse.ArgumentParser, *, timeout_ms: int = 2000) -> None:
     """How a command reaches the lattice: the same three flags on every command that talks to it."""
-    parser.add_argument("--nats-url", default=os.environ.get("WAFT_NATS_URL", "nats://127.0.0.1:4222"))
-    parser.add_argument("-x", "--lattice-prefix", default=os.environ.get("WAFT_LATTICE_PREFIX", "default"))
+    add_lattice_flags(parser)
     parser.add_argument("-t", "--timeout-ms", type=int, default=timeout_ms)
 
 

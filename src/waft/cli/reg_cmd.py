@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from waft.cli.output import CliError, add_output_flag, console_err, emit
+from waft.config import setting
 from waft.oci import OciError
 
 
@@ -120,7 +120,7 @@ def _pull(args: argparse.Namespace) -> int:
 def _ping(args: argparse.Namespace) -> int:
     from waft.oci import ping
 
-    registry = args.registry or os.environ.get("WAFT_OCI_REGISTRY") or "127.0.0.1:5000"
+    registry = setting("oci_registry", "127.0.0.1:5000", flag=args.registry or None)
     try:
         result = ping(registry, insecure=args.insecure)
     except OciError as exc:

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from waft.cli.output import CliError, console
-from waft.config import without_credentials
+from waft.cli.output import CliError, add_prefix_flag, console
+from waft.config import setting, without_credentials
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,10 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--nats-url", help="join this NATS server instead of starting one")
     up.add_argument("--join", action="store_true", help="join the NATS server on 127.0.0.1:4222 (a second host)")
     up.add_argument("--nats-port", type=int, default=4222)
-    up.add_argument("-x", "--lattice-prefix", default=os.environ.get("WAFT_LATTICE_PREFIX", "default"))
+    add_prefix_flag(up)
     up.add_argument("--bindle-address", default="127.0.0.1:8080")
     up.add_argument("--no-bindle", action="store_true")
-    up.add_argument("--dashboard-address", default=os.environ.get("WAFT_DASHBOARD_ADDRESS", "127.0.0.1:4000"))
+    up.add_argument("--dashboard-address", default=setting("dashboard_address", "127.0.0.1:4000"))
     up.add_argument("--no-dashboard", action="store_true")
     up.add_argument("--app", type=Path, help="deploy this manifest once the host is up")
     up.add_argument("--push-models", action="store_true", help="push the preloaded models (build/models) first")

@@ -437,14 +437,11 @@ class Dashboard:
 
     async def _host_for(self, body: dict[str, Any]) -> str:
         host_id = str(body.get("host_id") or "")
+        if not host_id and not self.state.hosts:
+            raise ApiError("no host is running on this lattice", 409)
         if host_id:
             return host_id
-        if len(self.state.hosts) == 1:
-            return next(iter(self.state.hosts))
-        if not self.state.hosts:
-            raise ApiError("no host is running on this lattice", 409)
-        bids = await self._ctl.auction_actor(str(body.get("ref", "")), {})
-        return str(bids[0]["host_id"]) if bids else sorted(self.state.hosts)[0]
+        return await self._ctl.choose_host(actor_ref=str(body.get("ref", "")), known=sorted(self.state.hosts))
 
     @staticmethod
     def _text(body: dict[str, Any], key: str, default: str | None = None, limit: int = 4096) -> str:

@@ -8,8 +8,10 @@ one takes its place, so one bad request never poisons the next.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +42,13 @@ class ActorPool:
         self._executor = executor
         self._host_call = make_host_call(self)
         self.instances: list[Instance] = []
-        self._free: asyncio.Queue[Instance] = asyncio.Queue()
+        # Free instances and the callers waiting for one. A lock, not an asyncio.Queue, because a guest's
+        # host call may take and give back an instance of another local actor from its worker thread
+        # (`call_here`), so the event loop is never woken for actor-to-actor calls on one host.
+        self._lock = threading.Lock()
+        self._free: collections.deque[Instance] = collections.deque()
+        self._waiters: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[Instance]]] = (
+            collections.deque())
         self.subscription: object | None = None
         self.calls = 0
         self.errors = 0
@@ -53,6 +61,10 @@ class ActorPool:
     def count(self) -> int:
         return len(self.instances)
 
+    @property
+    def free_count(self) -> int:
+        return len(self._free)
+
     def _new_wapc(self) -> WapcInstance:
         return self.module.instantiate(self._host_call, self.limits,
                                        log=lambda line: log.info("[%s] %s", self.claims.name, line))
@@ -63,7 +75,7 @@ class ActorPool:
             wapc = await asyncio.get_running_loop().run_in_executor(self._executor, self._new_wapc)
             instance = Instance(wapc, annotations=dict(annotations or {}))
             self.instances.append(instance)
-            self._free.put_nowait(instance)
+            self._release(instance)
             added.append(instance)
         return added
 
@@ -89,7 +101,7 @@ class ActorPool:
             answer = await loop.run_in_executor(self._executor, instance.wapc.call, operation, payload)
         except ActorTrap:
             self.errors += 1
-            await self._replace(instance)
+            await self.replace(instance)
             raise
         except GuestError:
             self.errors += 1
@@ -98,19 +110,76 @@ class ActorPool:
         self._release(instance)
         return answer, instance.instance_id
 
+    def call_here(self, operation: str, payload: bytes,
+                  on_trap: Callable[[Instance], None]) -> tuple[bytes, str] | None:
+        """Run `operation` on this thread if an instance is free right now; None when none is.
+
+        For a guest's call to another actor on the same host: its worker thread is idle until the answer
+        comes, so running the callee there saves two thread hand-offs and two event-loop wake-ups. A
+        trapped instance is handed to `on_trap` (which replaces it on the event loop).
+        """
+        with self._lock:
+            instance = self._pop_free()
+        if instance is None:
+            return None
+        self.calls += 1
+        try:
+            answer = instance.wapc.call(operation, payload)
+        except ActorTrap:
+            self.errors += 1
+            on_trap(instance)
+            raise
+        except GuestError:
+            self.errors += 1
+            self._release(instance)
+            raise
+        self._release(instance)
+        return answer, instance.instance_id
+
+    def _pop_free(self) -> Instance | None:
+        while self._free:
+            instance = self._free.popleft()
+            if instance in self.instances:  # skip instances removed by a scale-down
+                return instance
+        return None
+
     async def _acquire(self) -> Instance:
         while True:
             if not self.instances:
                 raise ActorTrap(f"actor {self.claims.name} has no running instances")
-            instance = await self._free.get()
-            if instance in self.instances:  # skip instances removed by a scale-down
+            with self._lock:
+                instance = self._pop_free()
+                if instance is None:
+                    waiter: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
+                    self._waiters.append((asyncio.get_running_loop(), waiter))
+            if instance is not None:
+                return instance
+            try:
+                instance = await waiter
+            except asyncio.CancelledError:
+                with self._lock:
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove((asyncio.get_running_loop(), waiter))
+                if waiter.done() and not waiter.cancelled():
+                    self._release(waiter.result())  # handed over as we gave up: pass it on
+                raise
+            if instance in self.instances:
                 return instance
 
     def _release(self, instance: Instance) -> None:
-        if instance in self.instances:
-            self._free.put_nowait(instance)
+        """Give `instance` back (from any thread): to the longest waiter, else to the free list."""
+        if instance not in self.instances:
+            return
+        with self._lock:
+            while self._waiters:
+                loop, waiter = self._waiters.popleft()
+                if not waiter.done():
+                    loop.call_soon_threadsafe(_hand_over, waiter, instance, self)
+                    return
+            self._free.append(instance)
 
-    async def _replace(self, instance: Instance) -> None:
+    async def replace(self, instance: Instance) -> None:
+        """Swap a trapped instance for a fresh one (its heap may be half-updated)."""
         if instance not in self.instances:
             return
         index = self.instances.index(instance)
@@ -122,7 +191,7 @@ class ActorPool:
             return
         fresh = Instance(wapc, instance.instance_id, instance.annotations)
         self.instances[index] = fresh
-        self._free.put_nowait(fresh)
+        self._release(fresh)
 
     async def close(self) -> None:
         self.instances.clear()
@@ -130,6 +199,14 @@ class ActorPool:
         if sub is not None:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()  # type: ignore[attr-defined]
+
+
+def _hand_over(waiter: asyncio.Future[Instance], instance: Instance, pool: ActorPool) -> None:
+    """On the waiter's loop: give it the instance, or back to the pool if it stopped waiting meanwhile."""
+    if waiter.done():
+        pool._release(instance)
+    else:
+        waiter.set_result(instance)
 
 
 __all__ = ["ActorPool", "ActorTrap", "GuestError", "Instance"]

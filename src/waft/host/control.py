@@ -9,17 +9,16 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from waft.errors import WaftError
 from waft.lattice import subjects
 from waft.lattice.codec import DecodeError
 from waft.lattice.types import LinkDefinition
-
-if TYPE_CHECKING:
-    from waft.host.host import Host
 
 log = logging.getLogger("waft.host.control")
 
@@ -28,8 +27,39 @@ def ack(error: str = "") -> bytes:
     return json.dumps({"accepted": not error, "error": error}).encode()
 
 
-class BadRequest(ValueError):
+class BadRequest(WaftError, ValueError):
     """A control request we cannot act on; the message goes back in the ack."""
+
+
+class Controlled(Protocol):
+    """What the control interface may ask of a host: the commands and queries of wasmCloud's ctl API.
+
+    Narrow on purpose: control speaks to a host only through these, never through its internals, so
+    either can change without the other (the host implements it; tests may drive control with another).
+    """
+
+    host_id: str
+    labels: dict[str, str]
+
+    def describe(self) -> dict[str, Any]: ...
+    def inventory(self) -> dict[str, Any]: ...
+    async def publish_heartbeat(self) -> None: ...
+    def claims(self) -> list[dict[str, Any]]: ...
+    def links(self) -> list[LinkDefinition]: ...
+    async def put_link(self, link: LinkDefinition) -> None: ...
+    async def delete_link(self, actor_id: str, contract_id: str, link_name: str) -> bool: ...
+    def runs_actor(self, public_key: str) -> bool: ...
+    def runs_provider(self, *, link_name: str, image_ref: str = "", public_key: str = "") -> bool: ...
+    async def start_actor(self, image_ref: str, count: int = 1,
+                          annotations: dict[str, str] | None = None) -> object: ...
+    async def stop_actor(self, public_key: str, count: int = 0,
+                         annotations: dict[str, str] | None = None) -> int: ...
+    async def scale_actor(self, public_key: str, image_ref: str, count: int) -> None: ...
+    async def start_provider(self, provider_ref: str, link_name: str = "default", config_json: str = "",
+                             annotations: dict[str, str] | None = None) -> object: ...
+    async def stop_provider(self, public_key: str, link_name: str) -> bool: ...
+    def background(self, work: Coroutine[Any, Any, Any]) -> None: ...
+    def stop(self) -> None: ...
 
 
 def _body(msg: Msg) -> dict[str, Any]:
@@ -51,14 +81,14 @@ def _require(body: dict[str, Any], *keys: str) -> None:
 
 
 class ControlInterface:
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Controlled, nc: NATS, prefix: str) -> None:
         self.host = host
+        self.nc = nc
+        self.prefix = prefix
         self._subs: list[Any] = []
 
     async def subscribe(self) -> None:
-        host = self.host
-        assert host.nc is not None
-        prefix, hid = host.config.prefix, host.host_id
+        prefix, hid = self.prefix, self.host.host_id
         group = subjects.ctl(prefix)
         routes: list[tuple[str, str | None, Callable[[Msg], Awaitable[None]]]] = [
             (subjects.ctl(prefix, "ping", "hosts"), None, self._ping),
@@ -72,7 +102,7 @@ class ControlInterface:
             (subjects.ctl(prefix, "auction", "provider"), None, self._auction_provider),
         ]
         for subject, queue, handler in routes:
-            self._subs.append(await host.nc.subscribe(subject, queue=queue or "", cb=self._guard(handler)))
+            self._subs.append(await self.nc.subscribe(subject, queue=queue or "", cb=self._guard(handler)))
 
     async def unsubscribe(self) -> None:
         for sub in self._subs:
@@ -108,12 +138,10 @@ class ControlInterface:
         await self._reply(msg, json.dumps(self.host.inventory()).encode())
 
     async def _claims(self, msg: Msg) -> None:
-        assert self.host.cache is not None
-        await self._reply(msg, json.dumps({"claims": list(self.host.cache.claims.values())}).encode())
+        await self._reply(msg, json.dumps({"claims": self.host.claims()}).encode())
 
     async def _links(self, msg: Msg) -> None:
-        assert self.host.cache is not None
-        links = [ld.to_wire() for ld in self.host.cache.links.values()]
+        links = [ld.to_wire() for ld in self.host.links()]
         await self._reply(msg, json.dumps({"links": links}).encode())
 
     # ------------------------------------------------------------------ links
@@ -142,7 +170,6 @@ class ControlInterface:
 
     def _background(self, work: Awaitable[Any], what: str) -> None:
         """Run accepted work after the ack; failures surface as *_failed events, as 0.x does."""
-        assert self.host._tasks is not None
 
         async def run() -> None:
             try:
@@ -150,7 +177,7 @@ class ControlInterface:
             except Exception as exc:
                 log.warning("%s failed: %s", what, exc)
 
-        self.host._tasks.create_task(run())
+        self.host.background(run())
 
     async def _launch_actor(self, msg: Msg, body: dict[str, Any]) -> None:
         _require(body, "actor_ref")
@@ -163,7 +190,7 @@ class ControlInterface:
 
     async def _stop_actor(self, msg: Msg, body: dict[str, Any]) -> None:
         _require(body, "actor_ref")
-        if body["actor_ref"] not in self.host.actors:
+        if not self.host.runs_actor(body["actor_ref"]):
             raise BadRequest(f"actor {body['actor_ref']} is not running on this host")
         await self._reply(msg, ack())
         self._background(self.host.stop_actor(body["actor_ref"], int(body.get("count") or 0),
@@ -174,7 +201,7 @@ class ControlInterface:
         count = body.get("count")
         if not isinstance(count, int) or count < 0:
             raise BadRequest("count must be a non-negative integer")
-        if body["actor_id"] not in self.host.actors and not body.get("actor_ref"):
+        if not self.host.runs_actor(body["actor_id"]) and not body.get("actor_ref"):
             raise BadRequest(f"actor {body['actor_id']} is not running here and no actor_ref was given")
         await self._reply(msg, ack())
         self._background(self.host.scale_actor(body["actor_id"], body.get("actor_ref") or "", count), "scaling actor")
@@ -182,10 +209,7 @@ class ControlInterface:
     async def _launch_provider(self, msg: Msg, body: dict[str, Any]) -> None:
         _require(body, "provider_ref")
         link_name = body.get("link_name") or "default"
-        assert self.host.providers is not None
-        running = [p for p in self.host.providers.running.values()
-                   if p.spec.image_ref == body["provider_ref"] and p.link_name == link_name]
-        if running:
+        if self.host.runs_provider(image_ref=body["provider_ref"], link_name=link_name):
             raise BadRequest("Provider is already running on this host")
         await self._reply(msg, ack())
         self._background(self.host.start_provider(body["provider_ref"], link_name, body.get("configuration") or "",
@@ -194,8 +218,7 @@ class ControlInterface:
     async def _stop_provider(self, msg: Msg, body: dict[str, Any]) -> None:
         _require(body, "provider_ref")
         link_name = body.get("link_name") or "default"
-        assert self.host.providers is not None
-        if (body["provider_ref"], link_name) not in self.host.providers.running:
+        if not self.host.runs_provider(public_key=body["provider_ref"], link_name=link_name):
             raise BadRequest(f"provider {body['provider_ref']} on link {link_name!r} is not running here")
         await self._reply(msg, ack())
         self._background(self.host.stop_provider(body["provider_ref"], link_name), "stopping provider")
@@ -216,9 +239,7 @@ class ControlInterface:
         body = _body(msg)
         constraints = body.get("constraints") or {}
         link_name = body.get("link_name") or "default"
-        assert self.host.providers is not None
-        busy = any(p.spec.image_ref == body.get("provider_ref") and p.link_name == link_name
-                   for p in self.host.providers.running.values())
+        busy = self.host.runs_provider(image_ref=body.get("provider_ref") or "", link_name=link_name)
         if not busy and constraints.items() <= self.host.labels.items():
             await self._reply(msg, json.dumps({"provider_ref": body.get("provider_ref"), "link_name": link_name,
                                                "constraints": constraints, "host_id": self.host.host_id}).encode())

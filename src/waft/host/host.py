@@ -1,7 +1,10 @@
 """The host: runs actors and supervises providers on one lattice.
 
 Everything a host does lives in one TaskGroup opened by `run()`: subscriptions' handlers, provider
-supervision, heartbeats. Leaving `run()` stops providers, drains NATS and joins every task.
+supervision, heartbeats. Leaving `run()` stops providers, drains NATS and joins every task. What
+exists only while connected (NATS, RPC, events, the lattice cache, the supervisor) is one `Session`
+built by `run()`; the control interface sees the host only through `control.Controlled`, and host
+calls are routed by `routing.HostCallRouter`.
 """
 
 from __future__ import annotations
@@ -12,95 +15,59 @@ import logging
 import os
 import platform
 import time
-import uuid
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nats
-import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from waft import __version__
-from waft.claims import ClaimsError, KeyPair, Role, verify_actor
+from waft.claims import KeyPair, Role, verify_actor
 from waft.config import without_credentials
+from waft.errors import WaftError
 from waft.host.actors import ActorPool
+from waft.host.config import HostConfig
+from waft.host.control import ControlInterface
 from waft.host.lattice_cache import LatticeCache
-from waft.host.providers import ProviderSpec, ProviderStartError, ProviderSupervisor, RunningProvider
-from waft.host.wapc import ActorTrap, GuestError, HostCall, HostCallError, Limits, Runtime
+from waft.host.provider_refs import resolve_provider
+from waft.host.providers import ProviderSupervisor, RunningProvider
+from waft.host.routing import HostCallRouter, describe_failure
+from waft.host.wapc import ActorTrap, GuestError, HostCallError, Runtime
 from waft.lattice import events as lattice_events
 from waft.lattice import subjects
-from waft.lattice.codec import DecodeError, as_bytes, as_str, pack, unpack_map
 from waft.lattice.events import EventPublisher
 from waft.lattice.host_data import HostData
-from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, RpcError, wait_closed
+from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, wait_closed
 from waft.lattice.types import LinkDefinition, WasmCloudEntity
 from waft.oci.refs import looks_like_oci
 
 log = logging.getLogger("waft.host")
 
-BUILTIN_LOGGING = "wasmcloud:builtin:logging"
-BUILTIN_NUMBERGEN = "wasmcloud:builtin:numbergen"
-
-
-class StartError(Exception):
+class StartError(WaftError):
     """An actor or provider that cannot start here; the message says why."""
 
 
+class HostNotRunning(WaftError):
+    """Asked for something that exists only while `run()` is connected to the lattice."""
+
+
 @dataclass
-class HostConfig:
-    nats_url: str = "nats://127.0.0.1:4222"
-    prefix: str = subjects.DEFAULT_PREFIX
-    host_seed: str | None = None
-    cluster_seed: str | None = None
-    cluster_issuers: list[str] = field(default_factory=list)
-    allowed_issuers: list[str] = field(default_factory=list)
-    rpc_timeout_s: float = 2.0
-    limits: Limits = field(default_factory=Limits)
-    labels: dict[str, str] = field(default_factory=dict)
-    heartbeat_interval_s: float = 30.0
-    health_interval_s: float = 10.0
-    friendly_name: str = ""
-    allow_latest: bool = False
-    allowed_insecure: list[str] = field(default_factory=list)
+class Session:
+    """What a host has only while connected: built by `run()`, gone when it returns."""
 
-    @classmethod
-    def from_env(cls, **overrides: object) -> HostConfig:
-        """Flags win over `WAFT_*`/`WASMCLOUD_*` variables, which win over defaults."""
-        env = os.environ
-
-        def pick(*names: str) -> str | None:
-            return next((env[n] for n in names if env.get(n)), None)
-
-        config = cls()
-        config.prefix = pick("WAFT_LATTICE_PREFIX", "WASMCLOUD_LATTICE_PREFIX") or config.prefix
-        config.host_seed = pick("WAFT_HOST_SEED", "WASMCLOUD_HOST_SEED")
-        config.cluster_seed = pick("WAFT_CLUSTER_SEED", "WASMCLOUD_CLUSTER_SEED")
-        issuers = pick("WAFT_CLUSTER_ISSUERS", "WASMCLOUD_CLUSTER_ISSUERS")
-        config.cluster_issuers = [i.strip() for i in issuers.split(",") if i.strip()] if issuers else []
-        allowed = pick("WAFT_ALLOWED_ISSUERS")
-        config.allowed_issuers = [i.strip() for i in allowed.split(",") if i.strip()] if allowed else []
-        timeout = pick("WAFT_RPC_TIMEOUT_MS", "WASMCLOUD_RPC_TIMEOUT_MS")
-        if timeout:
-            config.rpc_timeout_s = int(timeout) / 1000
-        config.allow_latest = (pick("WAFT_OCI_ALLOW_LATEST", "WASMCLOUD_OCI_ALLOW_LATEST") or "") in ("1", "true")
-        insecure = pick("WAFT_OCI_ALLOWED_INSECURE", "WASMCLOUD_OCI_ALLOWED_INSECURE")
-        config.allowed_insecure = [i.strip() for i in insecure.split(",") if i.strip()] if insecure else []
-        config.labels = {k[5:].lower(): v for k, v in env.items() if k.startswith("HOST_") and len(k) > 5}
-        for key, value in overrides.items():
-            if value is not None:
-                setattr(config, key, value)
-        return config
-
-    def with_stored_cluster_key(self) -> HostConfig:
-        """Hosts started from the CLI share the cluster key kept in the key store, so `waft ctl call`
-        and every host on this machine trust each other without passing seeds around."""
-        if not self.cluster_seed:
-            from waft.claims import keystore
-
-            self.cluster_seed = keystore.load_or_create("cluster", Role.CLUSTER).seed
-        return self
+    loop: asyncio.AbstractEventLoop
+    nc: NATS
+    rpc: LatticeRpc
+    events: EventPublisher
+    cache: LatticeCache
+    providers: ProviderSupervisor
+    router: HostCallRouter
+    tasks: asyncio.TaskGroup
+    control: ControlInterface
 
 
 def _human(seconds: float) -> str:
@@ -126,34 +93,59 @@ class Host:
         self.runtime = Runtime()
         self.executor = ThreadPoolExecutor(max_workers=128, thread_name_prefix="waft-actor")
         self.actors: dict[str, ActorPool] = {}
-        self.nc: NATS | None = None
-        self.rpc: LatticeRpc | None = None
-        self.events: EventPublisher | None = None
-        self.cache: LatticeCache | None = None
-        self.providers: ProviderSupervisor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: asyncio.TaskGroup | None = None
+        self._session: Session | None = None
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
-        self._subs: list[object] = []
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise HostNotRunning(f"host {self.host_id} is not connected to a lattice (call run() first)")
+        return self._session
+
+    # The parts of the session that tests and tools reach for by name.
+    @property
+    def nc(self) -> NATS:
+        return self.session.nc
+
+    @property
+    def rpc(self) -> LatticeRpc:
+        return self.session.rpc
+
+    @property
+    def events(self) -> EventPublisher:
+        return self.session.events
+
+    @property
+    def cache(self) -> LatticeCache:
+        return self.session.cache
+
+    @property
+    def providers(self) -> ProviderSupervisor:
+        return self.session.providers
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         """Serve until `stop()` is called; clean up everything on the way out."""
-        self._loop = asyncio.get_running_loop()
-        self.nc = await nats.connect(self.config.nats_url, name=f"waft host {self.host_id[:8]}",
-                                     max_reconnect_attempts=-1, reconnect_time_wait=0.25)
-        lattice = LatticeConfig(self.config.prefix, self.cluster_key, self.host_id,
-                                set(self.config.cluster_issuers), self.config.rpc_timeout_s)
-        self.rpc = LatticeRpc(self.nc, lattice)
-        self.events = EventPublisher(self.nc, self.config.prefix, self.host_id)
-        self.cache = LatticeCache(self.nc, self.config.prefix)
-        await self.cache.start()
-        self.providers = ProviderSupervisor(self.nc, self.config.prefix, self._host_data_for, self.events.publish,
-                                            self.cache.links_for_provider,
-                                            health_interval_s=self.config.health_interval_s)
+        config = self.config
+        nc = await nats.connect(config.nats_url, name=f"waft host {self.host_id[:8]}",
+                                max_reconnect_attempts=-1, reconnect_time_wait=0.25)
         try:
-            await self._serve()
+            lattice = LatticeConfig(config.prefix, self.cluster_key, self.host_id, set(config.cluster_issuers),
+                                    config.rpc_timeout_s)
+            rpc = LatticeRpc(nc, lattice)
+            events = EventPublisher(nc, config.prefix, self.host_id)
+            cache = LatticeCache(nc, config.prefix)
+            await cache.start()
+            providers = ProviderSupervisor(nc, config.prefix, self._host_data_for, events.publish,
+                                           cache.links_for_provider, health_interval_s=config.health_interval_s,
+                                           env=config.provider_env)
+            router = HostCallRouter(asyncio.get_running_loop(), config.prefix, rpc, cache, self.actors,
+                                    self.invoke_local, wait_s=config.rpc_timeout_s + 60, spawn=self.background)
+            async with asyncio.TaskGroup() as tasks:
+                self._session = Session(asyncio.get_running_loop(), nc, rpc, events, cache, providers, router,
+                                        tasks, ControlInterface(self, nc, config.prefix))
+                await self._serve(self._session)
         except* _Stopped:
             pass  # the normal way out: _shutdown cancels the background tasks this way
         finally:
@@ -161,34 +153,30 @@ class Host:
             self.runtime.interrupt_all()
             await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
             self.runtime.close()
+            if not nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+            self._session = None
 
-    async def _serve(self) -> None:
-        from waft.host.control import ControlInterface
+    async def _serve(self, session: Session) -> None:
+        session.providers.attach(session.tasks)
+        await session.control.subscribe()
+        await session.events.publish(lattice_events.host_started(self.labels, self.friendly_name))
+        session.tasks.create_task(self._heartbeat_loop())
+        await session.nc.flush(timeout=5)  # subscriptions are live at the server before anyone is told
+        self._ready.set()
+        log.info("host %s up on lattice %r", self.host_id, self.config.prefix)
+        await self._stop.wait()
+        await self._shutdown(session)
 
-        async with asyncio.TaskGroup() as tasks:
-            assert self.providers is not None and self.events is not None
-            self._tasks = tasks
-            self.providers.attach(tasks)
-            self.control = ControlInterface(self)
-            await self.control.subscribe()
-            await self.events.publish(lattice_events.host_started(self.labels, self.friendly_name))
-            tasks.create_task(self._heartbeat_loop())
-            await self.nc.flush(timeout=5)  # subscriptions are live at the server before anyone is told
-            self._ready.set()
-            log.info("host %s up on lattice %r", self.host_id, self.config.prefix)
-            await self._stop.wait()
-            await self._shutdown()
-
-    async def _shutdown(self) -> None:
-        assert self.providers is not None and self.events is not None and self.nc is not None
-        await self.control.unsubscribe()
+    async def _shutdown(self, session: Session) -> None:
+        await session.control.unsubscribe()
         for pool in list(self.actors.values()):
             await self._stop_pool(pool)
-        await self.providers.stop_all()
-        await self.events.publish(lattice_events.host_stopped(self.labels))
-        if self.cache:
-            await self.cache.stop()
-        await wait_closed(self.nc)
+        await session.providers.stop_all()
+        await session.events.publish(lattice_events.host_stopped(self.labels))
+        await session.cache.stop()
+        await wait_closed(session.nc)
         raise _Stopped
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
@@ -202,8 +190,11 @@ class Host:
             await self.publish_heartbeat()
             await asyncio.sleep(self.config.heartbeat_interval_s)
 
+    def background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` in the host's task group: it is cancelled and joined when the host stops."""
+        self.session.tasks.create_task(work)
+
     async def publish_heartbeat(self) -> None:
-        assert self.events is not None and self.providers is not None
         await self.events.publish(lattice_events.host_heartbeat(
             actors=[(pk, i.instance_id) for pk, pool in self.actors.items() for i in pool.instances],
             providers=[(p.public_key, p.link_name, p.contract_id, p.instance_id)
@@ -224,11 +215,10 @@ class Host:
     # ------------------------------------------------------------------ actors
     async def start_actor(self, image_ref: str, count: int = 1, annotations: dict[str, str] | None = None) -> ActorPool:
         """Verify and start `count` instances of the actor at `image_ref` (a file path or OCI ref)."""
-        assert self.events is not None and self.nc is not None and self.cache is not None
         try:
             module_bytes = await self._fetch_actor(image_ref)
             claims = verify_actor(module_bytes, allowed_issuers=self.config.allowed_issuers)
-        except (ClaimsError, StartError, OSError) as exc:
+        except (WaftError, OSError) as exc:  # bad claims, a registry refusal, an unreadable file
             error = f"cannot start actor {image_ref}: {exc}"
             await self.events.publish(lattice_events.actor_start_failed(image_ref, error))
             raise StartError(error) from None
@@ -245,7 +235,8 @@ class Host:
             except ActorTrap as exc:
                 await self.events.publish(lattice_events.actor_start_failed(image_ref, str(exc)))
                 raise StartError(str(exc)) from None
-            pool = ActorPool(module, claims, image_ref, self.config.limits, self.executor, self._host_call_for)
+            pool = ActorPool(module, claims, image_ref, self.config.limits, self.executor,
+                             self.session.router.host_call_for)
             self.actors[claims.subject] = pool
             await self.cache.put_claims(claims.subject, claims.summary())
             pool.subscription = await self.nc.subscribe(
@@ -276,7 +267,6 @@ class Host:
         raise StartError(f"no such file, and not an OCI reference: {image_ref}")
 
     async def stop_actor(self, public_key: str, count: int = 0, annotations: dict[str, str] | None = None) -> int:
-        assert self.events is not None
         pool = self.actors.get(public_key)
         if pool is None:
             return 0
@@ -296,21 +286,19 @@ class Host:
             await self.stop_actor(public_key, current - count if count > 0 else 0)
 
     async def _stop_pool(self, pool: ActorPool) -> None:
-        assert self.events is not None
         self.actors.pop(pool.public_key, None)
         for instance in list(pool.instances):
             await self.events.publish(lattice_events.actor_stopped(pool.public_key, instance.instance_id))
         await pool.close()
-        if self.nc is not None:  # the server must drop our subscription before stop_actor returns:
-            with contextlib.suppress(Exception):  # a request sent after it must find no responders,
-                await self.nc.flush(timeout=2)  # not a subscriber that silently ignores it
+        # The server must drop our subscription before stop_actor returns: a request sent after it
+        # must find no responders, not a subscriber that silently ignores it.
+        with contextlib.suppress(Exception):
+            await self.nc.flush(timeout=2)
 
     async def _on_actor_rpc(self, msg: Msg) -> None:
-        assert self._tasks is not None
-        self._tasks.create_task(self._handle_actor_rpc(msg))
+        self.background(self._handle_actor_rpc(msg))
 
     async def _handle_actor_rpc(self, msg: Msg) -> None:
-        assert self.rpc is not None
         try:
             invocation = await self.rpc.receive(msg.data)
         except InvocationRejected as exc:
@@ -324,7 +312,7 @@ class Host:
         try:
             answer, instance_id = await self.invoke_local(pool, invocation.origin, invocation.operation, invocation.msg)
         except (GuestError, ActorTrap, HostCallError, TimeoutError) as exc:
-            await self.rpc.respond(msg, invocation.id, error=_describe(exc))
+            await self.rpc.respond(msg, invocation.id, error=describe_failure(exc))
             return
         await self.rpc.respond(msg, invocation.id, answer, instance_id=instance_id)
 
@@ -337,95 +325,8 @@ class Host:
         timeout = self.config.limits.deadline_ms / 1000 + self.config.rpc_timeout_s
         return await pool.call(operation, payload, timeout)
 
-    # ------------------------------------------------------------------ host calls from guests
-    def _host_call_for(self, pool: ActorPool) -> HostCall:
-        """The guest's `__host_call`: runs on the worker thread, routed on the host's event loop."""
-
-        def host_call(binding: str, namespace: str, operation: str, payload: bytes) -> bytes:
-            assert self._loop is not None
-            future = asyncio.run_coroutine_threadsafe(self._route(pool, binding, namespace, operation, payload),
-                                                      self._loop)
-            try:
-                return future.result(timeout=self.config.rpc_timeout_s + 60)
-            except HostCallError:
-                raise
-            except Exception as exc:
-                raise HostCallError(f"Host send error {type(exc).__name__}: {exc}") from None
-
-        return host_call
-
-    async def _route(self, pool: ActorPool, binding: str, namespace: str, operation: str, payload: bytes) -> bytes:
-        """§2.6: builtins, then linked providers, then actors by key or call alias."""
-        assert self.rpc is not None and self.cache is not None
-        caps = pool.claims.caps
-        prefix = self.config.prefix
-        origin = WasmCloudEntity.actor(pool.public_key)
-        if namespace in (BUILTIN_LOGGING, BUILTIN_NUMBERGEN):
-            if namespace not in caps:
-                raise HostCallError(f"Invocation not authorized: missing capability claim for {namespace}")
-            return self._builtin(pool, namespace, operation, payload)
-        link = self.cache.links.get((pool.public_key, namespace, binding or "default"))
-        if link is not None:
-            if namespace not in caps:
-                raise HostCallError(f"Invocation not authorized: missing capability claim for {namespace}")
-            target = WasmCloudEntity.provider(link.provider_id, link.contract_id, link.link_name)
-            return await self._invoke(origin, target, operation, payload)
-        target_key = None
-        if namespace.startswith("M") and len(namespace) == 56:
-            target_key = namespace
-        else:
-            target_key = self.cache.find_alias(namespace)
-        if target_key is None:
-            if ":" in namespace:
-                if namespace not in caps:
-                    raise HostCallError(f"Invocation not authorized: missing capability claim for {namespace}")
-                raise HostCallError(f"Invocation not authorized: missing link definition for {namespace} "
-                                    f"on {prefix}")
-            raise HostCallError(f"Call alias not found: {namespace} on {prefix}")
-        local = self.actors.get(target_key)
-        if local is not None:  # same-host actor-to-actor calls skip NATS
-            try:
-                answer, _ = await self.invoke_local(local, origin, operation, payload)
-            except (GuestError, ActorTrap, TimeoutError) as exc:
-                raise HostCallError(_describe(exc)) from None
-            return answer
-        return await self._invoke(origin, WasmCloudEntity.actor(target_key), operation, payload)
-
-    async def _invoke(self, origin: WasmCloudEntity, target: WasmCloudEntity, operation: str, payload: bytes) -> bytes:
-        assert self.rpc is not None
-        try:
-            return await self.rpc.invoke(origin, target, operation, payload)
-        except RpcError as exc:
-            raise HostCallError(str(exc)) from None
-
-    def _builtin(self, pool: ActorPool, namespace: str, operation: str, payload: bytes) -> bytes:
-        try:
-            if namespace == BUILTIN_LOGGING:
-                if operation != "Logging.WriteLog":
-                    raise HostCallError(f"unknown operation {operation} for {namespace}")
-                entry = unpack_map(payload, what="log entry")
-                level = as_str(entry.get("level"), field="level", default="info").lower()
-                text = as_str(entry.get("text"), field="text")
-                log.log(logging.getLevelName(level.upper()) if level in ("debug", "info", "warn", "error")
-                        else logging.INFO, "[%s] %s", pool.claims.name, text)
-                return b""
-            if operation == "NumberGen.GenerateGuid":
-                return pack(str(uuid.uuid4()))
-            if operation == "NumberGen.Random32":
-                return pack(int.from_bytes(os.urandom(4), "little"))
-            if operation == "NumberGen.RandomInRange":
-                bounds = unpack_map(payload, what="range")
-                low, high = int(bounds.get("min", 0)), int(bounds.get("max", 0))
-                if high < low:
-                    raise HostCallError("RandomInRange: max is below min")
-                return pack(low + int.from_bytes(os.urandom(4), "little") % (high - low + 1))
-        except (DecodeError, ValueError, TypeError) as exc:
-            raise HostCallError(f"bad {namespace} request: {exc}") from None
-        raise HostCallError(f"unknown operation {operation} for {namespace}")
-
     # ------------------------------------------------------------------ providers and links
     def _host_data_for(self, provider: RunningProvider) -> HostData:
-        assert self.cache is not None
         url = self.config.nats_url.split("://", 1)[-1]
         return HostData(host_id=self.host_id, lattice_rpc_prefix=self.config.prefix, link_name=provider.link_name,
                         lattice_rpc_url=url, provider_key=provider.public_key,
@@ -438,11 +339,11 @@ class Host:
 
     async def start_provider(self, provider_ref: str, link_name: str = "default", config_json: str = "",
                              annotations: dict[str, str] | None = None) -> RunningProvider:
-        assert self.providers is not None and self.events is not None and self.cache is not None
         try:
-            spec = await self._resolve_provider(provider_ref)
+            spec = await resolve_provider(provider_ref, allow_latest=self.config.allow_latest,
+                                          allowed_insecure=self.config.allowed_insecure)
             provider = await self.providers.start(spec, link_name, config_json, annotations)
-        except (ProviderStartError, StartError, OSError) as exc:
+        except (WaftError, OSError) as exc:
             await self.events.publish(lattice_events.provider_start_failed(provider_ref, link_name, str(exc)))
             raise StartError(f"cannot start provider {provider_ref}: {exc}") from None
         await self.cache.put_claims(spec.public_key, {"iss": spec.claims.get("iss", ""), "name": spec.name,
@@ -452,18 +353,10 @@ class Host:
                                                       "call_alias": ""})
         return provider
 
-    async def _resolve_provider(self, provider_ref: str) -> ProviderSpec:
-        from waft.host.provider_refs import resolve_provider
-
-        return await resolve_provider(provider_ref, allow_latest=self.config.allow_latest,
-                                      allowed_insecure=self.config.allowed_insecure)
-
     async def stop_provider(self, public_key: str, link_name: str) -> bool:
-        assert self.providers is not None
         return await self.providers.stop(public_key, link_name) is not None
 
     async def put_link(self, link: LinkDefinition) -> None:
-        assert self.cache is not None and self.providers is not None and self.events is not None
         previous = self.cache.links.get(link.key)
         if previous is not None and previous.provider_id == link.provider_id and previous.values == link.values:
             return  # idempotent: re-applying a manifest changes nothing
@@ -474,7 +367,6 @@ class Host:
         await self.events.publish(lattice_events.linkdef_set(link))
 
     async def delete_link(self, actor_id: str, contract_id: str, link_name: str) -> bool:
-        assert self.cache is not None and self.providers is not None and self.events is not None
         link = await self.cache.delete_link(actor_id, contract_id, link_name)
         if link is None:
             return False
@@ -482,8 +374,24 @@ class Host:
         await self.events.publish(lattice_events.linkdef_deleted(link))
         return True
 
+    # ------------------------------------------------------------------ what control asks
+    def claims(self) -> list[dict[str, Any]]:
+        return list(self.cache.claims.values())
+
+    def links(self) -> list[LinkDefinition]:
+        return list(self.cache.links.values())
+
+    def runs_actor(self, public_key: str) -> bool:
+        return public_key in self.actors
+
+    def runs_provider(self, *, link_name: str, image_ref: str = "", public_key: str = "") -> bool:
+        """Is a provider with this image ref (or, failing that, this key) running here on `link_name`?"""
+        if image_ref:
+            return any(p.spec.image_ref == image_ref and p.link_name == link_name
+                       for p in self.providers.running.values())
+        return bool(public_key) and (public_key, link_name) in self.providers.running
+
     def inventory(self) -> dict:
-        assert self.providers is not None
         return {
             "host_id": self.host_id, "issuer": self.cluster_key.public_key, "labels": self.labels,
             "friendly_name": self.friendly_name,
@@ -504,15 +412,9 @@ class _Stopped(Exception):
     """Raised inside the task group to cancel the remaining background tasks on shutdown."""
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "actor did not answer in time: all instances are busy"
-    return str(exc)
-
-
 async def run_host(config: HostConfig) -> None:
     """Run a host until cancelled or stopped (what `waft host` does)."""
     await Host(config).run()
 
 
-__all__ = ["Host", "HostConfig", "StartError", "as_bytes", "run_host"]
+__all__ = ["Host", "HostConfig", "HostNotRunning", "Session", "StartError", "run_host"]

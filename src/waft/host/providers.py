@@ -22,13 +22,14 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from waft.errors import WaftError
 from waft.lattice import events, subjects
 from waft.lattice.codec import pack
 from waft.lattice.events import Event
@@ -42,7 +43,7 @@ RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 SHUTDOWN_GRACE_S = 2.0
 
 
-class ProviderStartError(Exception):
+class ProviderStartError(WaftError):
     """A provider reference that cannot be started, with the reason."""
 
 
@@ -95,8 +96,10 @@ class ProviderSupervisor:
     def __init__(self, nc: NATS, prefix: str, make_host_data: Callable[[RunningProvider], HostData],
                  publish: Callable[[Event], Awaitable[None]],
                  links_for: Callable[[str, str], list[LinkDefinition]], *, health_interval_s: float = 10.0,
-                 first_health_check_s: float = 0.25) -> None:
+                 first_health_check_s: float = 0.25, env: Mapping[str, str] | None = None) -> None:
         self._nc = nc
+        #: Variables every provider process gets on top of ours (e.g. where the model repository is).
+        self.env = env if env is not None else {}
         self._prefix = prefix
         self._make_host_data = make_host_data
         self._publish = publish
@@ -123,7 +126,7 @@ class ProviderSupervisor:
         return provider
 
     async def _spawn(self, provider: RunningProvider) -> None:
-        env = {**os.environ, **provider.spec.env}
+        env = {**os.environ, **self.env, **provider.spec.env}
         provider.process = await asyncio.create_subprocess_exec(
             *provider.spec.command, stdin=asyncio.subprocess.PIPE, env=env, start_new_session=True)
         assert provider.process.stdin is not None

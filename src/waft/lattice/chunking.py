@@ -12,10 +12,11 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js.object_store import ObjectStore
 
+from waft.errors import WaftError
 from waft.lattice.subjects import object_store_bucket
 
 
-class MissingChunk(LookupError):
+class MissingChunk(WaftError, LookupError):
     """A message says its payload is in object store, but it is not there (expired, deleted, forged)."""
 
 

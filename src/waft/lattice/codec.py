@@ -11,8 +11,10 @@ from typing import Any
 
 import msgpack
 
+from waft.errors import WaftError
 
-class DecodeError(ValueError):
+
+class DecodeError(WaftError, ValueError):
     """Bytes that are not the msgpack message they claim to be."""
 
 

@@ -8,10 +8,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from waft.errors import WaftError
 from waft.lattice.types import LinkDefinition
 
 
-class HostDataError(ValueError):
+class HostDataError(WaftError, ValueError):
     """stdin did not carry a usable HostData line."""
 
 

@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from waft.claims.keys import KeyPair
+from waft.errors import WaftError
 from waft.lattice import subjects
 from waft.lattice.chunking import ChunkStore, MissingChunk, response_key
 from waft.lattice.codec import DecodeError
@@ -28,7 +29,7 @@ CHUNKED_EXTRA_TIMEOUT_S = 13.0
 ENVELOPE_HEADROOM = 16 * 1024
 
 
-class RpcError(Exception):
+class RpcError(WaftError):
     """A call that produced no answer: the target's error, a timeout, or nobody listening."""
 
     def __init__(self, message: str, *, timeout: bool = False, no_responders: bool = False) -> None:
@@ -37,7 +38,7 @@ class RpcError(Exception):
         self.no_responders = no_responders
 
 
-class InvocationRejected(Exception):
+class InvocationRejected(WaftError):
     """A received invocation that must not run: malformed, forged, or its payload lost."""
 
 

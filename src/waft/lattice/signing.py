@@ -8,10 +8,11 @@ from collections.abc import Collection
 from waft.claims import jwt
 from waft.claims.jwt import ClaimsError
 from waft.claims.keys import KeyPair
+from waft.errors import WaftError
 from waft.lattice.types import Invocation, invocation_hash
 
 
-class ForgedInvocation(ValueError):
+class ForgedInvocation(WaftError, ValueError):
     """An invocation whose claims do not prove it came from a trusted host of this lattice."""
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from waft.errors import WaftError
+
 #: OCI distribution-spec name grammar; docker-registry answers a plain-text 404 for anything else.
 _REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-class OciError(OSError):
+class OciError(WaftError):
     """A reference, registry or artifact that cannot be used; the message says why and what to do.
 
     An OSError, so that callers which already treat I/O failures as "cannot start this" (the host)

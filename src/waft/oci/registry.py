@@ -159,16 +159,21 @@ def ping(registry: str, *, insecure: bool) -> dict[str, str]:
             "api_version": response.headers.get("Docker-Distribution-Api-Version", "")}
 
 
+def push_target(ref: OciRef | str, *, allow_latest: bool = False) -> OciRef:
+    """Where a push may go: a tag (not a digest), and `:latest` only when allowed."""
+    ref = OciRef.parse(ref) if isinstance(ref, str) else ref
+    if ref.digest:
+        raise OciError(f"push to a tag, not a digest: {ref}")
+    return check_latest(ref, allow_latest)
+
+
 def push(ref: OciRef | str, data: bytes, *, kind: str, insecure: bool = False, allow_latest: bool = False,
          filename: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Push an actor (`kind="actor"`) or provider archive (`"provider"`); return what was pushed.
 
     The kind is the caller's to know (`waft.oci.publish.push` detects it from the bytes), so this layer
     needs neither the claims nor the archive reader."""
-    ref = OciRef.parse(ref) if isinstance(ref, str) else ref
-    if ref.digest:
-        raise OciError(f"push to a tag, not a digest: {ref}")
-    ref = check_latest(ref, allow_latest)
+    ref = push_target(ref, allow_latest=allow_latest)
     layer_type, config_type = (ACTOR_LAYER, ACTOR_CONFIG) if kind == "actor" else (PROVIDER_LAYER, PROVIDER_CONFIG)
     client, container = connect(ref, insecure=insecure)
     layer = {"mediaType": layer_type, "digest": cache.digest_of(data), "size": len(data)}

@@ -1,0 +1,73 @@
+"""What a host is told at start: one dataclass, filled from flags, then `WAFT_*`/`WASMCLOUD_*`, then defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from waft.claims.keys import Role
+from waft.config import int_setting, setting
+from waft.host.wapc import Limits
+from waft.lattice import subjects
+
+
+def _list(raw: str | None) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()] if raw else []
+
+
+@dataclass
+class HostConfig:
+    nats_url: str = "nats://127.0.0.1:4222"
+    prefix: str = subjects.DEFAULT_PREFIX
+    host_seed: str | None = None
+    cluster_seed: str | None = None
+    cluster_issuers: list[str] = field(default_factory=list)
+    allowed_issuers: list[str] = field(default_factory=list)
+    rpc_timeout_s: float = 2.0
+    limits: Limits = field(default_factory=Limits)
+    labels: dict[str, str] = field(default_factory=dict)
+    heartbeat_interval_s: float = 30.0
+    health_interval_s: float = 10.0
+    friendly_name: str = ""
+    allow_latest: bool = False
+    allowed_insecure: list[str] = field(default_factory=list)
+    #: Variables each provider process gets on top of the host's environment (`waft up` names the
+    #: model repository here instead of changing its own environment).
+    provider_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> HostConfig:
+        """Flags (the non-None `overrides`) win over `WAFT_*`/`WASMCLOUD_*` variables, which win over defaults.
+
+        wasmCloud's own variable names are read too, so a host started from a wasmCloud environment
+        joins the same lattice with the same keys.
+        """
+        env = os.environ if env is None else env
+        config = cls()
+        config.prefix = setting("lattice_prefix", config.prefix, wasmcloud="lattice_prefix", env=env) or config.prefix
+        config.host_seed = setting("host_seed", wasmcloud="host_seed", env=env)
+        config.cluster_seed = setting("cluster_seed", wasmcloud="cluster_seed", env=env)
+        config.cluster_issuers = _list(setting("cluster_issuers", wasmcloud="cluster_issuers", env=env))
+        config.allowed_issuers = _list(setting("allowed_issuers", env=env))
+        timeout_ms = int_setting("rpc_timeout_ms", 0, wasmcloud="rpc_timeout_ms", env=env)
+        if timeout_ms:
+            config.rpc_timeout_s = timeout_ms / 1000
+        config.allow_latest = (setting("oci_allow_latest", "", wasmcloud="oci_allow_latest", env=env)
+                               or "").lower() in ("1", "true")
+        config.allowed_insecure = _list(setting("oci_allowed_insecure", wasmcloud="oci_allowed_insecure", env=env))
+        # wasmCloud's convention: HOST_<NAME>=value labels the host <name>=value.
+        config.labels = {k[5:].lower(): v for k, v in env.items() if k.startswith("HOST_") and len(k) > 5}
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(config, key, value)
+        return config
+
+    def with_stored_cluster_key(self) -> HostConfig:
+        """Hosts started from the CLI share the cluster key kept in the key store, so `waft ctl call`
+        and every host on this machine trust each other without passing seeds around."""
+        if not self.cluster_seed:
+            from waft.claims import keystore
+
+            self.cluster_seed = keystore.load_or_create("cluster", Role.CLUSTER).seed
+        return self

@@ -1,0 +1,140 @@
+"""Where a guest's `__host_call` goes: builtins, then a linked provider, then an actor by key or call alias.
+
+The guest runs on a worker thread, which waits for its host call anyway, so what needs no I/O is done
+right there: resolving the target (dictionary look-ups), builtins, and a call to an actor on this
+host that has a free instance. Only a call that leaves the host (a provider, a remote actor), or one
+that must wait for a busy local actor, is handed to the event loop (`run_coroutine_threadsafe`).
+Actor-to-actor calls to an actor on the same host never touch NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from waft.host.actors import ActorPool, Instance
+from waft.host.builtins import BUILTINS, call_builtin
+from waft.host.wapc import ActorTrap, GuestError, HostCall, HostCallError
+from waft.lattice.rpc import LatticeRpc, RpcError
+from waft.lattice.types import LinkDefinition, WasmCloudEntity
+
+#: Runs an invocation on a local actor: (pool, origin, operation, payload) -> (answer, instance id).
+InvokeLocal = Callable[[ActorPool, WasmCloudEntity, str, bytes], Awaitable[tuple[bytes, str]]]
+
+
+class Links(Protocol):
+    """What routing reads from the lattice cache."""
+
+    links: dict[tuple[str, str, str], LinkDefinition]
+
+    def find_alias(self, alias: str) -> str | None: ...
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The error text a caller sees for an actor that failed or did not answer."""
+    if isinstance(exc, TimeoutError):
+        return "actor did not answer in time: all instances are busy"
+    return str(exc)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one host call goes: a builtin, a linked provider, or an actor by public key."""
+
+    kind: str  # "builtin" | "provider" | "actor"
+    entity: WasmCloudEntity | None = None
+
+
+class HostCallRouter:
+    """Routes host calls for every actor of one host on one lattice."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, prefix: str, rpc: LatticeRpc, links: Links,
+                 actors: dict[str, ActorPool], invoke_local: InvokeLocal, *, wait_s: float,
+                 spawn: Callable[[Coroutine[Any, Any, Any]], None]) -> None:
+        self.loop = loop
+        self.prefix = prefix
+        self.rpc = rpc
+        self.links = links
+        self.actors = actors
+        self.invoke_local = invoke_local
+        #: How long a worker thread waits for its host call before giving up (the RPC has its own timeout).
+        self.wait_s = wait_s
+        #: Runs a coroutine in the host's task group (called on the event loop).
+        self.spawn = spawn
+
+    def host_call_for(self, pool: ActorPool) -> HostCall:
+        """The guest's `__host_call`: runs on the guest's worker thread."""
+
+        def host_call(binding: str, namespace: str, operation: str, payload: bytes) -> bytes:
+            target = self.resolve(pool, binding, namespace)
+            if target.kind == "builtin":
+                return call_builtin(pool.claims.name, namespace, operation, payload)
+            if target.kind == "actor" and target.entity is not None:
+                answer = self._call_here(target.entity.public_key, operation, payload)
+                if answer is not None:
+                    return answer
+            future = asyncio.run_coroutine_threadsafe(self.send(pool, target, operation, payload), self.loop)
+            try:
+                return future.result(timeout=self.wait_s)
+            except HostCallError:
+                raise
+            except Exception as exc:
+                raise HostCallError(f"Host send error {type(exc).__name__}: {exc}") from None
+
+        return host_call
+
+    def resolve(self, pool: ActorPool, binding: str, namespace: str) -> Target:
+        """Builtins, then a link for (actor, contract, link name), then an actor by key or call alias."""
+        caps = pool.claims.caps
+        if namespace in BUILTINS:
+            if namespace not in caps:
+                raise HostCallError(f"Invocation not authorized: missing capability claim for {namespace}")
+            return Target("builtin")
+        link = self.links.links.get((pool.public_key, namespace, binding or "default"))
+        if link is not None:
+            if namespace not in caps:
+                raise HostCallError(f"Invocation not authorized: missing capability claim for {namespace}")
+            return Target("provider", WasmCloudEntity.provider(link.provider_id, link.contract_id, link.link_name))
+        if namespace.startswith("M") and len(namespace) == 56:
+            target_key: str | None = namespace
+        else:
+            target_key = self.links.find_alias(namespace)
+        if target_key is None:
+            if ":" in namespace:
+                if namespace not in caps:
+                    raise HostCallError(f"Invocation not authorized: missing capability claim for {namespace}")
+                raise HostCallError(f"Invocation not authorized: missing link definition for {namespace} "
+                                    f"on {self.prefix}")
+            raise HostCallError(f"Call alias not found: {namespace} on {self.prefix}")
+        return Target("actor", WasmCloudEntity.actor(target_key))
+
+    def _call_here(self, public_key: str, operation: str, payload: bytes) -> bytes | None:
+        """A same-host actor with a free instance, run on this thread; None when it must be sent instead."""
+        local = self.actors.get(public_key)
+        if local is None:
+            return None
+        try:
+            done = local.call_here(operation, payload, on_trap=lambda instance: self._replace_soon(local, instance))
+        except (GuestError, ActorTrap) as exc:
+            raise HostCallError(describe_failure(exc)) from None
+        return None if done is None else done[0]
+
+    def _replace_soon(self, pool: ActorPool, instance: Instance) -> None:
+        self.loop.call_soon_threadsafe(self.spawn, pool.replace(instance))
+
+    async def send(self, pool: ActorPool, target: Target, operation: str, payload: bytes) -> bytes:
+        assert target.entity is not None
+        origin = WasmCloudEntity.actor(pool.public_key)
+        local = self.actors.get(target.entity.public_key) if target.kind == "actor" else None
+        if local is not None:  # same-host actor-to-actor calls skip NATS
+            try:
+                answer, _ = await self.invoke_local(local, origin, operation, payload)
+            except (GuestError, ActorTrap, TimeoutError) as exc:
+                raise HostCallError(describe_failure(exc)) from None
+            return answer
+        try:
+            return await self.rpc.invoke(origin, target.entity, operation, payload)
+        except RpcError as exc:
+            raise HostCallError(str(exc)) from None
