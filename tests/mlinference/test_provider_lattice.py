@@ -25,6 +25,7 @@ from mlinference_support import (
 from waft_testing import running_host
 
 from waft.claims import KeyPair, Role
+from waft.ctl import CtlClient, wait_for_event
 from waft.interfaces.mlinference import (
     CONTEXT_NOT_FOUND,
     CONTRACT_ID,
@@ -239,10 +240,16 @@ async def test_model_loading_then_ready_and_health_reports_it(nats_url, lattice_
         healthy, message = await r.health()
         assert healthy and "loading: identity" in message
         assert r.model_states() == [("identity", "loading")]
-        r.bindle.release()  # type: ignore[attr-defined]
-        ready = await r.client.wait_ready(predict_request("identity", X4))
-        assert ready.ok
-        assert await r.health() == (True, "healthy: ready: identity")
+        async with CtlClient(r.client.nc, r.host.config.prefix).events() as events:
+            r.bindle.release()  # type: ignore[attr-defined]
+            ready = await r.client.wait_ready(predict_request("identity", X4))
+            assert ready.ok
+            assert await r.health() == (True, "healthy: ready: identity")
+            # healthy before and after, so no passed/failed: the change is told by health_check_status
+            # (from this check, or from the supervisor's own if it came first)
+            told = await wait_for_event(events, "health_check_status", public_key=r.provider.public_key)
+        assert told.health is not None and told.health.healthy and told.contract_id == CONTRACT_ID
+        assert [(m.name, m.state.value) for m in models_in_health(told.health.details) or []] == [("identity", "ready")]
         # the host keeps the provider's details and answers them in its inventory (what `ctl get` reads)
         [entry] = r.host.inventory()["providers"]
         assert entry["health_details"] == r.provider.health_details and r.model_states() == [("identity", "ready")]

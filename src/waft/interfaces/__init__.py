@@ -6,7 +6,7 @@
   and the access record the httpserver provider publishes for every request.
 
 A provider, an actor's tests, the dashboard and the benchmarks import the same module, so a change
-to a contract is made once. The C actors carry their own copy of the wire (`actors/sdk`), which
+to a contract is made once. The C actors carry their own copy of the wire (under `actors/`), which
 `docs/interfaces.md` describes field by field. The modules here import only numpy and msgpack (never
 onnxruntime or aiohttp), so anything in the project may use them cheaply; this package imports none
 of them itself.
