@@ -43,14 +43,16 @@ from typing import Any
 
 from waft.claims import jwt
 from waft.claims.jwt import ClaimsError
-from waft.claims.keys import KeyPair, Role
-from waft.config import waft_home
+from waft.claims.keys import KeyError_, KeyPair, Role, decode_public_key
+from waft.config import int_setting, waft_home
 from waft.oci.refs import OciError
 
 PYTHON_TARGET = "py3-none-any"
 CLAIMS_ENTRY = "claims.jwt"
 METADATA = "waft-provider.json"
 MAX_UNPACKED = 512 * 1024 * 1024
+#: A claims token is a few hundred bytes; anything near this is not one.
+MAX_CLAIMS = 1024 * 1024
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".git"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -213,67 +215,132 @@ def looks_like_par(data: bytes) -> bool:
     return data[:2] == b"\x1f\x8b" or data[257:262] == b"ustar"
 
 
-def _gunzip(data: bytes) -> bytes:
+def max_unpacked() -> int:
+    """`WAFT_PAR_MAX_BYTES`: how much an archive may unpack to (gzip, tar members and the target's zip)."""
+    return int_setting("par_max_bytes", MAX_UNPACKED)
+
+
+def max_claims() -> int:
+    return int_setting("par_max_claims_bytes", MAX_CLAIMS)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        out = inflater.decompress(data, MAX_UNPACKED + 1)
+        out = inflater.decompress(data, limit + 1)
     except zlib.error as exc:
         raise ParError(f"malformed provider archive: bad gzip data ({exc})") from None
-    if len(out) > MAX_UNPACKED:
-        raise ParError(f"malformed provider archive: it unpacks to more than {MAX_UNPACKED >> 20} MiB")
+    if len(out) > limit:
+        raise ParError(f"malformed provider archive: it unpacks to more than {_mib(limit)} (WAFT_PAR_MAX_BYTES)")
     if not inflater.eof:
         raise ParError("malformed provider archive: the gzip stream is truncated")
     return out
 
 
-def load_par(data: bytes, *, verify: bool = True) -> ProviderArchive:
-    """Read a .par / .par.gz; with `verify`, check the signature, key roles and every target hash."""
-    compressed = data[:2] == b"\x1f\x8b"
-    raw = _gunzip(data) if compressed else data
-    token: str | None = None
-    targets: dict[str, bytes] = {}
-    try:
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                base = member.name.rsplit("/", 1)[-1]
-                stem = base.rsplit(".", 1)[0] if "." in base else base
-                handle = tar.extractfile(member)
-                content = handle.read() if handle else b""
-                if len(content) != member.size:
-                    raise ParError(f"malformed provider archive: entry {member.name} is truncated")
-                if stem == "claims":
-                    token = content.decode("utf-8", "replace").strip()
-                else:
-                    targets[stem] = content
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        if isinstance(exc, ParError):
-            raise
-        raise ParError(f"malformed provider archive: not a valid tar{' inside the gzip' if compressed else ''} "
-                       f"({exc})") from None
-    if token is None:
+def _mib(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size} bytes"
+
+
+def _members(tar: tarfile.TarFile, limit: int) -> tuple[tarfile.TarInfo, dict[str, tarfile.TarInfo]]:
+    """The claims member and one member per target, from the headers alone.
+
+    Nothing is read here: a tar header may declare any size (and a sparse member expands to it from a
+    few bytes), so every member is judged by what it declares before a byte of it is unpacked."""
+    claims: tarfile.TarInfo | None = None
+    targets: dict[str, tarfile.TarInfo] = {}
+    declared = 0
+    for member in tar:
+        if member.issparse() or not member.isreg():
+            kind = "a sparse file" if member.issparse() else "not a regular file"
+            raise ParError(f"malformed provider archive: entry {member.name!r} is {kind}; an archive holds "
+                           "claims.jwt and <target>.bin files only")
+        base = member.name.rsplit("/", 1)[-1]
+        stem = base.rsplit(".", 1)[0] if "." in base else base
+        declared += member.size
+        if declared > limit:
+            raise ParError(f"malformed provider archive: its entries declare more than {_mib(limit)} "
+                           f"(entry {member.name!r} declares {member.size} bytes; WAFT_PAR_MAX_BYTES)")
+        if stem == "claims":
+            if claims is not None:
+                raise ParError("malformed provider archive: it has two claims entries")
+            if member.size > max_claims():
+                raise ParError(f"malformed provider archive: its claims entry declares {member.size} bytes, "
+                               f"over the limit of {max_claims()} (WAFT_PAR_MAX_CLAIMS_BYTES)")
+            claims = member
+        elif stem in targets:
+            raise ParError(f"malformed provider archive: target {stem} appears twice")
+        else:
+            targets[stem] = member
+    if claims is None:
         raise ParError("malformed provider archive: it has no claims.jwt")
     if not targets:
         raise ParError("malformed provider archive: it has no target binaries (<target>.bin entries)")
+    return claims, targets
+
+
+def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    """A member's bytes, never more than it declared (which `_members` already bounded)."""
+    handle = tar.extractfile(member)
+    content = handle.read(member.size) if handle else b""
+    if len(content) != member.size:
+        raise ParError(f"malformed provider archive: entry {member.name} is truncated")
+    return content
+
+
+def load_par(data: bytes, *, verify: bool = True) -> ProviderArchive:
+    """Read a .par / .par.gz; with `verify`, check the signature, key roles and every target hash.
+
+    The claims are read and their signature checked before any target is unpacked, so an archive
+    nobody trusted costs its headers and its token, not its declared contents."""
+    compressed = data[:2] == b"\x1f\x8b"
+    limit = max_unpacked()
+    raw = _gunzip(data, limit) if compressed else data
     try:
-        claims = jwt.decode(token) if verify else jwt.decode_unverified(token)
-    except ClaimsError as exc:
-        raise ParError(f"provider archive claims refused: {exc}") from None
-    meta = claims.get("wascap")
-    if not isinstance(meta, dict) or "capid" not in meta:
-        raise ParError("provider archive claims have no wascap provider metadata (capid, target_hashes)")
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            claims_member, members = _members(tar, limit)
+            token = _read(tar, claims_member).decode("utf-8", "replace").strip()
+            try:
+                claims = jwt.decode(token) if verify else jwt.decode_unverified(token)
+            except ClaimsError as exc:
+                raise ParError(f"provider archive claims refused: {exc}") from None
+            meta = claims.get("wascap")
+            if not isinstance(meta, dict) or "capid" not in meta:
+                raise ParError("provider archive claims have no wascap provider metadata (capid, target_hashes)")
+            targets = {stem: _read(tar, member) for stem, member in members.items()}
+    except ParError:
+        raise
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ParError(f"malformed provider archive: not a valid tar{' inside the gzip' if compressed else ''} "
+                       f"({exc})") from None
     archive = ProviderArchive(token, claims, targets, compressed, verify, meta)
     if verify:
         _verify(archive)
     return archive
 
 
+def _check_key(public_key: str, role: Role, what: str) -> None:
+    """A real nkeys public key of `role` (prefix, base32, CRC): the service key becomes a directory name."""
+    try:
+        found, _ = decode_public_key(public_key)
+    except KeyError_ as exc:
+        raise ParError(f"provider archive {what} {public_key[:12]!r} is not a valid public key ({exc})") from None
+    if found is not role:
+        raise ParError(f"provider archive {what} {public_key[:8]}… is not a{'n' if role is Role.ACCOUNT else ''} "
+                       f"{role.name.lower()} key ({role.letter}…)")
+
+
+def _check_revision(archive: ProviderArchive) -> int:
+    """`rev` and `iat` as wascap writes them: integers; the revision becomes a directory name."""
+    for name, value in (("rev", archive.meta.get("rev", 0)), ("iat", archive.claims.get("iat", 0))):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ParError(f"provider archive claims have a {name} that is not a non-negative integer: {value!r}")
+    return archive.revision
+
+
 def _verify(archive: ProviderArchive) -> None:
-    if not archive.issuer.startswith("A"):
-        raise ParError(f"provider archive issuer {archive.issuer[:8]}… is not an account key (A…)")
-    if not archive.service.startswith("V"):
-        raise ParError(f"provider archive subject {archive.service[:8]}… is not a service key (V…)")
+    _check_key(archive.issuer, Role.ACCOUNT, "issuer")
+    _check_key(archive.service, Role.SERVICE, "subject")
+    _check_revision(archive)
     hashes = archive.meta.get("target_hashes")
     if not isinstance(hashes, dict):
         raise ParError("provider archive claims have no target_hashes")
@@ -299,23 +366,24 @@ def extract_python_target(archive: ProviderArchive) -> tuple[Path, str]:
         raise ParError(f"provider archive {archive.name or archive.service} has no {PYTHON_TARGET} target "
                        f"(it has {', '.join(sorted(archive.targets))}); Waft runs Python providers only")
     digest = target_hash(data)
-    dest = par_cache_root() / archive.service / str(archive.revision)
+    root = par_cache_root().resolve()
+    dest = _under(root, root / _service_dir(archive) / str(_check_revision(archive)))
     marker = dest / ".waft-target-sha256"
     if not (marker.is_file() and marker.read_text().strip() == digest):
         dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".extract-"))
+        staging = _under(root, Path(tempfile.mkdtemp(dir=dest.parent, prefix=".extract-")))
         try:
             _unzip(data, staging)
             (staging / marker.name).write_text(digest + "\n")
             if dest.exists():
-                shutil.rmtree(dest, ignore_errors=True)
+                shutil.rmtree(_under(root, dest), ignore_errors=True)
             try:
                 os.rename(staging, dest)
             except OSError:  # another host sharing $WAFT_HOME got there first
                 if not (marker.is_file() and marker.read_text().strip() == digest):
                     raise
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(_under(root, staging), ignore_errors=True)
     try:
         module = json.loads((dest / METADATA).read_text())["module"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -325,17 +393,32 @@ def extract_python_target(archive: ProviderArchive) -> tuple[Path, str]:
     return dest, module
 
 
+def _service_dir(archive: ProviderArchive) -> str:
+    """The service key, checked again here: an archive loaded unverified never went through `_verify`."""
+    _check_key(archive.service, Role.SERVICE, "subject")
+    return archive.service
+
+
+def _under(root: Path, path: Path) -> Path:
+    """`path`, resolved, when it lies strictly inside `root`; the PAR cache writes and removes nothing else."""
+    resolved = path.resolve()
+    if root not in resolved.parents:
+        raise ParError(f"refusing to write or remove {path}: it is outside the provider archive cache {root}")
+    return resolved
+
+
 def _unzip(data: bytes, dest: Path) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            total = 0
+            total, limit = 0, max_unpacked()
             for info in archive.infolist():
                 target = (dest / info.filename).resolve()
                 if info.filename.startswith("/") or dest.resolve() not in target.parents:
                     raise ParError(f"the {PYTHON_TARGET} target has an unsafe path {info.filename!r}")
                 total += info.file_size
-                if total > MAX_UNPACKED:
-                    raise ParError(f"the {PYTHON_TARGET} target unpacks to more than {MAX_UNPACKED >> 20} MiB")
+                if total > limit:
+                    raise ParError(f"the {PYTHON_TARGET} target unpacks to more than {_mib(limit)} "
+                                   "(WAFT_PAR_MAX_BYTES)")
             archive.extractall(dest)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise ParError(f"the {PYTHON_TARGET} target is not a valid zip ({exc})") from None
