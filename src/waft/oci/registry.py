@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import oras.auth
 import oras.container
@@ -25,6 +25,7 @@ import oras.provider
 import oras.utils
 import requests
 
+from waft.config import int_setting
 from waft.oci import cache
 from waft.oci.refs import OciError, OciRef, check_latest
 
@@ -41,8 +42,23 @@ ACCEPTED_LAYERS = (ACTOR_LAYER, PROVIDER_LAYER, OCI_TAR_LAYER)
 TITLE = "org.opencontainers.image.title"
 EMPTY_CONFIG = b"{}"
 TIMEOUT = (10.0, 120.0)  # connect, read
+#: The most a pulled layer may be: generous for a provider archive, far below what would hurt a host.
+MAX_BLOB_BYTES = 256 << 20
+#: distribution refuses manifests over 4 MiB when they are pushed, so a larger answer is not one.
+MAX_MANIFEST_BYTES = 4 << 20
+CHUNK = 256 * 1024
 
 Progress = Callable[[str, int, int], None]
+T = TypeVar("T")
+
+
+def max_blob_bytes() -> int:
+    """`WAFT_OCI_MAX_BLOB_BYTES`: a layer declaring more is refused before a byte of it is fetched."""
+    return int_setting("oci_max_blob_bytes", MAX_BLOB_BYTES)
+
+
+def max_manifest_bytes() -> int:
+    return int_setting("oci_max_manifest_bytes", MAX_MANIFEST_BYTES)
 
 
 @dataclass(frozen=True)
@@ -113,7 +129,7 @@ def connect(ref: OciRef, *, insecure: bool) -> tuple[_Client, oras.container.Con
     return client, container
 
 
-def _request(client: _Client, ref: OciRef, what: str, call: Callable[[], requests.Response]) -> requests.Response:
+def _request(client: _Client, ref: OciRef, what: str, call: Callable[[], T]) -> T:
     """Run one request, turning transport failures into an OciError that says what to do."""
     try:
         return call()
@@ -137,10 +153,23 @@ def _short(exc: BaseException) -> str:
     return (found.group(0) if found else text).split(" (_ssl.c")[0].strip()[:200]
 
 
-def _errors(response: requests.Response) -> str:
+def _read_bounded(response: requests.Response, limit: int, what: str, setting_name: str) -> bytes:
+    """The body, refused once it passes `limit` (announced or not): a registry's answer is never buffered whole."""
+    announced = response.headers.get("Content-Length", "")
+    if announced.isdigit() and int(announced) > limit:
+        raise OciError(f"{what} is {announced} bytes, over the limit of {limit} ({setting_name}); refused")
+    out = bytearray()
+    for chunk in response.iter_content(chunk_size=CHUNK):
+        out.extend(chunk)
+        if len(out) > limit:
+            raise OciError(f"{what} is more than {limit} bytes ({setting_name}); refused")
+    return bytes(out)
+
+
+def _errors(response: requests.Response, body: bytes | None = None) -> str:
     """`CODE: message` of an OCI error body, or the HTTP status."""
     try:
-        errors = response.json().get("errors") or []
+        errors = (json.loads(body) if body is not None else response.json()).get("errors") or []
         parts = [f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict)]
     except (ValueError, AttributeError):
         parts = []
@@ -228,9 +257,12 @@ def pull(ref: OciRef | str, *, insecure: bool = False, allow_latest: bool = Fals
         manifest_bytes = _fetch_manifest(client, container, ref)
     manifest_digest = ref.digest or cache.digest_of(manifest_bytes)
     layer = _pick_layer(ref, manifest_bytes)
-    digest, size, media_type = layer["digest"], layer.get("size"), layer["mediaType"]
+    digest, size, media_type = layer["digest"], layer["size"], layer["mediaType"]
     data = cache.read("blobs", digest)
     cached = data is not None
+    if data is not None and len(data) != size:
+        raise OciError(f"size mismatch pulling {ref}: the manifest says {size} bytes, the blob {digest} has "
+                       f"{len(data)}; refused")
     if data is None:
         data = _download(client, container, ref, digest, size, progress)
         cache.write("blobs", digest, data)
@@ -247,13 +279,20 @@ def pull(ref: OciRef | str, *, insecure: bool = False, allow_latest: bool = Fals
 
 def _fetch_manifest(client: _Client, container: oras.container.Container, ref: OciRef) -> bytes:
     url = f"{client.prefix}://{container.manifest_url(ref.reference)}"
-    response = _request(client, ref, f"pull {ref}", lambda: client.do_request(
-        url, "GET", headers={"Accept": ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, *INDEX_TYPES))}))
+    limit = max_manifest_bytes()
+
+    def fetch() -> tuple[requests.Response, bytes]:
+        response = client.do_request(url, "GET", stream=True, headers={
+            "Accept": ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, *INDEX_TYPES))})
+        with response:
+            return response, _read_bounded(response, limit, f"the manifest of {ref}", "WAFT_OCI_MAX_MANIFEST_BYTES")
+
+    response, body = _request(client, ref, f"pull {ref}", fetch)
     if response.status_code == 404:
-        raise OciError(f"{ref} not found in the registry: no such repository, tag or digest ({_errors(response)})")
+        raise OciError(f"{ref} not found in the registry: no such repository, tag or digest "
+                       f"({_errors(response, body)})")
     if response.status_code != 200:
-        raise OciError(f"cannot pull {ref}: {_errors(response)}")
-    body = response.content
+        raise OciError(f"cannot pull {ref}: {_errors(response, body)}")
     if ref.digest and cache.digest_of(body) != ref.digest:
         raise OciError(f"the registry answered {ref} with a manifest whose digest is {cache.digest_of(body)}; "
                        "refused")
@@ -280,35 +319,47 @@ def _pick_layer(ref: OciRef, manifest_bytes: bytes) -> dict[str, Any]:
     layer = wanted[0]
     if not isinstance(layer.get("digest"), str):
         raise OciError(f"the manifest of {ref} has a layer without a digest")
+    size, limit = layer.get("size"), max_blob_bytes()
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise OciError(f"the manifest of {ref} has a layer without a valid size ({size!r})")
+    if size > limit:
+        raise OciError(f"{ref} is {size} bytes, over the limit of {limit} (WAFT_OCI_MAX_BLOB_BYTES); refused "
+                       "before downloading it")
     return layer
 
 
 def _download(client: _Client, container: oras.container.Container, ref: OciRef, digest: str,
-              size: int | None, progress: Progress | None) -> bytes:
+              size: int, progress: Progress | None) -> bytes:
+    """Stream the blob, stopping the moment it passes the size the manifest declared (already bounded)."""
     what = f"pull {ref}"
     url = f"{client.prefix}://{container.get_blob_url(digest)}"
     hasher = hashlib.sha256()
     out = bytearray()
-    total = size if isinstance(size, int) else 0
 
-    def fetch() -> requests.Response:
+    def fetch() -> None:
         response = client.do_request(url, "GET", stream=True)
-        if response.status_code != 200:
-            return response
-        for chunk in response.iter_content(chunk_size=256 * 1024):
-            hasher.update(chunk)
-            out.extend(chunk)
-            if progress:
-                progress(ref.name, len(out), max(total, len(out)))
-        return response
+        with response:
+            if response.status_code != 200:
+                body = _read_bounded(response, MAX_MANIFEST_BYTES, f"the error answer to {what}", "error bodies")
+                raise OciError(f"cannot {what}: blob {digest}: {_errors(response, body)}")
+            announced = response.headers.get("Content-Length", "")
+            if announced.isdigit() and int(announced) != size:
+                raise OciError(f"size mismatch pulling {ref}: the manifest says {size} bytes, the registry "
+                               f"announces {announced}; refused")
+            for chunk in response.iter_content(chunk_size=CHUNK):
+                if len(out) + len(chunk) > size:
+                    raise OciError(f"size mismatch pulling {ref}: the registry sent more than the {size} bytes the "
+                                   "manifest says; refused")
+                hasher.update(chunk)
+                out.extend(chunk)
+                if progress:
+                    progress(ref.name, len(out), size)
 
-    response = _request(client, ref, what, fetch)
-    if response.status_code != 200:
-        raise OciError(f"cannot {what}: blob {digest}: {_errors(response)}")
+    _request(client, ref, what, fetch)
+    if size != len(out):
+        raise OciError(f"size mismatch pulling {ref}: the manifest says {size} bytes, got {len(out)}")
     actual = "sha256:" + hasher.hexdigest()
     if actual != digest:
         raise OciError(f"digest mismatch pulling {ref}: the manifest says {digest}, the registry sent bytes "
                        f"hashing to {actual}; refused")
-    if isinstance(size, int) and size != len(out):
-        raise OciError(f"size mismatch pulling {ref}: the manifest says {size} bytes, got {len(out)}")
     return bytes(out)
