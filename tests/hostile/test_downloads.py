@@ -1,20 +1,24 @@
-"""Downloads from a registry that lies about sizes: refused before (or while) reading, never buffered whole.
+"""Downloads from servers that lie about sizes: refused before (or while) reading, never buffered whole.
 
-The registry is the real one (Debian's docker-registry); the lies are manifests pushed to it by hand,
-which it stores and serves as any registry would.
+The registry is the real one (Debian's docker-registry); its lies are manifests pushed to it by hand,
+which it stores and serves as any registry would. The bindle server is a small aiohttp app here,
+since ours never sends more than a label says.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from aiohttp import web
 from waft_testing import docker_registry
 
+from waft.bindle.client import BindleClient, BindleError
 from waft.oci import OciError, cache, pull
 from waft.oci.registry import ACTOR_CONFIG, ACTOR_LAYER, EMPTY_CONFIG, OCI_MANIFEST, push
 
@@ -81,3 +85,102 @@ def test_manifest_over_its_limit_is_refused(registry: str, monkeypatch: pytest.M
     monkeypatch.setenv("WAFT_OCI_MAX_MANIFEST_BYTES", "100")
     with pytest.raises(OciError, match=r"manifest .*over the limit of 100 .*WAFT_OCI_MAX_MANIFEST_BYTES"):
         pull(f"{registry}/hostile/manifest:1", insecure=True)
+
+
+# ------------------------------------------------------------------------------------- bindle parcels
+class LyingBindle:
+    """A bindle server that answers invoices honestly or padded, and parcels with what the test says."""
+
+    def __init__(self) -> None:
+        self.parcel = b""
+        self.label_size = 0
+        self.padding = 0  # bytes of annotation added to the invoice
+        self.flood = 0  # when set: the parcel body is this many bytes, streamed without a Content-Length
+        self.sent = 0
+
+    def invoice(self) -> str:
+        sha = hashlib.sha256(self.parcel).hexdigest()
+        return "\n".join(['bindleVersion = "1.0.0"', "", "[bindle]", 'name = "liar"', 'version = "1.0.0"', "",
+                          "[annotations]", f'pad = "{"x" * self.padding}"', "",
+                          "[[parcel]]", f"label.sha256 = '{sha}'", "label.mediaType = 'application/octet-stream'",
+                          "label.name = 'model.onnx'", f"label.size = {self.label_size}", ""])
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if "@" not in request.match_info["tail"]:
+            return web.Response(body=self.invoice().encode(), content_type="application/toml")
+        if not self.flood:
+            return web.Response(body=self.parcel)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        block = b"\0" * (256 << 10)
+        while self.sent < self.flood:
+            await response.write(block)
+            self.sent += len(block)
+        await response.write_eof()
+        return response
+
+
+@pytest.fixture
+async def liar() -> AsyncIterator[tuple[LyingBindle, str]]:
+    server = LyingBindle()
+    app = web.Application()
+    app.router.add_route("GET", "/v1/{tail:.*}", server.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield server, f"http://127.0.0.1:{port}/v1/"
+    finally:
+        await runner.cleanup()
+
+
+async def test_parcel_longer_than_its_label_is_refused(liar: tuple[LyingBindle, str], tmp_path: Path) -> None:
+    server, url = liar
+    server.parcel = os.urandom(100_000)
+    server.label_size = len(server.parcel) - 1  # the sha is right, the size is not
+    sha = hashlib.sha256(server.parcel).hexdigest()
+    async with BindleClient(url, cache_dir=tmp_path / "cache") as client:
+        with pytest.raises(BindleError, match=f"{server.label_size}"):
+            await client.get_parcel("liar/1.0.0", sha)
+    assert not [p for p in (tmp_path / "cache").glob("*")]
+
+
+async def test_endless_parcel_stops_one_byte_past_its_label(liar: tuple[LyingBindle, str], tmp_path: Path) -> None:
+    server, url = liar
+    server.parcel = b"a small model"
+    server.label_size = len(server.parcel)
+    server.flood = 64 << 20
+    sha = hashlib.sha256(server.parcel).hexdigest()
+    async with BindleClient(url, cache_dir=tmp_path / "cache") as client:
+        with pytest.raises(BindleError, match=f"more than the {server.label_size} bytes"):
+            await client.get_parcel("liar/1.0.0", sha)
+    assert not [p for p in (tmp_path / "cache").glob("*")]
+
+
+async def test_parcel_over_the_download_limit_is_not_fetched(liar: tuple[LyingBindle, str], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    server, url = liar
+    server.parcel = os.urandom(8192)
+    server.label_size = len(server.parcel)
+    monkeypatch.setenv("WAFT_BINDLE_MAX_DOWNLOAD_BYTES", "4096")
+    async with BindleClient(url, cache_dir=tmp_path / "cache") as client:
+        with pytest.raises(BindleError, match="WAFT_BINDLE_MAX_DOWNLOAD_BYTES"):
+            await client.get_parcel("liar/1.0.0", hashlib.sha256(server.parcel).hexdigest())
+    monkeypatch.delenv("WAFT_BINDLE_MAX_DOWNLOAD_BYTES")
+    async with BindleClient(url, cache_dir=tmp_path / "cache") as client:
+        path = await client.get_parcel("liar/1.0.0", hashlib.sha256(server.parcel).hexdigest())
+    assert path.read_bytes() == server.parcel
+
+
+async def test_invoice_reads_are_bounded(liar: tuple[LyingBindle, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    server, url = liar
+    server.parcel, server.label_size, server.padding = b"x", 1, 64 << 10
+    monkeypatch.setenv("WAFT_BINDLE_MAX_RESPONSE_BYTES", "4096")
+    async with BindleClient(url) as client:
+        with pytest.raises(BindleError, match=r"over the limit of 4096 .*WAFT_BINDLE_MAX_RESPONSE_BYTES"):
+            await client.get_invoice("liar/1.0.0")
+        server.padding = 16
+        assert (await client.get_invoice("liar/1.0.0")).parcels[0].label.size == 1

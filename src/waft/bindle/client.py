@@ -37,7 +37,7 @@ from waft.bindle.cache import ParcelCache
 from waft.bindle.ids import BindleId, check_sha
 from waft.bindle.invoice import Invoice, InvoiceError, Label, label_from_dict
 from waft.bindle.search import Matches
-from waft.config import setting
+from waft.config import int_setting, setting
 from waft.errors import WaftError
 
 DEFAULT_URL = "http://127.0.0.1:8080/v1/"
@@ -48,6 +48,10 @@ READ_TIMEOUT = 60.0
 CHUNK = 1 << 20
 #: Transfers at least this large get a progress bar when progress is on.
 PROGRESS_THRESHOLD = 8 << 20
+#: The largest parcel this client downloads, as the server's default upload limit.
+MAX_PARCEL_BYTES = 8 << 30
+#: The largest invoice, search result or error body read (the server refuses invoices over 4 MiB).
+MAX_RESPONSE_BYTES = 16 << 20
 
 T = TypeVar("T")
 Kind = Literal["invoice", "parcel", "other"]
@@ -91,6 +95,15 @@ class ServerError(BindleError):
     """5xx, or the server could not be reached."""
 
 
+def max_parcel_bytes() -> int:
+    """`WAFT_BINDLE_MAX_DOWNLOAD_BYTES`: a parcel whose label declares more is refused before it is fetched."""
+    return int_setting("bindle_max_download_bytes", MAX_PARCEL_BYTES)
+
+
+def max_response_bytes() -> int:
+    return int_setting("bindle_max_response_bytes", MAX_RESPONSE_BYTES)
+
+
 def default_url() -> str:
     """`WAFT_BINDLE_URL`, else bindle's `BINDLE_URL`, else the local server `waft up` starts."""
     return setting("bindle_url", DEFAULT_URL, also=("BINDLE_URL",)) or DEFAULT_URL
@@ -123,6 +136,8 @@ class BindleClient:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
             self._headers["Authorization"] = f"Basic {token}"
         self.cache = ParcelCache(cache_dir)
+        #: sha256 -> size, from every invoice this client read: how much each parcel may be.
+        self._sizes: dict[str, int] = {}
         self.progress = progress
         self._timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT,
                                               sock_connect=CONNECT_TIMEOUT, sock_read=read_timeout)
@@ -154,7 +169,8 @@ class BindleClient:
                        **kwargs: Any) -> tuple[int, bytes]:
         try:
             async with self._http().request(method, self._url(path, query), **kwargs) as resp:
-                body = await resp.read()
+                # A HEAD answer announces the resource's length but has no body to bound.
+                body = b"" if method == "HEAD" else await _read_bounded(resp, max_response_bytes())
                 _raise_for_status(resp.status, body, kind)
                 return resp.status, body
         except aiohttp.ClientError as exc:
@@ -169,7 +185,9 @@ class BindleClient:
         bid = _id(bid)
         _, body = await self._request("GET", f"_i/{bid}", "invoice",
                                       query={"yanked": "true"} if yanked else None)
-        return _decode(lambda: Invoice.from_toml(body))
+        invoice: Invoice = _decode(lambda: Invoice.from_toml(body))
+        self._sizes.update({p.label.sha256.lower(): p.label.size for p in invoice.parcels})
+        return invoice
 
     async def create_invoice(self, invoice: Invoice | str | bytes) -> tuple[Invoice, list[Label]]:
         """Returns the stored (host-signed) invoice and the labels whose parcels the server lacks."""
@@ -221,33 +239,57 @@ class BindleClient:
         await self._request("POST", path, "parcel", data=_read_file(file, self._bar(f"push {file.name}", size)),
                             headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"})
 
-    async def get_parcel(self, bid: BindleId | str, sha: str) -> Path:
+    async def get_parcel(self, bid: BindleId | str, sha: str, *, size: int | None = None) -> Path:
         """The parcel as a file in the local cache: downloaded (streamed, digest-checked) on a miss,
-        returned straight away on a hit."""
+        re-hashed on a hit (a cached file that no longer matches is dropped and fetched again).
+
+        The download stops at the size the parcel's label declares: `size`, else the label of an
+        invoice this client already read, else the invoice is read first to learn it."""
         check_sha(sha)
-        cached = self.cache.get(sha)
+        cached = await asyncio.to_thread(self.cache.get, sha)
         if cached is not None:
             return cached
+        declared = size if size is not None else await self._declared_size(_id(bid), sha)
+        if declared > max_parcel_bytes():
+            raise BindleError(f"parcel {sha} is {declared} bytes, over the download limit of {max_parcel_bytes()} "
+                              "(WAFT_BINDLE_MAX_DOWNLOAD_BYTES); nothing fetched")
         part = self.cache.part_file(sha)
         try:
-            await self._download(f"_i/{_id(bid)}@{sha}", part, sha)
+            await self._download(f"_i/{_id(bid)}@{sha}", part, sha, declared)
             return self.cache.commit(part, sha)
         finally:
             part.unlink(missing_ok=True)
+
+    async def _declared_size(self, bid: BindleId, sha: str) -> int:
+        if sha.lower() not in self._sizes:
+            await self.get_invoice(bid, yanked=True)
+        try:
+            return self._sizes[sha.lower()]
+        except KeyError:
+            raise ParcelNotFound(f"bindle {bid} has no parcel {sha}") from None
 
     async def read_parcel(self, bid: BindleId | str, sha: str) -> bytes:
         """Convenience for small parcels (metadata JSON): the bytes, via the cache."""
         path = await self.get_parcel(bid, sha)
         return await asyncio.to_thread(path.read_bytes)
 
-    async def _download(self, path: str, dest: Path, sha: str) -> None:
+    async def _download(self, path: str, dest: Path, sha: str, size: int) -> None:
         try:
             async with self._http().get(self._url(path), headers={"Accept": "*/*"}) as resp:
                 if resp.status != 200:
-                    _raise_for_status(resp.status, await resp.read(), "parcel")
+                    _raise_for_status(resp.status, await _read_bounded(resp, max_response_bytes()), "parcel")
+                if resp.content_length is not None and resp.content_length != size:
+                    raise BindleError(f"the server announces {resp.content_length} bytes for parcel {sha}, whose "
+                                      f"label says {size}; nothing cached")
                 hasher = hashlib.sha256()
-                with self._bar(f"pull {sha[:12]}", resp.content_length) as advance, dest.open("wb") as fh:
-                    async for chunk in resp.content.iter_chunked(CHUNK):
+                received = 0
+                with self._bar(f"pull {sha[:12]}", size) as advance, dest.open("wb") as fh:
+                    # Read at most one byte past the label: enough to tell an overrun, never more.
+                    while chunk := await resp.content.read(min(CHUNK, size + 1 - received)):
+                        received += len(chunk)
+                        if received > size:
+                            raise BindleError(f"the server sent more than the {size} bytes the label of parcel "
+                                              f"{sha} declares; nothing cached")
                         hasher.update(chunk)
                         await asyncio.to_thread(fh.write, chunk)
                         advance(len(chunk))
@@ -255,6 +297,8 @@ class BindleClient:
             raise ServerError(f"download from {self.base_url} failed ({exc})") from None
         except TimeoutError:
             raise ServerError(f"download from {self.base_url} stalled") from None
+        if received != size:
+            raise BindleError(f"downloaded parcel {sha} has {received} bytes, its label says {size}; nothing cached")
         if hasher.hexdigest() != sha.lower():
             raise BindleError(f"downloaded parcel hashes to {hasher.hexdigest()}, not {sha}; nothing cached")
 
@@ -319,8 +363,8 @@ class SyncBindleClient:
     def upload_parcel(self, bid: BindleId | str, sha: str, data: ParcelData) -> None:
         return self._run(self.client.upload_parcel(bid, sha, data))
 
-    def get_parcel(self, bid: BindleId | str, sha: str) -> Path:
-        return self._run(self.client.get_parcel(bid, sha))
+    def get_parcel(self, bid: BindleId | str, sha: str, *, size: int | None = None) -> Path:
+        return self._run(self.client.get_parcel(bid, sha, size=size))
 
     def missing_parcels(self, bid: BindleId | str) -> list[Label]:
         return self._run(self.client.missing_parcels(bid))
@@ -346,6 +390,21 @@ def _decode(fn: Any) -> Any:
         return fn()
     except (InvoiceError, tomllib.TOMLDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ServerError(f"the server sent a response this client cannot read: {exc}") from None
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """A response body, refused once it passes `limit` (announced or not), so a server cannot make the
+    client buffer without end."""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise ServerError(f"the server's answer is {resp.content_length} bytes, over the limit of {limit} "
+                          "(WAFT_BINDLE_MAX_RESPONSE_BYTES)", resp.status)
+    body = await resp.content.read(limit + 1)
+    while len(body) <= limit and (more := await resp.content.read(limit + 1 - len(body))):
+        body += more
+    if len(body) > limit:
+        raise ServerError(f"the server's answer is more than {limit} bytes (WAFT_BINDLE_MAX_RESPONSE_BYTES)",
+                          resp.status)
+    return body
 
 
 def _error_text(body: bytes) -> str:
