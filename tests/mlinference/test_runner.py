@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import numpy as np
 import pytest
@@ -146,3 +147,57 @@ def test_onnx_sessions_spin_only_when_asked():
     finally:
         quiet.close()
         spinning.close()
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_run_under_load_takes_the_single_threaded_twin(tmp_path, cached):
+    """Automatic threads: alone a run uses the wide session, a run that starts while another is in flight
+    the one-thread twin; both answer what onnxruntime answers directly (and the twin reads the cache)."""
+    import threading
+
+    import onnxruntime as ort
+
+    folder = ensure_models() / "effnetlite0"
+    model, meta = folder / "efficientnet-lite0.onnx", ModelMetadata.parse((folder / "metadata.json").read_bytes())
+    cache = tmp_path / "ort-cache"
+    if cached:  # a first load writes the optimised graph; the engine under test then loads from it
+        load_engine(model, meta, ModelOptions(max_concurrent=1), cache).close()
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: every run is single-threaded already")
+    engine = load_engine(model, meta, ModelOptions(max_concurrent=1), cache)
+    try:
+        assert engine.session.get_session_options().intra_op_num_threads == 2
+        assert engine.narrow is not None
+        assert engine.narrow.get_session_options().intra_op_num_threads == 1
+        x = np.random.default_rng(7).standard_normal((1, 3, 224, 224)).astype(np.float32)
+        reference = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {
+            engine.inputs[0].name: x})[0]
+        used: list[object] = []
+        real_runs = {id(engine.session): engine.session.run, id(engine.narrow): engine.narrow.run}
+        inside, release = threading.Event(), threading.Event()
+
+        class Spy:
+            def __init__(self, session: object, hold: bool) -> None:
+                self.session, self.hold = session, hold
+
+            def run(self, *args: object) -> object:
+                used.append(self.session)
+                if self.hold:
+                    inside.set()
+                    release.wait(30)
+                return real_runs[id(self.session)](*args)
+
+        wide, narrow = engine.session, engine.narrow
+        engine.session, engine.narrow = Spy(wide, hold=True), Spy(narrow, hold=False)  # type: ignore[assignment]
+        first = threading.Thread(target=lambda: used.append(engine.run(x)))
+        first.start()
+        assert inside.wait(30)
+        second = engine.run(x)  # starts while the first is in flight
+        release.set()
+        first.join(30)
+        assert used[0] is wide and used[1] is narrow
+        np.testing.assert_allclose(second[0], reference, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(used[2][0], reference, rtol=1e-4, atol=1e-5)
+        engine.session, engine.narrow = wide, narrow
+    finally:
+        engine.close()

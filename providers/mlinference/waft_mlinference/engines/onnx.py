@@ -5,6 +5,11 @@ to the cache; later loads read that file with optimisation off, so a restart ski
 cache key holds the model's sha256, the onnxruntime version, the execution providers and the CPU,
 because ENABLE_ALL output may use hardware-specific kernels (NCHWc) valid only where it was made.
 `InferenceSession.run` is thread-safe, so one session serves every concurrent request.
+
+With automatic threads a second, single-threaded session of the same graph serves a run that starts
+while another is in flight: alone, a run gets its wider intra-op pool (latency); under load, each run
+takes one core and no thread hand-offs (CPU per request). Measured end to end on 2 cores at 30 req/s:
+one effnetlite0 run costs 9.0-9.5 ms of CPU (5.6 ms wall) with two threads and 7.1 ms (7.1 ms wall) with one.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import logging
 import os
 import platform
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,9 @@ from waft_mlinference.metadata import ModelMetadata
 from waft_mlinference.settings import ModelOptions
 
 log = logging.getLogger("waft.mlinference.onnx")
+
+#: Models up to this size get the single-threaded twin session (it holds its own copy of the weights).
+NARROW_TWIN_MAX_BYTES = 256 * 1024 * 1024
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
@@ -111,12 +120,35 @@ class OnnxEngine:
                 os.replace(part, cached)
             self.optimized_cache = cached
         self.optimized_from_cache = part is None and source != str(path)
+        #: The optimised graph on disk (written now or read from the cache), for the twin to load as is.
+        optimized = cached if part is not None and cached.is_file() else (Path(source) if self.optimized_from_cache
+                                                                         else None)
         self.inputs = [_spec(a) for a in self.session.get_inputs()]
         self.outputs = [_spec(a) for a in self.session.get_outputs()]
         self._output_names = [o.name for o in self.outputs]
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.narrow: ort.InferenceSession | None = None
+        automatic = not options.intra_op_threads and not options.spin_wait
+        if automatic and so.intra_op_num_threads > 1 and path.stat().st_size <= NARROW_TWIN_MAX_BYTES:
+            so.intra_op_num_threads = 1
+            so.optimized_model_filepath = ""
+            if optimized is not None:
+                source = str(optimized)
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            self.narrow = ort.InferenceSession(source, sess_options=so, providers=providers)
 
     def run(self, array: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(self._output_names, {self.inputs[0].name: array})
+        with self._lock:
+            alone = self._in_flight == 0
+            self._in_flight += 1
+        try:
+            session = self.session if alone or self.narrow is None else self.narrow
+            return session.run(self._output_names, {self.inputs[0].name: array})
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def close(self) -> None:
         del self.session
+        self.narrow = None
