@@ -8,8 +8,8 @@ because ENABLE_ALL output may use hardware-specific kernels (NCHWc) valid only w
 
 With automatic threads a second, single-threaded session of the same graph serves a run that starts
 while another is in flight: alone, a run gets its wider intra-op pool (latency); under load, each run
-takes one core and no thread hand-offs (CPU per request). Measured end to end on 2 cores at 30 req/s:
-one effnetlite0 run costs 9.0-9.5 ms of CPU (5.6 ms wall) with two threads and 7.1 ms (7.1 ms wall) with one.
+takes one core and no thread hand-offs (CPU per request). Measured in-process on 2 cores:
+one effnetlite0 run costs 9.0-9.5 ms of CPU (5.6 ms wall) with two threads, 7.1 ms (7.1 ms) with one.
 """
 
 from __future__ import annotations
