@@ -7,12 +7,15 @@ Every file is written to `<file>.part` (created with O_EXCL, which doubles as th
 lock), fsynced, then renamed; the rename of `parcel.dat` is the commit point. A parcel directory with
 no `parcel.dat` is therefore garbage: `recover()` removes it at startup, along with stale `.part`
 files a killed server left behind, and a failed upload removes its own files at once (v0.7.1 left the
-directory behind, so a retry got 409 forever).
+directory behind, so a retry got 409 forever). A directory this store creates is fsynced in its parent
+before anything is written into it: a renamed file is durable only once the entry of the directory
+holding it is too, so without that a crash could keep an invoice whose parcel directory vanished.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -108,8 +111,8 @@ class FileStore:
         self.root = Path(root)
         self.invoices_dir = self.root / "invoices"
         self.parcels_dir = self.root / "parcels"
-        self.invoices_dir.mkdir(parents=True, exist_ok=True)
-        self.parcels_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.invoices_dir)
+        make_dirs(self.parcels_dir)
         self.index: dict[str, Invoice] = {}
 
     # -------------------------------------------------------------------------------------- startup
@@ -161,7 +164,7 @@ class FileStore:
         path = self.invoice_file(invoice.id)
         if path.exists():
             raise Exists()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
         _write_atomic(path, invoice.to_toml().encode("utf-8"), replace=False)
         self.index[str(invoice.id)] = invoice
         return self.missing(invoice)
@@ -197,7 +200,7 @@ class FileStore:
         if final.exists():
             raise Exists()
         directory = final.parent
-        directory.mkdir(exist_ok=True)
+        make_dirs(directory)
         part = final.with_name(final.name + PART)
         try:
             fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -281,6 +284,19 @@ def _write_atomic(path: Path, data: bytes, *, replace: bool) -> None:
         if not replace and not path.exists():
             _rmdir_quiet(path.parent)
         raise
+
+
+def make_dirs(directory: Path) -> None:
+    """`mkdir -p`, fsyncing each directory it creates in its parent, outermost first."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another writer made it: its entry is synced all the same
+            path.mkdir()
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:
