@@ -118,7 +118,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-@pytest.mark.xfail(strict=True, reason="waft.up still imports waft.cli.models_cmd for --push-models (moving to waft.models)")
+@pytest.mark.xfail(strict=True, reason="waft.up still imports waft.cli.models_cmd (moving to waft.models)")
 def test_only_the_cli_imports_the_cli() -> None:
     offenders = sorted(f"{module} -> {target}" for module, targets in import_graph().items()
                        if not module.startswith("waft.cli") and module not in CLI_ENTRY_POINTS
