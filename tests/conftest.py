@@ -23,10 +23,12 @@ __all__ = ["built_actor", "running_host"]
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keys and caches of the suite never touch the developer's ~/.waft (built actors keep theirs)."""
+    """Keys and caches of the suite never touch the developer's ~/.waft (built actors keep theirs); the models
+    `make models` built in this checkout are the ones every test (and every `waft` it starts) serves."""
     home = tmp_path_factory.mktemp("waft-home")
-    old = {k: os.environ.get(k) for k in ("WAFT_HOME", "PYTHONPATH")}
+    old = {k: os.environ.get(k) for k in ("WAFT_HOME", "PYTHONPATH", "WAFT_MODELS_DIR")}
     os.environ["WAFT_HOME"] = str(home)
+    os.environ["WAFT_MODELS_DIR"] = old["WAFT_MODELS_DIR"] or str(ROOT / "build" / "models")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), old["PYTHONPATH"]]))
     yield
     for key, value in old.items():

@@ -152,15 +152,11 @@ async def _start_dashboard(tasks: asyncio.TaskGroup, address: str, nats_url: str
 
 async def _push_models(bindle_url: str) -> None:
     """Upload every locally built or imported model; a re-push uploads nothing."""
-    from waft import models
-    from waft.bindle.client import BindleClient
-    from waft.cli.models_cmd import bindle_base, push_model
+    from waft.models.store import push_local
 
-    local = dict(models.local_models())
-    async with BindleClient(bindle_base(bindle_url)) as client:
-        for route, directory in local.items():
-            result = await push_model(client, directory)
-            log.info("model %s: invoice %s, %d parcel(s) uploaded", route, result["invoice"], result["uploaded"])
+    for result in await push_local(bindle_url):
+        log.info("model %s: invoice %s, %d parcel(s) uploaded", result["route"], result["invoice"],
+                 result["uploaded"])
 
 
 async def _deploy(nats_url: str, prefix: str, manifest_path: Path, host_id: str) -> None:
@@ -193,8 +189,9 @@ class AppHttp:
 
 def app_http(manifest_path: Path) -> AppHttp | None:
     """The app's httpserver address (0.0.0.0 and [::] read as loopback) and, when the same actor has an
-    mlinference link, its model to try: effnetlite0 when served, else the first of its zoo."""
+    mlinference link, its model to try (the registry's default classifier when served, else the first of its zoo)."""
     from waft.app import Manifest
+    from waft.models import route_to_try
     from waft.provider.link_values import SettingsError, b64_json, json_object, lowercase_keys
 
     manifest = Manifest.load(manifest_path)
@@ -221,8 +218,7 @@ def app_http(manifest_path: Path) -> AppHttp | None:
                 continue
             zoo = (config.get("models") or {}).get("zoo") if isinstance(config.get("models"), dict) else None
             models += list(zoo) if isinstance(zoo, dict) else []
-        model = "effnetlite0" if "effnetlite0" in models else (models[0] if models else None)
-        return AppHttp(f"http://{host}:{port}", model)
+        return AppHttp(f"http://{host}:{port}", route_to_try(models))
     return None
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 #: Where each shipped import root lives: the core package and each provider's package.
 SOURCE_ROOTS = (ROOT / "src", ROOT / "providers" / "httpserver", ROOT / "providers" / "mlinference")
@@ -118,7 +116,6 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-@pytest.mark.xfail(strict=True, reason="waft.up still imports waft.cli.models_cmd (moving to waft.models)")
 def test_only_the_cli_imports_the_cli() -> None:
     offenders = sorted(f"{module} -> {target}" for module, targets in import_graph().items()
                        if not module.startswith("waft.cli") and module not in CLI_ENTRY_POINTS

@@ -1,4 +1,7 @@
-"""`waft models`: add refuses wrong files, fetch fails clearly without a source, push fills a bindle server."""
+"""`waft models`: add refuses wrong files, fetch fails clearly without a source, push fills a bindle server.
+
+Refusals are the library's (`waft.models.store`), so they arrive as WaftError, which the CLI prints in one line.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from aiohttp import web
 from waft import models
 from waft.bindle.server import ServerConfig, create_app
 from waft.cli.main import build_parser
-from waft.cli.output import CliError
+from waft.errors import WaftError
 
 
 async def _run(argv: list[str]) -> int:
@@ -81,7 +84,7 @@ async def test_list_shows_every_model(built_models: Path, home: Path, capsys: py
 async def test_add_refuses_wrong_size(home: Path, tmp_path: Path) -> None:
     bogus = tmp_path / "mobilenetv2-7.onnx"
     bogus.write_bytes(b"<html>404</html>")
-    with pytest.raises(CliError) as err:
+    with pytest.raises(WaftError) as err:
         await _run(["models", "add", "mobilenetv27", str(bogus)])
     message = str(err.value)
     assert "\n" not in message and "16 bytes" in message and "13963115" in message
@@ -94,13 +97,13 @@ async def test_add_refuses_wrong_sha256_of_right_size(home: Path, tmp_path: Path
     entry, data = small_zoo_entry
     bogus = tmp_path / "squeezenet.onnx"
     bogus.write_bytes(bytes(len(data)))
-    with pytest.raises(CliError, match=f"sha256 {hashlib.sha256(bytes(len(data))).hexdigest()}.*{entry.sha256}"):
+    with pytest.raises(WaftError, match=f"sha256 {hashlib.sha256(bytes(len(data))).hexdigest()}.*{entry.sha256}"):
         await _run(["models", "add", "squeezenetv117", str(bogus)])
 
 
 async def test_add_unknown_model_names_the_known_ones(home: Path, tmp_path: Path) -> None:
     (tmp_path / "x.onnx").write_bytes(b"x")
-    with pytest.raises(CliError, match=r"unknown model 'resnet'.*mobilenetv27"):
+    with pytest.raises(WaftError, match=r"unknown model 'resnet'.*mobilenetv27"):
         await _run(["models", "add", "resnet", str(tmp_path / "x.onnx")])
 
 
@@ -125,7 +128,7 @@ async def test_fetch_downloads_and_verifies(home: Path, small_zoo_entry: tuple[m
     url, files = file_server
     files["good.onnx"] = data
     files["bad.onnx"] = data[:-1] + b"\0"
-    with pytest.raises(CliError, match=r"refusing .*sha256"):
+    with pytest.raises(WaftError, match=r"refusing .*sha256"):
         await _run(["models", "fetch", "squeezenetv117", "--url", f"{url}/bad.onnx"])
     assert not (home / "models" / "squeezenetv117" / "invoice.toml").exists()
     assert await _run(["models", "fetch", "squeezenetv117", "--url", f"{url}/good.onnx"]) == 0
@@ -136,9 +139,9 @@ async def test_fetch_downloads_and_verifies(home: Path, small_zoo_entry: tuple[m
 async def test_fetch_without_a_reachable_source_fails_clearly(home: Path,
                                                               file_server: tuple[str, dict[str, bytes]]) -> None:
     url, _files = file_server
-    with pytest.raises(CliError, match=r"cannot download mobilenetv2-7\.onnx .*404.*waft models add mobilenetv27"):
+    with pytest.raises(WaftError, match=r"cannot download mobilenetv2-7\.onnx .*404.*waft models add mobilenetv27"):
         await _run(["models", "fetch", "mobilenetv27", "--url", f"{url}/missing.onnx"])
-    with pytest.raises(CliError, match=r"cannot download .*waft models add mobilenetv27 FILE"):
+    with pytest.raises(WaftError, match=r"cannot download .*waft models add mobilenetv27 FILE"):
         await _run(["models", "fetch", "mobilenetv27", "--url", f"http://127.0.0.1:{_closed_port()}/x.onnx",
                     "--timeout", "10"])
 
@@ -172,10 +175,10 @@ async def test_push_fills_a_bindle_server(built_models: Path, home: Path, tmp_pa
 
 
 async def test_push_unknown_local_route_fails(built_models: Path, home: Path) -> None:
-    with pytest.raises(CliError, match="no built or imported copy of mobilenetv27"):
+    with pytest.raises(WaftError, match="no built or imported copy of mobilenetv27"):
         await _run(["models", "push", "--bindle-url", f"http://127.0.0.1:{_closed_port()}", "mobilenetv27"])
 
 
 async def test_push_to_unreachable_server_fails_clearly(built_models: Path, home: Path) -> None:
-    with pytest.raises(CliError, match=r"bindle server http://127\.0\.0\.1:\d+/v1: pushing identity: cannot reach"):
+    with pytest.raises(WaftError, match=r"bindle server http://127\.0\.0\.1:\d+/v1: pushing identity: cannot reach"):
         await _run(["models", "push", "--bindle-url", f"http://127.0.0.1:{_closed_port()}", "identity"])

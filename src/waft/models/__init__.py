@@ -4,24 +4,30 @@ Why a registry: the route name (`/effnetlite0/matches`), the bindle id the provi
 a user must supply for a zoo model, and the pre/post-processing it needs must agree everywhere
 (build recipe, CLI, provider, actors). They live here once.
 
-Layout of a model directory (built ones in `build/models/<route>/`, imported ones in
-`$WAFT_HOME/models/<route>/`): the model file, `metadata.json`, `labels.txt` for classifiers and
-`invoice.toml`, the bindle invoice whose parcels are exactly those files.
+Layout of a model directory (`<models dir>/<route>/`): the model file, `metadata.json`, `labels.txt` for
+classifiers and `invoice.toml`, the bindle invoice whose parcels are exactly those files. Built models are
+found in the models dir (`--models-dir`, `$WAFT_MODELS_DIR`, else `$WAFT_HOME/models`; a checkout's
+`make` targets point it at `build/models`), imported ones in `$WAFT_HOME/models`. Nothing here looks for
+the source tree, so an installed wheel finds the same files a checkout does; the ImageNet labels ship in
+this package.
+
+Getting files in and out (`add`, `fetch`, `push`) is `waft.models.store`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from waft.config import waft_home
+from waft.config import setting, waft_home
+from waft.errors import WaftError
 
 #: Name of the ImageNet-1k label set: 1000 lines `nXXXXXXXX name, synonyms`, class index = line number.
 IMAGENET_LABELS = "imagenet1k-synsets"
@@ -29,6 +35,23 @@ LABELS_FILE = "labels.txt"
 METADATA_FILE = "metadata.json"
 INVOICE_FILE = "invoice.toml"
 AUTHORS = ["Waft <waft@localhost>"]
+#: The synset list, shipped as package data next to this module.
+IMAGENET_LABELS_RESOURCE = "imagenet_synsets.txt"
+
+
+class ModelsError(WaftError):
+    """A model cannot be found, checked, imported or pushed; the message says which and what to do."""
+
+
+class UnknownModel(ModelsError, KeyError):
+    """A route the registry does not know."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class LabelsNotFound(ModelsError, FileNotFoundError):
+    """The label file named by $WAFT_IMAGENET_LABELS (or the packaged one) is missing."""
 
 
 @dataclass(frozen=True)
@@ -163,11 +186,17 @@ DEFAULT_CLASSIFIER = "effnetlite0"
 
 
 def get(route: str) -> ModelEntry:
-    """The registry entry for `route`, or KeyError naming the known routes."""
+    """The registry entry for `route`, or UnknownModel (a KeyError) naming the known routes."""
     try:
         return REGISTRY[route]
     except KeyError:
-        raise KeyError(f"unknown model {route!r}; known: {', '.join(REGISTRY)}") from None
+        raise UnknownModel(f"unknown model {route!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def route_to_try(routes: Iterable[str]) -> str | None:
+    """Of the routes an app serves, the one to show a user first: the default classifier, else the first."""
+    served = list(routes)
+    return DEFAULT_CLASSIFIER if DEFAULT_CLASSIFIER in served else (served[0] if served else None)
 
 
 # --- reference pre-processing --------------------------------------------------------------------
@@ -204,7 +233,7 @@ def preprocess(image: Any, spec: InputSpec | dict[str, Any]) -> Any:
 
 # --- files ---------------------------------------------------------------------------------------
 
-class ModelFileMismatch(ValueError):
+class ModelFileMismatch(ModelsError, ValueError):
     """A file is not the one the registry pins: wrong size or wrong sha256."""
 
 
@@ -235,13 +264,14 @@ def verify_file(path: Path, entry: ModelEntry) -> str:
     return actual
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+def build_dir(models_dir: str | Path | None = None, *, default: Path | None = None) -> Path:
+    """Where built models are: `models_dir` (a `--models-dir` flag), `$WAFT_MODELS_DIR`, `$WAFT_MODELS_BUILD`
+    (its older name), else `default` (the build script's own output), else `$WAFT_HOME/models`.
 
-
-def build_dir() -> Path:
-    """Where `make models` writes (`$WAFT_MODELS_BUILD`, else `build/models` of the source tree)."""
-    return Path(os.environ.get("WAFT_MODELS_BUILD") or repo_root() / "build" / "models")
+    A setting, not a path relative to this file: from an installed wheel that would be site-packages.
+    """
+    raw = setting("models_dir", None, flag=str(models_dir) if models_dir else None, also=("WAFT_MODELS_BUILD",))
+    return Path(raw) if raw else (default or user_dir())
 
 
 def user_dir() -> Path:
@@ -250,32 +280,52 @@ def user_dir() -> Path:
 
 
 def imagenet_labels_file() -> Path:
-    """The 1000-line synset list shipped with the source tree (models/imagenet_synsets.txt)."""
-    path = Path(os.environ.get("WAFT_IMAGENET_LABELS") or repo_root() / "models" / "imagenet_synsets.txt")
+    """The 1000-line synset list: `$WAFT_IMAGENET_LABELS`, else the copy shipped in this package."""
+    raw = setting("imagenet_labels")
+    path = Path(raw) if raw else Path(str(resources.files(__name__) / IMAGENET_LABELS_RESOURCE))
     if not path.is_file():
-        raise FileNotFoundError(f"ImageNet labels not found at {path}; set WAFT_IMAGENET_LABELS")
+        raise LabelsNotFound(f"ImageNet labels not found at {path}; set WAFT_IMAGENET_LABELS")
     return path
 
 
-def find_local(route: str) -> Path | None:
-    """The directory holding a complete copy of `route` (imported copy first, then the build)."""
-    for base in (user_dir(), build_dir()):
+def _bases(models_dir: str | Path | None) -> list[Path]:
+    """Imported copies first, then the built ones; once each when both are the same directory."""
+    bases = [user_dir(), build_dir(models_dir)]
+    return bases[:1] if bases[0].resolve() == bases[1].resolve() else bases
+
+
+def find_local(route: str, models_dir: str | Path | None = None) -> Path | None:
+    """The directory holding a complete copy of `route` (imported copy first, then the built one)."""
+    for base in _bases(models_dir):
         directory = base / route
         if (directory / INVOICE_FILE).is_file():
             return directory
     return None
 
 
-def local_models() -> Iterator[tuple[str, Path]]:
+def local_models(models_dir: str | Path | None = None) -> Iterator[tuple[str, Path]]:
     """Every complete model directory, imported or built, one per route (imported wins)."""
     seen: set[str] = set()
-    for base in (user_dir(), build_dir()):
+    for base in _bases(models_dir):
         if not base.is_dir():
             continue
         for directory in sorted(base.iterdir()):
             if directory.name not in seen and (directory / INVOICE_FILE).is_file():
                 seen.add(directory.name)
                 yield directory.name, directory
+
+
+def local_status(entry: ModelEntry, models_dir: str | Path | None = None) -> tuple[str, Path | None]:
+    """`built`, `imported`, `not built` (a built model without a copy) or `missing` (a zoo model without
+    one), and the directory. Where the models dir is `$WAFT_HOME/models` itself, the registry's `source`
+    tells an imported zoo file from a built model."""
+    directory = find_local(entry.route, models_dir)
+    if directory is None:
+        return ("not built" if entry.source == "built" else "missing"), None
+    in_user_dir = directory.parent.resolve() == user_dir().resolve()
+    shared = user_dir().resolve() == build_dir(models_dir).resolve()
+    imported = in_user_dir and (not shared or entry.source == "zoo")
+    return ("imported" if imported else "built"), directory
 
 
 # --- bindle invoice ------------------------------------------------------------------------------

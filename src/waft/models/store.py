@@ -1,0 +1,138 @@
+"""Model files into `$WAFT_HOME/models`, model bindles into a bindle server: what `waft models add|fetch|push`
+and `waft up --push-models` share, so the library never needs the CLI to do either.
+
+Why `install` is strict: the zoo files are pinned by the original invoices (sha256 and size), and a
+wrong file would only show up later as nonsense predictions or a provider load error. Checking at the
+door gives a one-line error that names the file, the expected size and the expected digest.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from waft import models
+from waft.bindle.client import BindleClient, BindleError
+from waft.bindle.invoice import Invoice, InvoiceError
+from waft.config import setting
+from waft.models.onnx_names import model_io_names
+
+DEFAULT_BINDLE_URL = "http://127.0.0.1:8080/v1"
+
+
+class ModelStoreError(models.ModelsError):
+    """A model file cannot be imported or a model bindle cannot be pushed."""
+
+
+def bindle_base(url: str | None = None) -> str:
+    """The bindle server (`url`, `$WAFT_BINDLE_URL`, `$BINDLE_URL`, the local default) with its `/v1` API prefix:
+    bindle URLs are conventionally given with it, and accepted here with or without."""
+    raw = (setting("bindle_url", DEFAULT_BINDLE_URL, flag=url or None, also=("BINDLE_URL",))
+           or DEFAULT_BINDLE_URL).rstrip("/")
+    return raw if raw.endswith("/v1") else f"{raw}/v1"
+
+
+# --- add / fetch -----------------------------------------------------------------------------------
+
+def install(entry: models.ModelEntry, path: Path) -> dict[str, Any]:
+    """Verify `path`, copy it into `$WAFT_HOME/models/<route>/` and write metadata, labels and invoice."""
+    if entry.sha256 is None:
+        raise ModelStoreError(f"{entry.route} is built from source by `make models`; there is no file to add")
+    if not path.is_file():
+        raise ModelStoreError(f"{path}: no such file")
+    try:
+        sha = models.verify_file(path, entry)
+    except models.ModelFileMismatch as exc:
+        raise ModelStoreError(f"refusing {path}: {exc}") from None
+    directory = models.user_dir() / entry.route
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / entry.model_file
+    if path.resolve() != target.resolve():
+        part = directory / f".{entry.model_file}.part"
+        shutil.copyfile(path, part)
+        part.replace(target)
+    input_name, output_name = tensor_names(entry, target)
+    models.write_model_dir(entry, directory, input_name=input_name, output_name=output_name)
+    return {"route": entry.route, "bindle_id": entry.bindle_id, "sha256": sha, "path": str(directory)}
+
+
+def tensor_names(entry: models.ModelEntry, path: Path) -> tuple[str | None, str | None]:
+    """The graph's real first input and output names (the zoo files name them differently)."""
+    if entry.graph_encoding != "onnx":
+        return entry.input_name, entry.output_name
+    return model_io_names(path)
+
+
+async def fetch(entry: models.ModelEntry, urls: Sequence[str] = (), *, timeout: float = 120.0) -> dict[str, Any]:
+    """Download the entry's file (from `urls`, else the registry's) and `install` it; the first good source wins."""
+    urls = list(urls) or list(entry.urls)
+    if not urls:
+        raise ModelStoreError(f"{entry.route} has no download URL; it is built by `make models`")
+    directory = models.user_dir() / entry.route
+    directory.mkdir(parents=True, exist_ok=True)
+    part = directory / f".{entry.model_file}.download"
+    errors: list[str] = []
+    try:
+        for url in urls:
+            try:
+                await _download(url, part, timeout)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                errors.append(f"{url}: {type(exc).__name__}: {exc}".rstrip(": "))
+                continue
+            return install(entry, part)
+    finally:
+        part.unlink(missing_ok=True)
+    raise ModelStoreError(f"cannot download {entry.model_file} ({'; '.join(errors)}); on a machine without "
+                          f"network, copy the file here and run `waft models add {entry.route} FILE`")
+
+
+async def _download(url: str, target: Path, timeout: float) -> None:
+    client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 15.0))
+    async with aiohttp.ClientSession(timeout=client_timeout) as session, session.get(url) as resp:
+        if resp.status != 200:
+            raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status, message=resp.reason or "")
+        with target.open("wb") as f:
+            async for chunk in resp.content.iter_chunked(1 << 20):
+                f.write(chunk)
+
+
+# --- push ------------------------------------------------------------------------------------------
+
+async def push_model(client: BindleClient, directory: Path) -> dict[str, Any]:
+    """Create the invoice (or reuse it) and upload the parcels the server lacks; a re-push is a no-op."""
+    invoice = Invoice.from_toml((directory / models.INVOICE_FILE).read_text())
+    files = {p.label.sha256: directory / p.label.name for p in invoice.parcels or []}
+    result = await client.push(invoice, files)
+    if result.missing:
+        names = ", ".join(label.name for label in result.missing)
+        raise ModelStoreError(f"{directory}: the server still lacks {names}")
+    return {"route": directory.name, "bindle_id": str(invoice.id),
+            "invoice": "created" if result.created else "exists",
+            "uploaded": len(result.uploaded), "present": len(files) - len(result.uploaded)}
+
+
+async def push_local(bindle_url: str | None = None, routes: Sequence[str] = (), *,
+                     models_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Push `routes` (default: every built or imported model, which may be none) to the bindle server; one
+    result row per route pushed."""
+    local = dict(models.local_models(models_dir))
+    routes = list(routes) or list(local)
+    missing = [r for r in routes if r not in local]
+    if missing:
+        raise ModelStoreError(f"no built or imported copy of {', '.join(missing)}; run `make models` or "
+                              "`waft models add NAME FILE` first")
+    if not routes:
+        return []
+    base = bindle_base(bindle_url)
+    results = []
+    async with BindleClient(base) as client:
+        for route in routes:
+            try:
+                results.append(await push_model(client, local[route]))
+            except (BindleError, InvoiceError) as exc:
+                raise ModelStoreError(f"bindle server {base}: pushing {route}: {exc}") from None
+    return results
