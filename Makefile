@@ -5,15 +5,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WAFT := $(VENV)/bin/waft
 STAMP := $(VENV)/.installed
+# Every distribution of the checkout, editable, at the exact versions of constraints.txt.
+PROVIDERS := providers/httpserver/pyproject.toml providers/mlinference/pyproject.toml
+INSTALL := -c constraints.txt -e '.[build,dev]' -e providers/httpserver -e 'providers/mlinference[tf,tflite]'
+# The models `make models` builds here are the ones `make run`, `make test` and the tools serve (an installed
+# waft reads $WAFT_MODELS_DIR, else $WAFT_HOME/models).
+export WAFT_MODELS_DIR ?= $(CURDIR)/build/models
 
 .PHONY: run test bench chaos fuzz actors models lint venv clean system-deps
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(PROVIDERS) constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==24.3.1 2>/dev/null || true
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet $(INSTALL)
 	touch $(STAMP)
 
 # Debian packages the tests drive for real (OCI registry, headless browser); installed only when missing.
