@@ -107,7 +107,10 @@ class LatticeRpc:
         return response.msg
 
     async def receive(self, data: bytes) -> Invocation:
-        """Decode, dechunk and verify an inbound invocation; `msg` holds the whole payload after."""
+        """Decode, dechunk and verify an inbound invocation; `msg` holds the whole payload after.
+
+        A chunked payload is deleted from object store only once the invocation proved genuine:
+        anyone can name an invocation id, and a forged one must not destroy the real one's payload."""
         try:
             invocation = Invocation.decode(data)
         except DecodeError as exc:
@@ -115,7 +118,7 @@ class LatticeRpc:
         payload = None
         if invocation.is_chunked:
             try:
-                payload = await self.chunks.take(invocation.id, invocation.content_length or 0)
+                payload = await self.chunks.get(invocation.id, invocation.content_length or 0)
             except MissingChunk as exc:
                 raise InvocationRejected(str(exc)) from None
         try:
@@ -123,6 +126,7 @@ class LatticeRpc:
         except ForgedInvocation as exc:
             raise InvocationRejected(str(exc)) from None
         if payload is not None:
+            await self.chunks.delete(invocation.id)
             invocation.msg = payload
             invocation.content_length = None
         return invocation
