@@ -621,6 +621,7 @@ static int respond_inference_output(waft_buf *out, const tview *t) {
 typedef struct {
     waft_buf answer;       /* the raw answer; spans below point into it */
     size_t tensor_s, tensor_e;
+    size_t norm_s, norm_e; /* the pre-processor's deferred normalisation (norm_e == 0: none) */
     tview tensor;
 } call_result;
 
@@ -663,6 +664,8 @@ static int read_output(call_result *c, waft_buf *out, view model, const char *wh
         waft_buf_free(&d);
         return FAIL(rc);
     }
+    c->norm_s = c->norm_e = 0;
+    if (preprocessor && !mp_field(p, n, "normalize", &c->norm_s, &c->norm_e)) c->norm_s = c->norm_e = 0;
     if (!mp_field(p, n, "tensor", &c->tensor_s, &c->tensor_e) ||
         !read_tensor(p + c->tensor_s, c->tensor_e - c->tensor_s, &c->tensor)) {
         waft_buf d = WAFT_BUF_INIT;
@@ -675,11 +678,18 @@ static int read_output(call_result *c, waft_buf *out, view model, const char *wh
     return 1;
 }
 
-/* MlInference.Predict with `tensor_mp` (an encoded Tensor map) spliced in as is. */
-static int predict(view model, const uint8_t *tensor_mp, size_t tensor_len, call_result *c, waft_buf *out) {
+/* MlInference.Predict with `tensor_mp` (an encoded Tensor map) spliced in as is, and the pre-processor's
+ * `normalize` map when `pre` deferred it. */
+static int predict(view model, const uint8_t *tensor_mp, size_t tensor_len, const call_result *pre,
+                   call_result *c, waft_buf *out) {
     waft_buf req = WAFT_BUF_INIT;
     waft_buf_init(&c->answer);
-    waft_mp_write_map(&req, 3);
+    int norm = pre && pre->norm_e > pre->norm_s;
+    waft_mp_write_map(&req, norm ? 4 : 3);
+    if (norm) {
+        waft_mp_write_cstr(&req, "normalize");
+        waft_buf_append(&req, pre->answer.data + pre->norm_s, pre->norm_e - pre->norm_s);
+    }
     waft_mp_write_cstr(&req, "model");
     waft_mp_write_str(&req, model.ptr, model.len);
     waft_mp_write_cstr(&req, "tensor");
@@ -696,7 +706,8 @@ static int predict(view model, const uint8_t *tensor_mp, size_t tensor_len, call
     return read_output(c, out, model, "MlInference.Predict", 0);
 }
 
-/* Image bytes -> the model's input tensor, through the pre-processor with the model's input spec. */
+/* Image bytes -> the model's input tensor, through the pre-processor with the model's input spec. Our
+ * own provider normalises for us, so the pre-processor hands back u8 pixels and what to apply. */
 static int preprocess(const metadata *md, const uint8_t *image, size_t len, view model, call_result *c,
                       waft_buf *out) {
     waft_buf_init(&c->answer);
@@ -709,7 +720,9 @@ static int preprocess(const metadata *md, const uint8_t *image, size_t len, view
         spec = waft_mp_peek(&r) == WAFT_MP_MAP; /* null: the pre-processor's default */
     }
     waft_buf req = WAFT_BUF_INIT;
-    waft_mp_write_map(&req, spec ? 2 : 1);
+    waft_mp_write_map(&req, spec ? 3 : 2);
+    waft_mp_write_cstr(&req, "defer_normalize");
+    waft_mp_write_bool(&req, 1);
     waft_mp_write_cstr(&req, "data");
     waft_mp_write_bin(&req, image, len);
     if (spec) {
@@ -882,7 +895,7 @@ static int route_tensor(view model, const waft_http_request *req, waft_buf *out)
         rc = http_error_buf(out, 400, "bad tensor JSON", &why);
     } else {
         call_result c;
-        if (predict(model, tensor.data, tensor.len, &c, out)) rc = respond_inference_output(out, &c.tensor);
+        if (predict(model, tensor.data, tensor.len, NULL, &c, out)) rc = respond_inference_output(out, &c.tensor);
         else rc = WAFT_OK;
         waft_buf_free(&c.answer);
     }
@@ -897,7 +910,7 @@ static int route_preprocess(view model, const waft_http_request *req, waft_buf *
     call_result pre, inf;
     waft_buf_init(&inf.answer);
     if (preprocess(&md, req->body, req->body_len, model, &pre, out) &&
-        predict(model, pre.answer.data + pre.tensor_s, pre.tensor_e - pre.tensor_s, &inf, out))
+        predict(model, pre.answer.data + pre.tensor_s, pre.tensor_e - pre.tensor_s, &pre, &inf, out))
         respond_inference_output(out, &inf.tensor);
     waft_buf_free(&pre.answer);
     waft_buf_free(&inf.answer);
@@ -950,7 +963,7 @@ static int route_matches(view model, const waft_http_request *req, waft_buf *out
     waft_buf post = WAFT_BUF_INIT, answer = WAFT_BUF_INIT, body = WAFT_BUF_INIT;
     waft_buf_init(&inf.answer);
     if (!preprocess(&md, req->body, req->body_len, model, &pre, out) ||
-        !predict(model, pre.answer.data + pre.tensor_s, pre.tensor_e - pre.tensor_s, &inf, out))
+        !predict(model, pre.answer.data + pre.tensor_s, pre.tensor_e - pre.tensor_s, &pre, &inf, out))
         goto done;
     /* PostprocessRequest{result, tensor, topK, labels?, probabilities}: tensor and labels spliced. */
     size_t ls = 0, le = 0;
@@ -1527,7 +1540,7 @@ static int v2_infer(view model, const waft_http_request *req, waft_buf *out) {
     }
     if (!get_metadata(model, &md, out)) goto done; /* the output's name; 404/503 before any work */
     have_md = 1;
-    if (!predict(model, q.tensor.data, q.tensor.len, &c, out)) goto done;
+    if (!predict(model, q.tensor.data, q.tensor.len, NULL, &c, out)) goto done;
     const tview *t = &c.tensor;
     const vtype *vt = t->n_types ? vtype_by_name(t->types[0]) : vtype_by_name((view){"ValueF32", 8});
     /* Elements the dimensions claim, stopping once past what the data could hold: a wrapped product

@@ -1,7 +1,8 @@
 /* The pre-processor actor: image bytes -> the model's input tensor (`MlPreprocessing.Convert`).
  *
- * Contract: docs/interfaces.md. ConversionRequest{data: bin, spec: InputSpec?} ->
- * ConversionOutput{result: Status, tensor: Tensor}. Anything wrong with the *image* (unknown format,
+ * Contract: docs/interfaces.md. ConversionRequest{data: bin, spec: InputSpec?, defer_normalize: bool?} ->
+ * ConversionOutput{result: Status, tensor: Tensor, normalize?}. With defer_normalize an f32 spec yields
+ * the u8 pixels and `normalize` {mean, std, axis}, which Waft's provider applies in the same f32 steps. Anything wrong with the *image* (unknown format,
  * corrupt or truncated data, too large) is a Status error `{"error": {"invalidEncoding": reason}}`
  * so the API can answer 400; only a payload that is not a ConversionRequest at all is a guest error.
  *
@@ -212,7 +213,7 @@ static const char *read_spec(waft_mp_reader *r, input_spec *s) {
 
 /* The request map: data (bin or str) and the optional spec. `spec_err` gets a bad-spec reason. */
 static int read_request(const uint8_t *req, size_t len, const uint8_t **data, uint32_t *data_len,
-                        input_spec *spec, const char **spec_err, const char **err) {
+                        input_spec *spec, int *defer, const char **spec_err, const char **err) {
     waft_mp_reader r;
     uint32_t n;
     int have_data = 0;
@@ -228,6 +229,9 @@ static int read_request(const uint8_t *req, size_t len, const uint8_t **data, ui
         if (!waft_mp_read_str(&r, &k, &kl)) break;
         if (waft_mp_key_is(k, kl, "data")) {
             if (waft_mp_read_bytes(&r, data, data_len)) have_data = 1;
+        } else if (waft_mp_key_is(k, kl, "defer_normalize")) {
+            if (waft_mp_peek(&r) == WAFT_MP_NIL) waft_mp_read_nil(&r);
+            else waft_mp_read_bool(&r, defer);
         } else if (waft_mp_key_is(k, kl, "spec")) {
             /* A bad *value* in the spec is reported as a Status (the image request is well formed);
              * the reader may have stopped inside the spec, so rewind and skip the spec whole. */
@@ -315,8 +319,9 @@ static int convert(const uint8_t *req, size_t len, waft_buf *out) {
     const uint8_t *data = NULL;
     uint32_t data_len = 0;
     const char *spec_err = NULL, *err = NULL;
+    int defer = 0;
     default_spec(&spec);
-    if (read_request(req, len, &data, &data_len, &spec, &spec_err, &err) < 0)
+    if (read_request(req, len, &data, &data_len, &spec, &defer, &spec_err, &err) < 0)
         return waft_fail2(out, "bad ConversionRequest: ", err, strlen(err));
     if (spec_err) {
         const char *prefix = "bad input spec: ";
@@ -376,7 +381,11 @@ static int convert(const uint8_t *req, size_t len, waft_buf *out) {
     }
     free(img.pixels);
 
-    /* Normalise and lay out. Grey is replicated to the 3 channels (convert("RGB")). */
+    /* Normalise and lay out. Grey is replicated to the 3 channels (convert("RGB")). A caller that will
+     * hand the tensor to Waft's provider may defer the normalisation to it: the tensor stays u8 pixels
+     * (a quarter of the bytes to copy, hash and send) and the answer says what to apply. */
+    int deferred = defer && !spec.u8;
+    if (deferred) spec.u8 = 1;
     size_t elem = spec.u8 ? 1 : 4, nbytes = npix * 3 * elem;
     uint8_t *tensor = malloc(nbytes);
     if (!tensor) {
@@ -401,7 +410,19 @@ static int convert(const uint8_t *req, size_t len, waft_buf *out) {
     free(win);
 
     waft_buf_reset(out);
-    waft_mp_write_map(out, 2);
+    waft_mp_write_map(out, deferred ? 3 : 2);
+    if (deferred) { /* InferenceInput.normalize, for the caller to pass on as it is */
+        waft_mp_write_cstr(out, "normalize");
+        waft_mp_write_map(out, 3);
+        waft_mp_write_cstr(out, "mean");
+        waft_mp_write_array(out, 3);
+        for (int c = 0; c < 3; c++) waft_mp_write_f32(out, spec.mean[c]);
+        waft_mp_write_cstr(out, "std");
+        waft_mp_write_array(out, 3);
+        for (int c = 0; c < 3; c++) waft_mp_write_f32(out, spec.std[c]);
+        waft_mp_write_cstr(out, "axis");
+        waft_mp_write_u64(out, spec.nhwc ? 3 : 1);
+    }
     waft_mp_write_cstr(out, "result");
     waft_mp_write_map(out, 1);
     waft_mp_write_cstr(out, "success");

@@ -226,7 +226,7 @@ def test_preprocess_route(api: WapcInstance, host: FakeHost) -> None:
     assert host.ops() == [("default", MLINFERENCE, METADATA), ("", PREPROCESSOR, CONVERT),
                           ("default", MLINFERENCE, PREDICT)]
     assert host.calls[0].request == {"model": "effnetlite0"}
-    assert host.calls[1].request == {"data": IMAGE, "spec": INPUT_SPEC}
+    assert host.calls[1].request == {"data": IMAGE, "spec": INPUT_SPEC, "defer_normalize": True}
     assert host.calls[2].request == {"model": "effnetlite0", "index": 0, "tensor": f32_tensor(PIXELS)}
     body = r.json()
     assert body["result"] == "Success"
@@ -236,7 +236,20 @@ def test_preprocess_route(api: WapcInstance, host: FakeHost) -> None:
 
 def test_preprocess_without_a_spec_sends_none(api: WapcInstance, host: FakeHost) -> None:
     http(api, "POST", "/identity/preprocess", IMAGE)  # identity's input_spec is null: the default
-    assert host.calls[1].request == {"data": IMAGE}
+    assert host.calls[1].request == {"data": IMAGE, "defer_normalize": True}
+
+
+def test_a_deferred_normalisation_is_passed_on_to_predict(api: WapcInstance, host: FakeHost) -> None:
+    """The pre-processor may answer u8 pixels and the normalisation it left for the provider: the API hands
+    both over as they are (the provider's side is tested against the pre-processor's own f32 output)."""
+    pixels = np.arange(3 * 224 * 224, dtype=np.uint32).astype(np.uint8).reshape(1, 3, 224, 224)
+    normalize = {"mean": [127.0, 127.5, 126.25], "std": [128.0, 64.0, 58.5], "axis": 1}
+    u8 = {"dimensions": [1, 3, 224, 224], "valueTypes": ["ValueU8"], "flags": 0, "data": pixels.tobytes()}
+    host.on(PREPROCESSOR, CONVERT, pack({"normalize": normalize, "result": SUCCESS, "tensor": u8}))
+    host.on(MLINFERENCE, PREDICT, pack({"result": SUCCESS, "tensor": f32_tensor(LOGITS)}))
+    r = http(api, "PUT", "/effnetlite0/matches", IMAGE, query="k=1")
+    assert r.status == 200, r.body
+    assert host.calls[2].request == {"model": "effnetlite0", "index": 0, "tensor": u8, "normalize": normalize}
 
 
 # ------------------------------------------------------------------------------------- /{model}/matches

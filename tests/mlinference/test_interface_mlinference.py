@@ -14,6 +14,7 @@ from waft.interfaces.mlinference import (
     InferenceInput,
     InferenceOutput,
     ModelError,
+    Normalize,
     Tensor,
     WireError,
     status_error,
@@ -91,3 +92,69 @@ def test_output_status_forms():
     assert status_error("Success") is None
     serde = status_error({"Error": {"ContextNotFoundError": "x"}})
     assert serde is not None and serde.variant == "contextNotFoundError"
+
+
+# ------------------------------------------------------------------- normalize (Waft's u8 pixels on the wire)
+
+def _normalize_request(pixels: np.ndarray, normalize: dict) -> bytes:
+    return msgpack.packb({"model": "m", "tensor": Tensor.from_numpy(pixels).to_wire(), "normalize": normalize})
+
+
+def test_normalize_round_trips_and_feeds_f32_rounded_as_single_precision():
+    pixels = np.arange(2 * 3 * 5, dtype=np.uint8).reshape(1, 2, 3, 5) * 8
+    wire = {"mean": [127.0, 0.1], "std": [128.0, 0.3], "axis": 1}
+    request = InferenceInput.decode(_normalize_request(pixels, wire))
+    assert request.normalize == Normalize((127.0, float(np.float32(0.1))), (128.0, float(np.float32(0.3))), 1)
+    assert InferenceInput.decode(request.encode()) == request
+    got = request.to_numpy()
+    assert got.dtype == np.float32 and got.shape == pixels.shape
+    # independent reference: one element at a time, each step a float32 scalar operation
+    for index in np.ndindex(pixels.shape):
+        c = index[1]
+        want = (np.float32(pixels[index]) - np.float32(wire["mean"][c])) / np.float32(wire["std"][c])
+        assert got[index].view(np.uint32) == np.float32(want).view(np.uint32), index
+
+
+def test_no_normalize_leaves_the_tensor_as_sent():
+    pixels = np.arange(12, dtype=np.uint8).reshape(1, 12)
+    request = InferenceInput.decode(InferenceInput("m", Tensor.from_numpy(pixels)).encode())
+    assert request.normalize is None and request.to_numpy().dtype == np.uint8
+
+
+@pytest.mark.parametrize("wire, fragment", [
+    ("x", "must be a map"),
+    ({"mean": [1.0], "std": [1.0]}, "axis"),
+    ({"mean": [1.0], "std": [1.0], "axis": -1}, "axis"),
+    ({"mean": [1.0], "std": [1.0], "axis": True}, "axis"),
+    ({"mean": [], "std": [], "axis": 1}, "non-empty list"),
+    ({"mean": ["a"], "std": [1.0], "axis": 1}, "mean"),
+    ({"mean": [1.0], "std": [True], "axis": 1}, "std"),
+    ({"mean": [1.0, 2.0], "std": [1.0], "axis": 1}, "2 means but 1 stds"),
+    ({"mean": [1.0], "std": [0.0], "axis": 1}, "non-zero"),
+    ({"mean": [float("nan")], "std": [1.0], "axis": 1}, "finite"),
+    ({"mean": [1.0], "std": [1e300], "axis": 1}, "finite"),  # overflows f32
+])
+def test_bad_normalize_is_a_wire_error(wire, fragment):
+    with pytest.raises(WireError, match=fragment):
+        InferenceInput.decode(_normalize_request(np.zeros((1, 1), np.uint8), wire))
+
+
+@pytest.mark.parametrize("pixels, wire, fragment", [
+    (np.zeros((1, 3), np.float32), {"mean": [0.0] * 3, "std": [1.0] * 3, "axis": 1}, "ValueU8 pixels"),
+    (np.zeros((1, 3), np.uint8), {"mean": [0.0] * 3, "std": [1.0] * 3, "axis": 2}, "on axis 2"),
+    (np.zeros((1, 4), np.uint8), {"mean": [0.0] * 3, "std": [1.0] * 3, "axis": 1}, "3 channels"),
+])
+def test_normalize_that_does_not_fit_the_tensor_is_corrupt_input(pixels, wire, fragment):
+    request = InferenceInput.decode(_normalize_request(pixels, wire))
+    with pytest.raises(ModelError, match=fragment) as info:
+        request.to_numpy()
+    assert info.value.variant == CORRUPT_INPUT_TENSOR
+
+
+def test_the_size_limit_bounds_what_the_model_is_fed():
+    """u8 pixels become four times their bytes in f32: the limit applies to the f32."""
+    pixels = np.zeros((1, 3, 10, 10), np.uint8)
+    request = InferenceInput.decode(_normalize_request(pixels, {"mean": [0.0] * 3, "std": [1.0] * 3, "axis": 1}))
+    assert request.to_numpy(max_bytes=1200).nbytes == 1200
+    with pytest.raises(ModelError, match="over the limit"):
+        request.to_numpy(max_bytes=1199)

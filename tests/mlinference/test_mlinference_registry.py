@@ -25,6 +25,7 @@ from waft.interfaces.mlinference import (
     InferenceInput,
     ModelError,
     ModelState,
+    Normalize,
     Tensor,
 )
 
@@ -84,6 +85,23 @@ async def test_loading_then_ready_shared_and_unloaded_with_the_last_link(tmp_pat
         assert states(report) == []
     finally:
         source.gate.set()
+        await registry.close()
+
+
+async def test_u8_pixels_with_normalize_reach_the_model_as_f32(tmp_path):
+    """The provider applies a request's normalisation before the model sees it (identity answers its input)."""
+    registry = ModelRegistry(cache_dir=tmp_path)
+    try:
+        registry.attach("A", LinkSettings({"identity": ZOO["identity"]}), DirectorySource(ensure_models()))
+        await settled(registry)
+        pixels = np.array([[0, 127, 128, 255]], np.uint8)
+        normalize = Normalize((127.0,) * 4, (128.0, 128.0, 64.0, 2.0), 1)
+        out = await registry.predict("A", InferenceInput("identity", Tensor.from_numpy(pixels), 0, normalize))
+        assert out.ok, out.error
+        assert out.tensor.to_numpy().tolist() == [[-127 / 128, 0.0, 1 / 64, 64.0]]
+        wrong = await registry.predict("A", InferenceInput("identity", Tensor.from_numpy(X4), 0, normalize))
+        assert wrong.error is not None and "ValueU8 pixels" in wrong.error.message
+    finally:
         await registry.close()
 
 

@@ -19,6 +19,7 @@ from pngmaker import encode
 from pp_support import CONVERT, DEFAULT_SPEC, call, convert, convert_error, new_instance, photo, png_bytes, reference
 
 from waft.host.wapc import GuestError, WapcInstance
+from waft.interfaces.mlinference import Normalize, Tensor
 from waft.models import IMAGENET_ZOO_SPEC, tf_lite_spec
 
 EPS = 1e-6
@@ -77,6 +78,47 @@ def test_spec_variants(inst: WapcInstance, chelsea: Image.Image, variant: dict[s
     step = 1.0 if spec["dtype"] == "u8" else 1 / min(spec["std"])
     assert_close(got, want, step + EPS)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("variant", [
+    {},
+    {"layout": "NHWC"},
+    {"color": "BGR", "layout": "NHWC"},
+    {"mean": list(IMAGENET_ZOO_SPEC.mean), "std": list(IMAGENET_ZOO_SPEC.std)},
+    {"mean": [0.485 * 255, 0.456 * 255, 0.406 * 255], "std": [0.229 * 255, 0.224 * 255, 0.225 * 255],
+     "color": "BGR"},
+    {"size": [200, 150], "resize_to": 233, "mean": [1e-3, -7.25, 300.0], "std": [3.0e-5, 1.0, -0.37]},
+], ids=lambda v: ",".join(f"{k}={v[k]}" for k in sorted(v)) or "default")
+@pytest.mark.parametrize("grey", [False, True], ids=["rgb", "grey"])
+def test_deferred_normalisation_is_bit_exact(inst: WapcInstance, chelsea: Image.Image, variant: dict[str, Any],
+                                             grey: bool) -> None:
+    """What Waft's own API actor asks for: u8 pixels plus the normalisation, which the provider applies
+    (`Normalize.apply`). Every element must equal the f32 tensor the pre-processor would have answered and
+    the Pillow reference: the same f32 operations in the same order."""
+    image = chelsea.convert("L") if grey else chelsea
+    data = png_bytes(image)
+    spec = {**DEFAULT_SPEC, **variant}
+    f32 = convert(inst, data, spec)
+    answer = call(inst, CONVERT, {"data": data, "spec": spec, "defer_normalize": True})
+    assert answer["result"] == {"success": None}
+    tensor = Tensor.from_wire(answer["tensor"])
+    assert tensor.value_types == ["ValueU8"] and tensor.dimensions == list(f32.shape)
+    normalize = Normalize.from_wire(answer["normalize"])
+    assert normalize.axis == (3 if spec["layout"] == "NHWC" else 1)
+    got = normalize.apply(tensor.to_numpy())
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), f32.view(np.uint32))
+    np.testing.assert_array_equal(got, reference(image, spec))
+
+
+def test_a_u8_spec_is_not_deferred(inst: WapcInstance, chelsea: Image.Image) -> None:
+    """Nothing to defer: the tensor is already what the model takes, and no normalisation comes back."""
+    data = png_bytes(chelsea)
+    spec = {**DEFAULT_SPEC, "dtype": "u8"}
+    answer = call(inst, CONVERT, {"data": data, "spec": spec, "defer_normalize": True})
+    assert "normalize" not in answer
+    np.testing.assert_array_equal(Tensor.from_wire(answer["tensor"]).to_numpy(), convert(inst, data, spec))
+    assert "normalize" not in call(inst, CONVERT, {"data": data, "spec": DEFAULT_SPEC, "defer_normalize": False})
 
 
 @pytest.mark.parametrize("image_name", ["portrait", "grey", "square", "thin"])

@@ -216,7 +216,7 @@ class ModelRegistry:
     async def predict(self, actor_id: str, request: InferenceInput) -> InferenceOutput:
         try:
             model, runner = self.ready(actor_id, request.model)
-            array = request.tensor.to_numpy(max_bytes=model.key.options.max_tensor_bytes)
+            array = request.to_numpy(max_bytes=model.key.options.max_tensor_bytes)
             outputs = await runner.predict(array)
             if request.index >= len(outputs):
                 raise ModelError(RUNTIME_ERROR, f"output index {request.index} is out of range: model "

@@ -7,8 +7,14 @@ can encode a request or read an answer cheaply.
 Wire shapes (msgpack maps, camelCase keys as in the smithy model, `docs/interfaces.md`):
 
 - `Tensor{dimensions: [u32], valueTypes: [str], flags: u8, data: bin}`
-- `InferenceInput{model: str, tensor: Tensor, index: u32}`
+- `InferenceInput{model: str, tensor: Tensor, index: u32, normalize?: Normalize}`
 - `InferenceOutput{result: {"success": null} | {"error": {<variant>: <message>}}, tensor: Tensor}`
+
+Normalize (Waft's own, between its API actor and its provider; absent from the original and ignored by
+anything that does not know it): `{mean: [f32], std: [f32], axis: u32}`. The tensor is then u8 image
+pixels and the provider feeds the model `(x - mean[c]) / std[c]` in f32, `c` the index along `axis`:
+the same f32 operations the pre-processor would have done, so the result is bit for bit the same, while
+a quarter of the bytes is hashed, copied and sent.
 
 Flags (the original's `ml/rust/src/lib.rs` constants, kept bit for bit):
 
@@ -244,14 +250,66 @@ class Tensor:
 # ---------------------------------------------------------------------------------------------- messages
 
 @dataclass(frozen=True)
+class Normalize:
+    """Per-channel `(x - mean) / std` the provider applies to a u8 tensor before the model sees it."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    axis: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "axis": self.axis}
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> Normalize:
+        if not isinstance(wire, Mapping):
+            raise WireError(f"InferenceInput.normalize must be a map, got {type(wire).__name__}")
+        mean, std, axis = wire.get("mean"), wire.get("std"), wire.get("axis")
+        for name, values in (("mean", mean), ("std", std)):
+            if (not isinstance(values, list | tuple) or not values
+                    or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)):
+                raise WireError(f"InferenceInput.normalize.{name} must be a non-empty list of numbers")
+        assert isinstance(mean, list | tuple) and isinstance(std, list | tuple)
+        if len(mean) != len(std):
+            raise WireError(f"InferenceInput.normalize has {len(mean)} means but {len(std)} stds")
+        if not isinstance(axis, int) or isinstance(axis, bool) or axis < 0:
+            raise WireError("InferenceInput.normalize.axis must be an unsigned integer")
+        with np.errstate(over="ignore"):  # a value past f32's range becomes inf, refused below
+            mean32, std32 = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        if not (np.isfinite(mean32).all() and np.isfinite(std32).all() and (std32 != 0).all()):
+            raise WireError("InferenceInput.normalize: mean and std must be finite and std non-zero")
+        return cls(tuple(float(v) for v in mean32), tuple(float(v) for v in std32), axis)
+
+    def apply(self, pixels: np.ndarray) -> np.ndarray:
+        """f32 `(x - mean) / std` along `axis`: f32 operands throughout, so each element is rounded exactly
+        as the pre-processor's C would round it."""
+        if pixels.dtype != np.uint8:
+            raise ModelError(CORRUPT_INPUT_TENSOR, f"normalize applies to ValueU8 pixels, got {name_of(pixels.dtype)}")
+        if self.axis >= pixels.ndim or pixels.shape[self.axis] != len(self.mean):
+            raise ModelError(CORRUPT_INPUT_TENSOR, f"normalize has {len(self.mean)} channels on axis {self.axis}, "
+                                                   f"the tensor is {list(pixels.shape)}")
+        shape = [1] * pixels.ndim
+        shape[self.axis] = len(self.mean)
+        mean = np.asarray(self.mean, np.float32).reshape(shape)
+        std = np.asarray(self.std, np.float32).reshape(shape)
+        out = pixels.astype(np.float32)
+        np.subtract(out, mean, out=out)
+        np.divide(out, std, out=out)
+        return out
+
+
+@dataclass(frozen=True)
 class InferenceInput:
     model: str
     tensor: Tensor
     index: int = 0
+    normalize: Normalize | None = None
 
     def encode(self) -> bytes:
-        return msgpack.packb({"model": self.model, "tensor": self.tensor.to_wire(), "index": self.index},
-                             use_bin_type=True)
+        wire: dict[str, Any] = {"model": self.model, "tensor": self.tensor.to_wire(), "index": self.index}
+        if self.normalize is not None:
+            wire["normalize"] = self.normalize.to_wire()
+        return msgpack.packb(wire, use_bin_type=True)
 
     @classmethod
     def decode(cls, payload: bytes) -> InferenceInput:
@@ -264,7 +322,17 @@ class InferenceInput:
         index = wire.get("index", 0) or 0
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             raise WireError("InferenceInput.index must be an unsigned integer")
-        return cls(model, Tensor.from_wire(wire["tensor"], what="InferenceInput.tensor"), index)
+        normalize = wire.get("normalize")
+        return cls(model, Tensor.from_wire(wire["tensor"], what="InferenceInput.tensor"), index,
+                   None if normalize is None else Normalize.from_wire(normalize))
+
+    def to_numpy(self, *, max_bytes: int | None = None) -> np.ndarray:
+        """The array the model is fed: the tensor, normalised when the request asks for it. The bound is on
+        what the model is fed, so u8 pixels that become f32 may take a quarter of it."""
+        if self.normalize is None:
+            return self.tensor.to_numpy(max_bytes=max_bytes)
+        array = self.tensor.to_numpy(max_bytes=None if max_bytes is None else max_bytes // 4)
+        return self.normalize.apply(array)
 
 
 @dataclass(frozen=True)
