@@ -42,6 +42,7 @@ from tools.bench.cpu import TreeMeter
 from waft.loadgen import LoadResult, open_loop
 
 ROOT = peer_setup.ROOT
+MODELS = peer_setup.MODELS
 P99_BOUND = 0.250
 MANIFEST = ROOT / "deploy" / "ml-app.yaml"
 PLOT = ROOT / "docs" / "benchmarks" / "latency.png"
@@ -118,7 +119,7 @@ async def waft_lattice(body: bytes, *, ready_timeout: float = 180.0) -> AsyncIte
     with tempfile.TemporaryDirectory(prefix="waft-e2e-") as tmp:
         port = peer_setup.free_port()
         manifest = bench_manifest(port, Path(tmp) / "ml-app.yaml")
-        env = {**os.environ, "WAFT_HOME": str(Path(tmp) / "home")}
+        env = {"WAFT_MODELS_DIR": str(MODELS), **os.environ, "WAFT_HOME": str(Path(tmp) / "home")}
         command = [*_waft_command(), "up", "--nats-port", "0", "--bindle-address", "127.0.0.1:0", "--no-dashboard",
                    "--push-models", "--app", str(manifest)]
         log_path = WORK / "waft-up.log"

@@ -27,12 +27,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tools.paths import ROOT
+from tools.paths import MODELS, ROOT
 
 PEER_DIR = ROOT / "build" / "peer"
 VENV = PEER_DIR / "venv"
 PEER_CODE = Path(__file__).resolve().parent / "peer"
-MODEL_DIR = ROOT / "build" / "models" / "effnetlite0"
+MODEL_DIR = MODELS / "effnetlite0"
 PHOTOS_DIR = ROOT / "build" / "bench-photos"
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 
