@@ -47,18 +47,4 @@ static int handle_request(const uint8_t *payload, size_t len, waft_buf *out) {
     return rc;
 }
 
-static int handle_health(const uint8_t *payload, size_t len, waft_buf *out) {
-    (void)payload;
-    (void)len;
-    waft_mp_write_map(out, 2);
-    waft_mp_write_cstr(out, "healthy");
-    waft_mp_write_bool(out, 1);
-    waft_mp_write_cstr(out, "message");
-    waft_mp_write_cstr(out, "ok");
-    return WAFT_OK;
-}
-
-void waft_actor_init(void) {
-    waft_register(WAFT_HTTP_OPERATION, handle_request);
-    waft_register("Actor.HealthRequest", handle_health);
-}
+void waft_actor_init(void) { waft_register(WAFT_HTTP_OPERATION, handle_request); } /* health: the SDK's */

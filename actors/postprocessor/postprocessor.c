@@ -33,14 +33,9 @@
 #define DEFAULT_TOP_K 5u
 #define FLAG_COLUMN_MAJOR 0x01u
 #define FLAG_BIG_ENDIAN 0x02u
-#define MAX_DIMS 16u /* far beyond any classifier's output rank; bounds a fixed array */
+#define MAX_DIMS WAFT_ML_MAX_DIMS /* far beyond any classifier's output rank; bounds a fixed array */
 
 typedef enum { VT_F32, VT_F64, VT_F16 } value_type;
-
-typedef struct {
-    int is_error;
-    waft_str variant, message; /* views into the request when is_error */
-} status;
 
 typedef struct {
     uint32_t dims[MAX_DIMS];
@@ -53,7 +48,7 @@ typedef struct {
 } tensor;
 
 typedef struct {
-    status result;
+    waft_ml_status result; /* views into the request when is_error */
     tensor tensor;
     uint32_t top_k;
     waft_str *labels; /* malloc'd array of views; NULL when absent */
@@ -84,128 +79,40 @@ static int reply_error(waft_buf *out, const char *reason) { return reply_error3(
 
 /* ---- request decoding ------------------------------------------------------------------------- */
 
-/* Case-insensitive ASCII comparison of a view with a lower-case literal. */
-static int view_is(const char *s, size_t len, const char *lit) {
-    size_t n = strlen(lit);
-    if (len != n) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
-        if (c != lit[i]) return 0;
-    }
+/* Value type names as the SDK reads them (`ValueF32`, `valueF32`, `F32`, `f32`). Returns 1 for a float
+ * type, 0 for a known-but-unsupported or unknown one. */
+static int parse_value_type(waft_str name, value_type *vt) {
+    const waft_ml_vtype *t = waft_ml_vtype_by_name(name);
+    if (!t || t->kind != 'f') return 0;
+    *vt = t->size == 8 ? VT_F64 : t->size == 4 ? VT_F32 : VT_F16;
     return 1;
 }
 
-/* Value type names as mlwire.value_type_name reads them: `ValueF32`, `valueF32`, `F32`, `f32`.
- * Returns 1 for a float type, 0 for a known-but-unsupported or unknown one. */
-static int parse_value_type(const char *s, uint32_t len, value_type *vt) {
-    if (len >= 5 && view_is(s, 5, "value")) {
-        s += 5;
-        len -= 5;
-    }
-    if (view_is(s, len, "f32")) *vt = VT_F32;
-    else if (view_is(s, len, "f64")) *vt = VT_F64;
-    else if (view_is(s, len, "f16")) *vt = VT_F16;
-    else return 0;
-    return 1;
-}
-
-/* Status: nil / "Success" / {"success": nil} / {"error": {variant: message}} (serde's capitalised
- * forms too, as mlwire.status_error reads them). A shape we cannot read is a schema error. */
-static void read_status(waft_mp_reader *r, status *st) {
-    memset(st, 0, sizeof *st);
-    waft_mp_type t = waft_mp_peek(r);
-    if (t == WAFT_MP_NIL) {
-        waft_mp_read_nil(r);
-        return;
-    }
-    if (t == WAFT_MP_STR) {
-        const char *s;
-        uint32_t n;
-        waft_mp_read_str(r, &s, &n);
-        if (!view_is(s, n, "success")) waft_mp_fail(r, "result must be a Status");
-        return;
-    }
-    uint32_t n;
-    if (!waft_mp_read_map(r, &n)) return;
-    for (uint32_t i = 0; i < n && !r->err; i++) {
-        const char *k;
-        uint32_t kl;
-        if (!waft_mp_read_str(r, &k, &kl)) return;
-        if (view_is(k, kl, "error")) {
-            uint32_t m;
-            if (!waft_mp_read_map(r, &m)) return;
-            if (m != 1) {
-                waft_mp_fail(r, "result.error must hold one variant");
-                return;
-            }
-            const uint8_t *v, *msg;
-            uint32_t vl, ml = 0;
-            if (!waft_mp_read_bytes(r, &v, &vl)) return;
-            st->is_error = 1;
-            st->variant = (waft_str){(const char *)v, vl};
-            if (waft_mp_peek(r) == WAFT_MP_STR || waft_mp_peek(r) == WAFT_MP_BIN) {
-                if (!waft_mp_read_bytes(r, &msg, &ml)) return;
-                st->message = (waft_str){(const char *)msg, ml};
-            } else {
-                waft_mp_skip(r); /* a non-string message: keep the variant, drop the text */
-            }
-        } else {
-            waft_mp_skip(r); /* "success": nil, or a key from the future */
-        }
-    }
-}
-
-/* Tensor{dimensions, valueTypes, flags, data}. Type problems are recorded in the reader (schema errors
- * of the message); semantic problems (unsupported type, sizes) are checked later and answered in-band. */
+/* Tensor{dimensions, valueTypes, flags, data} through the SDK's reader, which records type problems (schema
+ * errors of the message) in `r`; semantic problems (unsupported type, sizes) are returned or checked later
+ * and answered in-band. */
 static const char *read_tensor(waft_mp_reader *r, tensor *t, const char **bad_type, uint32_t *bad_type_len) {
-    uint32_t n;
+    waft_ml_tensor wire;
     memset(t, 0, sizeof *t);
-    if (!waft_mp_read_map(r, &n)) return NULL;
-    const char *semantic = NULL;
-    for (uint32_t i = 0; i < n && !r->err; i++) {
-        const char *k;
-        uint32_t kl;
-        if (!waft_mp_read_str(r, &k, &kl)) break;
-        if (waft_mp_key_is(k, kl, "dimensions")) {
-            uint32_t cnt;
-            if (!waft_mp_read_array(r, &cnt)) break;
-            if (cnt > MAX_DIMS && !semantic) semantic = "the tensor has more than 16 dimensions";
-            for (uint32_t d = 0; d < cnt && !r->err; d++) {
-                uint32_t v;
-                if (!waft_mp_read_u32(r, &v)) break;
-                if (d < MAX_DIMS) t->dims[d] = v;
+    if (!waft_ml_read_tensor(r, &wire)) return NULL;
+    const char *semantic = wire.dims_declared > MAX_DIMS ? "the tensor has more than 16 dimensions" : NULL;
+    memcpy(t->dims, wire.dims, sizeof t->dims);
+    t->n_dims = wire.n_dims;
+    t->flags = wire.flags;
+    t->data = wire.data;
+    t->data_len = wire.data_len;
+    for (uint32_t v = 0; v < wire.n_types; v++) {
+        value_type vt;
+        if (!parse_value_type(wire.types[v], &vt)) {
+            if (!*bad_type) {
+                *bad_type = wire.types[v].ptr;
+                *bad_type_len = (uint32_t)wire.types[v].len;
             }
-            t->n_dims = cnt < MAX_DIMS ? cnt : MAX_DIMS;
-        } else if (waft_mp_key_is(k, kl, "valueTypes")) {
-            /* A list of names (one, or one per dimension), or a bare name as some clients send. */
-            uint32_t cnt = 1;
-            int single = waft_mp_peek(r) == WAFT_MP_STR;
-            if (!single && !waft_mp_read_array(r, &cnt)) break;
-            for (uint32_t v = 0; v < cnt && !r->err; v++) {
-                const char *s;
-                uint32_t sl;
-                value_type vt;
-                if (!waft_mp_read_str(r, &s, &sl)) break;
-                if (!parse_value_type(s, sl, &vt)) {
-                    if (!*bad_type) {
-                        *bad_type = s;
-                        *bad_type_len = sl;
-                    }
-                } else if (t->have_type && vt != t->type) {
-                    if (!semantic) semantic = "mixed valueTypes are not supported";
-                } else {
-                    t->type = vt;
-                    t->have_type = 1;
-                }
-            }
-        } else if (waft_mp_key_is(k, kl, "flags")) {
-            if (waft_mp_peek(r) == WAFT_MP_NIL) waft_mp_read_nil(r);
-            else waft_mp_read_u64(r, &t->flags);
-        } else if (waft_mp_key_is(k, kl, "data")) {
-            waft_mp_read_bytes(r, &t->data, &t->data_len);
+        } else if (t->have_type && vt != t->type) {
+            if (!semantic) semantic = "mixed valueTypes are not supported";
         } else {
-            waft_mp_skip(r);
+            t->type = vt;
+            t->have_type = 1;
         }
     }
     return semantic;
@@ -240,25 +147,6 @@ static void read_labels(waft_mp_reader *r, request *q) {
 
 /* ---- scores ----------------------------------------------------------------------------------- */
 
-/* IEEE half -> float, exactly (subnormals, infinities and NaN included); no F16C on wasm. */
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ffu, bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (mant << 13); /* inf or NaN (payload kept) */
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112) << 23) | (mant << 13); /* rebias 15 -> 127 */
-    } else if (mant == 0) {
-        bits = sign; /* signed zero */
-    } else {
-        /* subnormal: mant * 2^-24 is exact in float */
-        float f = (float)mant * 5.9604644775390625e-8f;
-        return sign ? -f : f;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* Element i of the data as a double, in the tensor's byte order. The caller checked the size. */
 static double load_value(const tensor *t, size_t i) {
     int be = (t->flags & FLAG_BIG_ENDIAN) != 0;
@@ -277,7 +165,7 @@ static double load_value(const tensor *t, size_t i) {
         memcpy(&f, &u, 4);
         return f;
     }
-    return half_to_float((uint16_t)bits);
+    return waft_ml_half_to_float((uint16_t)bits);
 }
 
 /* Probabilities as f32 (what the reply carries, so ranking and reply agree bit for bit). Softmax in
@@ -378,7 +266,7 @@ static int postprocess(const uint8_t *req, size_t len, waft_buf *out) {
         uint32_t kl;
         if (!waft_mp_read_str(&r, &k, &kl)) break;
         if (waft_mp_key_is(k, kl, "result")) {
-            read_status(&r, &q.result);
+            waft_ml_read_status(&r, &q.result);
         } else if (waft_mp_key_is(k, kl, "tensor")) {
             semantic = read_tensor(&r, &q.tensor, &bad_type, &bad_type_len);
             have_tensor = 1;
@@ -508,18 +396,4 @@ done:
     return rc;
 }
 
-static int health(const uint8_t *payload, size_t len, waft_buf *out) {
-    (void)payload;
-    (void)len;
-    waft_mp_write_map(out, 2);
-    waft_mp_write_cstr(out, "healthy");
-    waft_mp_write_bool(out, 1);
-    waft_mp_write_cstr(out, "message");
-    waft_mp_write_cstr(out, "ok");
-    return WAFT_OK;
-}
-
-void waft_actor_init(void) {
-    waft_register("Imagenet.Postprocess", postprocess);
-    waft_register("Actor.HealthRequest", health);
-}
+void waft_actor_init(void) { waft_register("Imagenet.Postprocess", postprocess); } /* health: the SDK's */

@@ -16,7 +16,7 @@
  *   4. centre crop (offsets rounded half to even, as Python's round() in waft.models.preprocess);
  *   5. (x - mean) / std per channel in f32, or raw bytes for dtype u8; RGB or BGR; NCHW or NHWC.
  *
- * Extra operations: `Actor.HealthRequest`; `MlPreprocessing.Decode` {data, max_pixels?} -> {result,
+ * Extra operations: `Actor.HealthRequest` (the SDK's); `MlPreprocessing.Decode` {data, max_pixels?} -> {result,
  * width, height, channels: 3, pixels: RGB8} (the decoded image, for callers that want pixels and for
  * tests); `Debug.Inflate` {data, zlib: bool, max: u32} -> {result, data} (the SDK's inflate, exposed so
  * tests can hold it to Python's zlib).
@@ -80,15 +80,7 @@ static int convert_error(waft_buf *out, const char *reason) {
     waft_mp_write_map(out, 2);
     write_error_status(out, reason, strlen(reason));
     waft_mp_write_cstr(out, "tensor");
-    waft_mp_write_map(out, 4);
-    waft_mp_write_cstr(out, "dimensions");
-    waft_mp_write_array(out, 0);
-    waft_mp_write_cstr(out, "valueTypes");
-    waft_mp_write_array(out, 0);
-    waft_mp_write_cstr(out, "flags");
-    waft_mp_write_u64(out, 0);
-    waft_mp_write_cstr(out, "data");
-    waft_mp_write_bin(out, "", 0);
+    waft_ml_write_tensor(out, NULL, 0, NULL, 0, "", 0);
     return WAFT_OK;
 }
 
@@ -428,26 +420,8 @@ static int convert(const uint8_t *req, size_t len, waft_buf *out) {
     waft_mp_write_cstr(out, "success");
     waft_mp_write_nil(out);
     waft_mp_write_cstr(out, "tensor");
-    waft_mp_write_map(out, 4);
-    waft_mp_write_cstr(out, "dimensions");
-    waft_mp_write_array(out, 4);
-    waft_mp_write_u64(out, 1);
-    if (spec.nhwc) {
-        waft_mp_write_u64(out, ch);
-        waft_mp_write_u64(out, cw);
-        waft_mp_write_u64(out, 3);
-    } else {
-        waft_mp_write_u64(out, 3);
-        waft_mp_write_u64(out, ch);
-        waft_mp_write_u64(out, cw);
-    }
-    waft_mp_write_cstr(out, "valueTypes");
-    waft_mp_write_array(out, 1);
-    waft_mp_write_cstr(out, spec.u8 ? "ValueU8" : "ValueF32");
-    waft_mp_write_cstr(out, "flags");
-    waft_mp_write_u64(out, 0);
-    waft_mp_write_cstr(out, "data");
-    waft_mp_write_bin(out, tensor, nbytes);
+    const uint32_t nchw[4] = {1, 3, ch, cw}, nhwc[4] = {1, ch, cw, 3};
+    waft_ml_write_tensor(out, spec.nhwc ? nhwc : nchw, 4, spec.u8 ? "ValueU8" : "ValueF32", 0, tensor, nbytes);
     free(tensor);
     return WAFT_OK;
 }
@@ -556,20 +530,8 @@ static int inflate_op(const uint8_t *req, size_t len, waft_buf *out) {
     return WAFT_OK;
 }
 
-static int health(const uint8_t *req, size_t len, waft_buf *out) {
-    (void)req;
-    (void)len;
-    waft_mp_write_map(out, 2);
-    waft_mp_write_cstr(out, "healthy");
-    waft_mp_write_bool(out, 1);
-    waft_mp_write_cstr(out, "message");
-    waft_mp_write_cstr(out, "ok");
-    return WAFT_OK;
-}
-
-void waft_actor_init(void) {
+void waft_actor_init(void) { /* Actor.HealthRequest: the SDK's */
     waft_register("MlPreprocessing.Convert", convert);
     waft_register("MlPreprocessing.Decode", decode_op);
     waft_register("Debug.Inflate", inflate_op);
-    waft_register("Actor.HealthRequest", health);
 }

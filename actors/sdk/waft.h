@@ -6,7 +6,9 @@
 #include "waft_http.h"
 #include "waft_json.h"
 #include "waft_log.h"
+#include "waft_ml.h"
 #include "waft_msgpack.h"
+#include "waft_str.h"
 #include "waft_wapc.h"
 
 #endif

@@ -98,16 +98,10 @@ void waft_http_request_free(waft_http_request *req) {
     req->n_headers = 0;
 }
 
-static int ascii_lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
-
 int waft_http_header_get(const waft_http_request *req, const char *name, waft_str *value) {
-    size_t n = strlen(name);
     for (uint32_t i = 0; i < req->n_headers; i++) {
         const waft_http_header *h = &req->headers[i];
-        if (h->name.len != n || h->n_values == 0) continue;
-        size_t k = 0;
-        while (k < n && ascii_lower((unsigned char)h->name.ptr[k]) == ascii_lower((unsigned char)name[k])) k++;
-        if (k == n) {
+        if (h->n_values && waft_str_ieq(h->name, name)) {
             *value = h->values[0];
             return 1;
         }

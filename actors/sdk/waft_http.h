@@ -13,14 +13,11 @@
 #include <stdint.h>
 
 #include "waft_buf.h"
+#include "waft_str.h"
 
 #define WAFT_HTTP_OPERATION "HttpServer.HandleRequest"
 
-/* A view into the request payload: valid while the payload is (the handler call), not NUL-terminated. */
-typedef struct {
-    const char *ptr;
-    size_t len;
-} waft_str;
+/* The request's strings are views (waft_str) into the payload: valid while it is (the handler call). */
 
 typedef struct {
     waft_str name;

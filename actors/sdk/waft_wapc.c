@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "waft_msgpack.h"
+
 /* ---- imports from the host (wasmcloud-protocol §1.2); module `wapc` like pure waPC guests ---- */
 #define WAPC_IMPORT(name) __attribute__((import_module("wapc"), import_name(name)))
 
@@ -28,9 +30,21 @@ static registration handlers[WAFT_MAX_HANDLERS];
 static size_t handler_count;
 static int initialised;
 
+static int default_health(const uint8_t *req, size_t len, waft_buf *out) {
+    (void)req;
+    (void)len;
+    waft_mp_write_map(out, 2);
+    waft_mp_write_cstr(out, "healthy");
+    waft_mp_write_bool(out, 1);
+    waft_mp_write_cstr(out, "message");
+    waft_mp_write_cstr(out, "ok");
+    return WAFT_OK;
+}
+
 static void ensure_init(void) {
     if (initialised) return;
     initialised = 1; /* set first: a handler registering more handlers must not recurse */
+    waft_register(WAFT_HEALTH_OPERATION, default_health);
     waft_actor_init();
 }
 

@@ -29,6 +29,10 @@
  * message as the guest error. If `out` ran out of memory, the SDK reports that instead. */
 typedef int (*waft_handler)(const uint8_t *req, size_t len, waft_buf *out);
 
+/* wasmCloud's actor health check. The SDK answers it for every actor with msgpack
+ * {healthy: true, message: "ok"} (registered before waft_actor_init, which may replace it). */
+#define WAFT_HEALTH_OPERATION "Actor.HealthRequest"
+
 /* Defined by the actor. */
 void waft_actor_init(void);
 
