@@ -1,22 +1,26 @@
-"""Declarative applications: a wadm-like YAML manifest, and a reconciler that makes the lattice match it.
+"""Declarative applications: wadm's OAM manifests (or Waft's shorthand), and a reconciler that makes the lattice match.
 
-A manifest names actors (image ref, count), providers (image ref, link name, config) and links
-(actor, provider, contract, values). `reconcile` reads the lattice through the control interface,
-starts or scales what is missing, re-puts changed links, and `undeploy` removes what the manifest
-started. Applying the same manifest twice changes nothing: every step compares before it acts.
+Both formats become one model: actors (image ref, replicas, spreads), providers (image ref, contract,
+link name, config) and links (actor, provider, contract, values). `reconcile` reads the lattice through
+the control interface, starts or scales what is missing, re-puts changed links, and `undeploy` removes
+what the app started. Everything an app starts carries wadm's annotations (`wasmcloud.dev/managed-by`,
+`wasmcloud.dev/appspec`), and only instances carrying them are counted, scaled or stopped, so actors
+started by hand survive. Applying the same manifest twice changes nothing: every step compares first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from waft.ctl import CtlClient, CtlError
+from waft.ctl import CtlClient, CtlError, wait_for_event
 from waft.errors import WaftError
 from waft.lattice.events import Event
 from waft.oci.refs import looks_like_oci
@@ -26,11 +30,41 @@ class ManifestError(WaftError, ValueError):
     """A manifest that cannot be deployed; the message names the entry and the problem."""
 
 
+#: The annotations wadm puts on what it starts (wadm 0.x `model.rs`): hosts keep them per instance, so an
+#: app can tell its own instances from hand-started ones of the same actor and touch only those.
+MANAGED_BY = "wasmcloud.dev/managed-by"
+MANAGER = "wadm"
+APP_SPEC = "wasmcloud.dev/appspec"
+SPREAD_NAME = "wasmcloud.dev/spread_name"
+
+OAM_API_VERSION = "core.oam.dev/v1beta1"
+DEFAULT_SPREAD = "default"
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One `spreadscaler` spread: a share (`weight`) of the replicas on hosts whose labels include `requirements`."""
+
+    name: str = DEFAULT_SPREAD
+    requirements: dict[str, str] = field(default_factory=dict)
+    weight: int = 100
+
+
 @dataclass(frozen=True)
 class ActorSpec:
     name: str
     image: str
     count: int = 1
+    spread: tuple[Spread, ...] = ()
+
+    def spread_counts(self) -> list[tuple[Spread, int]]:
+        """How many replicas each spread gets: by weight, rounded down, the rest to the first spreads (as wadm)."""
+        spreads = self.spread or (Spread(),)
+        total = sum(s.weight for s in spreads) or 1
+        counts = [self.count * s.weight // total for s in spreads]
+        for i in range(self.count - sum(counts)):
+            counts[i % len(counts)] += 1
+        return list(zip(spreads, counts, strict=True))
 
 
 @dataclass(frozen=True)
@@ -39,6 +73,8 @@ class ProviderEntry:
     image: str
     link_name: str = "default"
     config: str = ""
+    contract: str = ""
+    spread: tuple[Spread, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,12 +88,20 @@ class LinkSpec:
 
 @dataclass(frozen=True)
 class Manifest:
+    """An application, whichever format it was written in: wadm's OAM or Waft's shorthand."""
+
     name: str
     version: str
     actors: tuple[ActorSpec, ...]
     providers: tuple[ProviderEntry, ...]
     links: tuple[LinkSpec, ...]
     source: Path | None = None
+    description: str = ""
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        """What every instance this app starts carries (and all that `undeploy` may stop)."""
+        return {MANAGED_BY: MANAGER, APP_SPEC: self.name}
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
@@ -67,32 +111,31 @@ class Manifest:
             raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
         except yaml.YAMLError as exc:
             raise ManifestError(f"{path} is not valid YAML: {exc}") from None
-        return cls.parse(data, base=path.parent, source=path)
+        return cls.parse(data, base=path.parent, source=path.absolute())
 
     @classmethod
     def parse(cls, data: Any, *, base: Path | None = None, source: Path | None = None) -> Manifest:
+        """Either format: a mapping with `apiVersion`/`kind`/`spec` is wadm's OAM, anything else Waft's own."""
+        if isinstance(data, dict) and {"apiVersion", "kind", "spec"} & set(data):
+            return _parse_oam(data, _resolver(base), source)
         if not isinstance(data, dict):
-            raise ManifestError("a manifest is a YAML mapping with name, actors, providers and links")
+            raise ManifestError("a manifest is a YAML mapping: wadm's (apiVersion: core.oam.dev/v1beta1, "
+                                "kind: Application) or Waft's (name, actors, providers, links)")
         unknown = set(data) - {"name", "version", "description", "actors", "providers", "links"}
         if unknown:
             raise ManifestError(f"unknown manifest keys: {', '.join(sorted(unknown))}")
-        name = _text(data, "name", "manifest")
-
-        def resolve(image: str) -> str:
-            """Relative file paths are relative to the manifest; OCI refs and python: refs stay."""
-            if base is None or image.startswith(("python:", "/")) or looks_like_oci(image):
-                return image
-            return str((base / image).resolve())
-
+        name = _app_name(_text(data, "name", "manifest"))
+        resolve = _resolver(base)
         actors = tuple(ActorSpec(_text(a, "name", "actor"), resolve(_text(a, "image", "actor")),
                                  _count(a)) for a in _list(data, "actors"))
-        providers = tuple(ProviderEntry(_text(p, "name", "provider"), resolve(_text(p, "image", "provider")),
-                                        str(p.get("link_name") or "default"), _config(p))
-                          for p in _list(data, "providers"))
         links = tuple(LinkSpec(_text(ln, "actor", "link"), _text(ln, "provider", "link"),
                                _text(ln, "contract", "link"), str(ln.get("link_name") or "default"),
                                {str(k): str(v) for k, v in (ln.get("values") or {}).items()})
                       for ln in _list(data, "links"))
+        contracts = {ln.provider: ln.contract for ln in reversed(links)}
+        providers = tuple(ProviderEntry(pname, resolve(_text(p, "image", "provider")),
+                                        str(p.get("link_name") or "default"), _config(p), contracts.get(pname, ""))
+                          for p in _list(data, "providers") for pname in [_text(p, "name", "provider")])
         names = {a.name for a in actors}
         pnames = {p.name for p in providers}
         for link in links:
@@ -100,7 +143,142 @@ class Manifest:
                 raise ManifestError(f"link names actor {link.actor!r}, which the manifest does not declare")
             if link.provider not in pnames:
                 raise ManifestError(f"link names provider {link.provider!r}, which the manifest does not declare")
-        return cls(name, str(data.get("version") or "0.0.0"), actors, providers, links, source)
+        return cls(name, str(data.get("version") or "0.0.0"), actors, providers, links, source,
+                   str(data.get("description") or ""))
+
+    def to_oam(self) -> dict[str, Any]:
+        """This app as a wadm manifest (what the app store keeps and `waft app get` prints)."""
+        def spread(spreads: tuple[Spread, ...]) -> dict[str, Any]:
+            return {"spread": [{"name": s.name, "requirements": dict(s.requirements), "weight": s.weight}
+                               for s in spreads]} if spreads else {}
+
+        components: list[dict[str, Any]] = []
+        for actor in self.actors:
+            traits: list[dict[str, Any]] = [{"type": "spreadscaler",
+                                             "properties": {"replicas": actor.count, **spread(actor.spread)}}]
+            traits += [{"type": "linkdef", "properties": {"target": link.provider, "values": dict(link.values)}}
+                       for link in self.links if link.actor == actor.name]
+            components.append({"name": actor.name, "type": "actor", "properties": {"image": actor.image},
+                               "traits": traits})
+        for provider in self.providers:
+            props: dict[str, Any] = {"image": provider.image, "contract": provider.contract,
+                                     "link_name": provider.link_name}
+            if provider.config:
+                try:
+                    props["config"] = json.loads(provider.config)
+                except ValueError:
+                    props["config"] = provider.config
+            component: dict[str, Any] = {"name": provider.name, "type": "capability", "properties": props}
+            if provider.spread:
+                component["traits"] = [{"type": "spreadscaler", "properties": {"replicas": 1,
+                                                                               **spread(provider.spread)}}]
+            components.append(component)
+        annotations = {"version": self.version, **({"description": self.description} if self.description else {})}
+        return {"apiVersion": OAM_API_VERSION, "kind": "Application",
+                "metadata": {"name": self.name, "annotations": annotations}, "spec": {"components": components}}
+
+
+#: NATS key-value keys (the app store's) allow these; wadm's names are DNS-like and fit.
+_NAME = re.compile(r"^[-_=a-zA-Z0-9]+(\.[-_=a-zA-Z0-9]+)*$")
+
+
+def _app_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ManifestError(f"application name {name!r} may hold only letters, digits, '-', '_', '=' and inner dots")
+    return name
+
+
+def _resolver(base: Path | None) -> Callable[[str], str]:
+    def resolve(image: str) -> str:
+        """Relative file paths (and `file://` ones) are relative to the manifest; OCI and python: refs stay."""
+        path = image.removeprefix("file://")
+        if image.startswith("python:") or (path == image and looks_like_oci(image)):
+            return image
+        if base is None or path.startswith("/"):
+            return path
+        return str((base / path).resolve())
+
+    return resolve
+
+
+def _parse_oam(data: dict[str, Any], resolve: Callable[[str], str], source: Path | None) -> Manifest:
+    """wadm's OAM manifest -> the one internal model: actors with spreadscalers, capabilities, linkdef traits."""
+    if data.get("apiVersion") != OAM_API_VERSION:
+        raise ManifestError(f"apiVersion must be {OAM_API_VERSION}, got {data.get('apiVersion')!r}")
+    if data.get("kind") != "Application":
+        raise ManifestError(f"kind must be Application, got {data.get('kind')!r}")
+    metadata = _mapping(data, "metadata", "manifest")
+    name = _app_name(_text(metadata, "name", "metadata"))
+    annotations = metadata.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        raise ManifestError("metadata.annotations must be a mapping")
+    components = _list(_mapping(data, "spec", "manifest"), "components")
+    actors: list[ActorSpec] = []
+    providers: list[ProviderEntry] = []
+    wanted_links: list[tuple[str, str, dict[str, str]]] = []
+    for component in components:
+        cname = _text(component, "name", "component")
+        if component.get("type") not in ("actor", "capability"):
+            raise ManifestError(f"component {cname!r}: type must be actor or capability, "
+                                f"got {component.get('type')!r}")
+        props = _mapping(component, "properties", f"component {cname!r}")
+        image = resolve(_text(props, "image", f"component {cname!r} properties"))
+        replicas, spread = 1, ()
+        for trait in _list(component, "traits"):
+            kind, tprops = trait.get("type"), _mapping(trait, "properties", f"trait of {cname!r}")
+            if kind == "spreadscaler":
+                replicas, spread = _replicas(cname, tprops), _spreads(cname, tprops)
+            elif kind == "linkdef" and component.get("type") == "actor":
+                values = tprops.get("values") or {}
+                if not isinstance(values, dict):
+                    raise ManifestError(f"linkdef of {cname!r}: values must be a mapping")
+                wanted_links.append((cname, _text(tprops, "target", f"linkdef of {cname!r}"),
+                                     {str(k): str(v) for k, v in values.items()}))
+            else:
+                raise ManifestError(f"component {cname!r}: trait type {kind!r} is not supported here "
+                                    "(actors: spreadscaler, linkdef; capabilities: spreadscaler)")
+        if component.get("type") == "actor":
+            actors.append(ActorSpec(cname, image, replicas, spread))
+        else:
+            if replicas != 1:
+                raise ManifestError(f"capability {cname!r}: one replica per app is supported, got {replicas}")
+            providers.append(ProviderEntry(cname, image, str(props.get("link_name") or "default"), _config(props),
+                                           _text(props, "contract", f"capability {cname!r} properties"), spread))
+    by_name = {p.name: p for p in providers}
+    links = []
+    for actor, target, values in wanted_links:
+        provider = by_name.get(target)
+        if provider is None:
+            raise ManifestError(f"linkdef of {actor!r} targets {target!r}, which is not a capability component")
+        links.append(LinkSpec(actor, target, provider.contract, provider.link_name, values))
+    return Manifest(name, str(annotations.get("version") or "0.0.0"), tuple(actors), tuple(providers),
+                    tuple(links), source, str(annotations.get("description") or ""))
+
+
+def _replicas(component: str, props: dict[str, Any]) -> int:
+    replicas = props.get("replicas", 1)
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise ManifestError(f"spreadscaler of {component!r}: replicas must be a non-negative integer")
+    return replicas
+
+
+def _spreads(component: str, props: dict[str, Any]) -> tuple[Spread, ...]:
+    spreads = []
+    for entry in _list(props, "spread"):
+        requirements = entry.get("requirements") or {}
+        weight = entry.get("weight", 100)
+        if not isinstance(requirements, dict) or not isinstance(weight, int) or weight < 0:
+            raise ManifestError(f"spread of {component!r}: requirements is a mapping, weight a non-negative integer")
+        spreads.append(Spread(str(entry.get("name") or f"spread{len(spreads)}"),
+                              {str(k): str(v) for k, v in requirements.items()}, weight))
+    return tuple(spreads)
+
+
+def _mapping(entry: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = entry.get(key)
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where} needs a mapping {key!r}")
+    return value
 
 
 def _list(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -138,18 +316,39 @@ class LatticeState:
     hosts: list[dict[str, Any]]
     inventories: dict[str, dict[str, Any]]
 
-    def actor_instances(self, image: str) -> list[tuple[str, str, int]]:
-        """(host id, actor id, instance count) for each host running `image`."""
-        return [(host_id, actor["id"], len(actor["instances"]))
-                for host_id, inv in self.inventories.items() for actor in inv.get("actors", [])
-                if actor.get("image_ref") == image]
+    def actor_instances(self, image: str, annotations: dict[str, str] | None = None) -> list[tuple[str, str, int]]:
+        """(host id, actor id, instance count) for each host running `image`; with `annotations`, only the
+        instances carrying them are counted (and hosts with none of them left out)."""
+        wanted = (annotations or {}).items()
+        found = []
+        for host_id, inv in self.inventories.items():
+            for actor in inv.get("actors", []):
+                if actor.get("image_ref") != image:
+                    continue
+                count = sum(1 for i in actor["instances"] if wanted <= (i.get("annotations") or {}).items())
+                if count or not wanted:
+                    found.append((host_id, actor["id"], count))
+        return found
 
-    def provider(self, image: str, link_name: str) -> tuple[str, str] | None:
+    def others(self, actor_id: str, annotations: dict[str, str]) -> int:
+        """Instances of `actor_id`, anywhere, that do not carry `annotations` (someone else's)."""
+        return sum(1 for inv in self.inventories.values() for actor in inv.get("actors", [])
+                   if actor["id"] == actor_id for i in actor["instances"]
+                   if not annotations.items() <= (i.get("annotations") or {}).items())
+
+    def provider(self, image: str, link_name: str,
+                 annotations: dict[str, str] | None = None) -> tuple[str, str] | None:
+        wanted = (annotations or {}).items()
         for host_id, inv in self.inventories.items():
             for provider in inv.get("providers", []):
-                if provider.get("image_ref") == image and provider.get("link_name") == link_name:
+                if (provider.get("image_ref") == image and provider.get("link_name") == link_name
+                        and wanted <= (provider.get("annotations") or {}).items()):
                     return host_id, provider["id"]
         return None
+
+    def eligible(self, spread: Spread) -> list[str]:
+        """The hosts whose labels include the spread's requirements, in ping order."""
+        return [h["id"] for h in self.hosts if spread.requirements.items() <= (h.get("labels") or {}).items()]
 
 
 async def read_state(ctl: CtlClient) -> LatticeState:
@@ -160,48 +359,68 @@ async def read_state(ctl: CtlClient) -> LatticeState:
     return LatticeState(hosts, inventories)
 
 
+def _placement(state: LatticeState, spread: Spread, preferred: str, where: str) -> str:
+    """The host new instances of a spread start on: `preferred` when it qualifies, else the first that does."""
+    hosts = state.eligible(spread)
+    if not hosts:
+        raise CtlError(f"{where}: no host on the lattice has the labels {spread.requirements} "
+                       f"that spread {spread.name!r} requires")
+    return preferred if preferred in hosts else hosts[0]
+
+
 async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None = None,
                     timeout: float = 60.0) -> list[str]:
     """Drive the lattice to the manifest; returns what was done, one line per action.
 
+    Only instances carrying the app's annotations (`Manifest.annotations`, plus the spread's name) count
+    and are scaled: a hand-started instance of the same actor is neither stopped nor taken as the app's.
     What is missing starts on `host_id` (`waft up` passes its own host: an app deployed by `up` must
     not land on whichever other host answered the ping first, or stopping that host takes the app
-    with it); without one, on the first host that answered. Actors that already run somewhere are
-    scaled where they run."""
+    with it), when it meets the spread's requirements; without one, on the first host that answered.
+    Instances that already run somewhere are scaled where they run. A provider someone else already
+    runs (same image and link name) is used, not started twice, and is never the app's to stop."""
     done: list[str] = []
     state = await read_state(ctl)
     target_host = await ctl.choose_host(host_id, known=[h["id"] for h in state.hosts])
+    owned = manifest.annotations
     actor_ids: dict[str, str] = {}
     provider_ids: dict[str, str] = {}
     async with ctl.events() as events:
         for actor in manifest.actors:
-            running = state.actor_instances(actor.image)
-            total = sum(count for _, _, count in running)
-            if running:
-                actor_ids[actor.name] = running[0][1]
-            if total < actor.count:
-                where = running[0][0] if running else target_host
-                await ctl.start_actor(where, actor.image, actor.count - total)
-                started = await wait_started(events, "actor_started", "actor_start_failed", actor.image, timeout)
-                actor_ids[actor.name] = started.public_key
-                done.append(f"started {actor.count - total} x actor {actor.name}")
-            elif total > actor.count:
-                excess = total - actor.count
-                for runs_on, actor_id, count in running:
-                    take = min(excess, count)
-                    if take:
-                        if take == count and actor.count == 0:
-                            await ctl.stop_actor(runs_on, actor_id, 0)
-                        else:
-                            await ctl.scale_actor(runs_on, actor_id, count - take, actor.image)
-                        excess -= take
-                done.append(f"scaled actor {actor.name} down to {actor.count}")
+            if anyone := state.actor_instances(actor.image):
+                actor_ids[actor.name] = anyone[0][1]
+            spreads = actor.spread_counts()
+            for spread, wanted in spreads:
+                mine = {**owned, SPREAD_NAME: spread.name}
+                running = state.actor_instances(actor.image, mine)
+                total = sum(count for _, _, count in running)
+                named = f"actor {actor.name}" + (f" (spread {spread.name})" if len(spreads) > 1 else "")
+                if total < wanted:
+                    where = running[0][0] if running else _placement(state, spread, target_host, named)
+                    await ctl.start_actor(where, actor.image, wanted - total, mine)
+                    for _ in range(wanted - total):  # one event per instance: all of them, before going on
+                        started = await wait_started(events, "actor_started", "actor_start_failed", actor.image,
+                                                     timeout)
+                    actor_ids[actor.name] = started.public_key
+                    done.append(f"started {wanted - total} x {named}")
+                elif total > wanted:
+                    excess = total - wanted
+                    for runs_on, actor_id, count in running:
+                        take = min(excess, count)
+                        if take:
+                            await ctl.stop_actor(runs_on, actor_id, take, mine)
+                            for _ in range(take):
+                                await wait_for_event(events, "actor_stopped", timeout, public_key=actor_id)
+                            excess -= take
+                    done.append(f"scaled {named} down to {wanted}")
         for provider in manifest.providers:
-            found = state.provider(provider.image, provider.link_name)
+            found = (state.provider(provider.image, provider.link_name, owned)
+                     or state.provider(provider.image, provider.link_name))
             if found:
                 provider_ids[provider.name] = found[1]
                 continue
-            await ctl.start_provider(target_host, provider.image, provider.link_name, provider.config)
+            where = _placement(state, (provider.spread or (Spread(),))[0], target_host, f"provider {provider.name}")
+            await ctl.start_provider(where, provider.image, provider.link_name, provider.config, owned)
             started = await wait_started(events, "provider_started", "provider_start_failed", provider.image,
                                           timeout)
             provider_ids[provider.name] = started.public_key
@@ -237,39 +456,64 @@ async def wait_started(events: asyncio.Queue[Event], ok: str, failed: str, image
         raise CtlError(f"{image} did not start within {timeout:g} s") from None
 
 
-async def undeploy(ctl: CtlClient, manifest: Manifest) -> list[str]:
-    """Remove the manifest's links, actors and providers from the lattice."""
+async def undeploy(ctl: CtlClient, manifest: Manifest, *, keep: Manifest | None = None,
+                   timeout: float = 60.0) -> list[str]:
+    """Remove what the app started: its annotated actor instances and providers, and its links.
+
+    Instances without the app's annotations (started by hand, or by another app) keep running, and a
+    link stays while such instances of its actor remain, since they share the actor's key and so the
+    link. With `keep` (the version replacing this one), what `keep` also declares is left alone."""
     done = []
     state = await read_state(ctl)
-    actor_ids = {a.name: [aid for _, aid, _ in state.actor_instances(a.image)] for a in manifest.actors}
+    owned = manifest.annotations
+    kept_actors = {a.image for a in keep.actors} if keep else set()
+    kept_providers = {(p.image, p.link_name) for p in keep.providers} if keep else set()
+    images = {a.name: a.image for a in manifest.actors}
+    kept_images = {a.name: a.image for a in keep.actors} if keep else {}
+    kept_links = {(kept_images.get(ln.actor), ln.contract, ln.link_name) for ln in keep.links} if keep else set()
     for link in manifest.links:
-        for actor_id in actor_ids.get(link.actor, []):
+        if (images.get(link.actor), link.contract, link.link_name) in kept_links:
+            continue
+        for _, actor_id, _ in state.actor_instances(images.get(link.actor, ""), owned):
+            if state.others(actor_id, owned):
+                done.append(f"kept link {link.actor} ({link.contract}): instances the app did not start use it")
+                continue
             try:
                 await ctl.delete_link(actor_id, link.contract, link.link_name)
                 done.append(f"unlinked {link.actor} ({link.contract})")
             except CtlError:
                 pass  # already gone
-    for actor in manifest.actors:
-        for host_id, actor_id, _ in state.actor_instances(actor.image):
-            await ctl.stop_actor(host_id, actor_id, 0)
-            done.append(f"stopped actor {actor.name} on {host_id[:8]}")
-    for provider in manifest.providers:
-        found = state.provider(provider.image, provider.link_name)
-        if found:
-            await ctl.stop_provider(found[0], found[1], provider.link_name)
-            done.append(f"stopped provider {provider.name}")
+    async with ctl.events() as events:
+        for actor in manifest.actors:
+            if actor.image in kept_actors:
+                continue
+            for host_id, actor_id, count in state.actor_instances(actor.image, owned):
+                await ctl.stop_actor(host_id, actor_id, count, owned)
+                for _ in range(count):
+                    await wait_for_event(events, "actor_stopped", timeout, public_key=actor_id)
+                done.append(f"stopped {count} x actor {actor.name} on {host_id[:8]}")
+        for provider in manifest.providers:
+            if (provider.image, provider.link_name) in kept_providers:
+                continue
+            found = state.provider(provider.image, provider.link_name, owned)
+            if found:
+                await ctl.stop_provider(found[0], found[1], provider.link_name)
+                await wait_for_event(events, "provider_stopped", timeout, public_key=found[1])
+                done.append(f"stopped provider {provider.name}")
     return done
 
 
 async def status(ctl: CtlClient, manifest: Manifest) -> list[dict[str, Any]]:
-    """Desired vs actual, one row per component."""
+    """Desired vs actual, one row per component; only the app's own instances count as running."""
     state = await read_state(ctl)
+    owned = manifest.annotations
     rows: list[dict[str, Any]] = []
     for actor in manifest.actors:
-        running = sum(count for _, _, count in state.actor_instances(actor.image))
+        running = sum(count for _, _, count in state.actor_instances(actor.image, owned))
         rows.append({"kind": "actor", "name": actor.name, "desired": actor.count, "running": running,
                      "ok": running == actor.count})
     for provider in manifest.providers:
-        running = 1 if state.provider(provider.image, provider.link_name) else 0
+        running = 1 if (state.provider(provider.image, provider.link_name, owned)
+                        or state.provider(provider.image, provider.link_name)) else 0
         rows.append({"kind": "provider", "name": provider.name, "desired": 1, "running": running, "ok": running == 1})
     return rows

@@ -109,17 +109,21 @@ class CtlClient:
         await self._command("cmd", host_id, "la", body={"actor_ref": actor_ref, "count": count,
                                                         "annotations": annotations or {}, "host_id": host_id})
 
-    async def stop_actor(self, host_id: str, actor_id: str, count: int = 0) -> None:
-        await self._command("cmd", host_id, "sa", body={"actor_ref": actor_id, "count": count, "host_id": host_id})
+    async def stop_actor(self, host_id: str, actor_id: str, count: int = 0,
+                         annotations: dict[str, str] | None = None) -> None:
+        """Stop `count` instances (0 = all); with `annotations`, only instances carrying them (an app's own)."""
+        await self._command("cmd", host_id, "sa", body={"actor_ref": actor_id, "count": count, "host_id": host_id,
+                                                        "annotations": annotations or {}})
 
     async def scale_actor(self, host_id: str, actor_id: str, count: int, actor_ref: str = "") -> None:
         await self._command("cmd", host_id, "scale", body={"actor_id": actor_id, "actor_ref": actor_ref,
                                                            "count": count, "host_id": host_id})
 
     async def start_provider(self, host_id: str, provider_ref: str, link_name: str = "default",
-                             configuration: str = "") -> None:
+                             configuration: str = "", annotations: dict[str, str] | None = None) -> None:
         await self._command("cmd", host_id, "lp", body={"provider_ref": provider_ref, "link_name": link_name,
-                                                        "configuration": configuration, "host_id": host_id})
+                                                        "configuration": configuration, "host_id": host_id,
+                                                        "annotations": annotations or {}})
 
     async def stop_provider(self, host_id: str, provider_id: str, link_name: str = "default",
                             contract_id: str = "") -> None:

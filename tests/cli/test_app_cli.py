@@ -212,7 +212,62 @@ def test_app_deploy_edit_redeploy_undeploy_the_ml_app(tmp_path: Path) -> None:
         inventories = lattice.json("ctl", "get", "inventory", *nats)
         assert all(not inv["actors"] and not inv["providers"] for inv in inventories), inventories  # type: ignore
         assert lattice.json("ctl", "get", "links", *nats) == []
-        assert lattice.json("app", "list", *nats) == []
+        # the app stays stored (as wadm keeps it), undeployed
+        assert [(a["name"], a["status"], a["deployed"]) for a in lattice.json("app", "list", *nats)] == [
+            ("ml-app", "undeployed", "")]  # type: ignore[union-attr,index]
         wait_http(f"http://127.0.0.1:{new_port}/healthz", ok=False)
         gone = lattice.ok("app", "undeploy", str(manifest), *nats)
         assert gone.stdout.strip() == "ml-app: nothing was running"
+
+
+def wadm_ml_manifest(path: Path, *, port: int) -> Path:
+    """deploy/ml-app.wadm.yaml, with absolute image paths and the HTTP address on `port`."""
+    data = yaml.safe_load((ROOT / "deploy" / "ml-app.wadm.yaml").read_text())
+    for component in data["spec"]["components"]:
+        props = component["properties"]
+        if component["type"] == "actor":
+            props["image"] = str((ROOT / "deploy" / props["image"]).resolve())
+        for trait in component.get("traits", []):
+            if trait["type"] == "linkdef" and trait["properties"]["target"] == "httpserver":
+                trait["properties"]["values"]["address"] = f"127.0.0.1:{port}"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_a_wadm_manifest_serves_the_ml_app_and_undeploy_spares_a_hand_started_actor(tmp_path: Path) -> None:
+    """Issue 16: the OAM manifest deploys and answers /matches; `wash app`'s commands by name; undeploy stops
+    what the app started and nothing else."""
+    port = free_port()
+    manifest = wadm_ml_manifest(tmp_path / "ml-app.wadm.yaml", port=port)
+    postprocessor = str((ROOT / "build" / "actors" / "postprocessor_s.wasm").resolve())
+    labels = (ROOT / "build" / "models" / "effnetlite0" / "labels.txt").read_text().splitlines()
+    with running_lattice(tmp_path, "--push-models") as lattice:
+        nats = ("--nats-url", lattice.nats_url)
+        lattice.ok("ctl", "start", "actor", postprocessor, *nats)  # by hand, before the app
+        assert lattice.json("app", "put", str(manifest), *nats) == {
+            "app": "ml-app", "version": "0.1.0", "actions": ["version 0.1.0 stored"]}
+        assert lattice.json("app", "get", "ml-app", *nats)["metadata"]["annotations"]["version"] == "0.1.0"  # type: ignore
+        deployed = lattice.json("app", "deploy", "ml-app", "0.1.0", *nats)
+        assert "started 1 x actor postprocessor" in deployed["actions"], deployed  # type: ignore[index]
+        (listed,) = lattice.json("app", "list", *nats)  # type: ignore[misc]
+        assert (listed["name"], listed["deployed"], listed["status"]) == ("ml-app", "0.1.0", "deployed")
+        assert [h["version"] for h in lattice.json("app", "history", "ml-app", *nats)] == ["0.1.0"]  # type: ignore
+        rows = {r["name"]: r for r in lattice.json("app", "status", "ml-app", *nats)}  # type: ignore[union-attr]
+        assert rows["postprocessor"]["running"] == 1 and all(r["ok"] for r in rows.values()), rows
+
+        wait_http(f"http://127.0.0.1:{port}/v2/models/effnetlite0/ready")
+        code, body = http("PUT", f"http://127.0.0.1:{port}/effnetlite0/matches", chelsea_jpeg())
+        assert code == 200, body[:300]
+        assert labels.index(json.loads(body)[0]["label"]) in CATS, body
+
+        refused = lattice.waft("app", "del", "ml-app", *nats)
+        assert refused.returncode == 1 and "is deployed" in refused.stderr, refused.stderr
+        undeployed = lattice.ok("app", "undeploy", "ml-app", *nats)
+        assert "ml-app: stopped 1 x actor postprocessor" in undeployed.stdout, undeployed.stdout
+        (inventory,) = lattice.json("ctl", "get", "inventory", *nats)  # type: ignore[misc]
+        assert [(a["image_ref"], [i["annotations"] for i in a["instances"]]) for a in inventory["actors"]] == [
+            (postprocessor, [{}])], inventory  # the hand-started instance, and nothing of the app's
+        assert inventory["providers"] == []
+        wait_http(f"http://127.0.0.1:{port}/healthz", ok=False)
+        assert lattice.ok("app", "del", "ml-app", *nats).stdout.strip() == "ml-app: every version deleted"
+        assert lattice.json("app", "list", *nats) == []

@@ -295,7 +295,7 @@ links:
     assert [a["name"] for a in waft.json("app", "list", *nats)] == ["echo-readme"]  # type: ignore[union-attr,index]
     poll(lambda: get(f"http://127.0.0.1:{port}/app"), "the deployed app serving")
     assert "stopped provider http" in waft.run("app", "undeploy", str(manifest), *nats).stdout
-    assert waft.json("app", "list", *nats) == []
+    assert [a["status"] for a in waft.json("app", "list", *nats)] == ["undeployed"]  # type: ignore[union-attr,index]
     assert "cannot read" in waft.error("app", "status", str(tmp_path / "nosuch.yaml"), *nats)
 
 
