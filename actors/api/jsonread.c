@@ -23,6 +23,18 @@ int jr_fail(jr *j, const char *msg) {
     return 0;
 }
 
+void jr_explain(const jr *j, const char *problem, const char *what, waft_buf *why) {
+    if (problem) {
+        waft_buf_append_str(why, problem);
+    } else if (j->err) {
+        waft_buf_append_str(why, what);
+        waft_buf_append_str(why, ": ");
+        waft_buf_append_str(why, j->err);
+        waft_buf_append_str(why, " at byte ");
+        waft_buf_append_u64(why, j->err_pos);
+    }
+}
+
 static void skip_ws(jr *j) {
     while (j->pos < j->n) {
         char c = j->s[j->pos];

@@ -32,6 +32,9 @@ typedef struct {
 
 void jr_init(jr *j, const void *text, size_t len);
 int jr_fail(jr *j, const char *msg);
+/* Append why a parse failed to `why`: `problem` when set, else "<what>: <err> at byte <pos>" when the
+ * reader failed, else nothing. */
+void jr_explain(const jr *j, const char *problem, const char *what, waft_buf *why);
 /* Next non-whitespace character without consuming it ('\0' at the end or after an error). */
 char jr_peek(jr *j);
 /* Consume `c` if it is next (after whitespace); 1 if it was. Never fails. */
