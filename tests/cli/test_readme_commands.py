@@ -214,7 +214,7 @@ def registry_commands(waft: Waft, tmp_path: Path, registry: str, signed: Path, p
     done = waft.run("reg", "push", http_ref, str(par), "--insecure")
     assert "provider" in done.stdout and "digest: sha256:" in done.stdout, done.stdout
     pulled = tmp_path / "pulled.wasm"
-    waft.run("reg", "pull", echo_ref, "--insecure", "-d", str(pulled))
+    waft.run("reg", "pull", echo_ref, "--insecure", "--destination", str(pulled))
     assert pulled.read_bytes() == signed.read_bytes()
     assert waft.json("par", "inspect", http_ref, "--insecure")["name"] == "HTTP Server"  # type: ignore[index]
     assert "latest" in waft.error("reg", "pull", f"{registry}/waft/echo-readme:latest", "--insecure")

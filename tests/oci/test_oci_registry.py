@@ -30,15 +30,16 @@ def fresh_actor() -> bytes:
 def test_cli_push_pull_round_trip_byte_identical(registry, artifacts, pushed, oci_home, tmp_path):
     for name, original in (("echo", artifacts.echo), ("httpserver", artifacts.httpserver_par)):
         out = tmp_path / f"{name}.pulled"
-        done = run_waft("reg", "pull", pushed[name], "--insecure", "-d", str(out), "-o", "json", home=oci_home)
+        done = run_waft("reg", "pull", pushed[name], "--insecure", "--destination", str(out), "-o", "json",
+                        home=oci_home)
         assert done.returncode == 0, done.stderr
         result = json.loads(done.stdout)
         assert out.read_bytes() == original.read_bytes()
         assert result["kind"] == ("actor" if name == "echo" else "provider")
         assert result["cached"] is False
         assert result["media_type"] == LAYER_TYPES[name]
-        again = json.loads(run_waft("reg", "pull", pushed[name], "--insecure", "-d", str(out), "-o", "json",
-                                    home=oci_home).stdout)
+        again = json.loads(run_waft("reg", "pull", pushed[name], "--insecure", "--destination", str(out),
+                                    "-o", "json", home=oci_home).stdout)
         assert again["cached"] is True and again["layer_digest"] == result["layer_digest"]
         assert cache.blob_path(result["layer_digest"]).relative_to(oci_home / "cache" / "oci")
     # the manifest is the one wash writes: OCI image manifest, wasmCloud config and layer types, `{}` config

@@ -40,9 +40,10 @@ def built_actor(name: str, signed: bool = True) -> Path:
 
 
 @contextlib.contextmanager
-def docker_registry(root: Path):
+def docker_registry(root: Path, *, htpasswd: Path | None = None):
     """A real OCI registry (Debian's `docker-registry`, distribution 2.8) on 127.0.0.1:<free port>.
 
+    With `htpasswd` (bcrypt entries) it asks for Basic credentials, and is ready once `GET /v2/` says 401.
     Storage lives under `root`; yields the `127.0.0.1:PORT` address once `GET /v2/` answers 200, and
     stops the process (SIGTERM, then SIGKILL) on exit. A missing binary fails loudly: `make test`
     installs it (`apt-get install -y docker-registry`).
@@ -72,7 +73,7 @@ http:
   addr: 127.0.0.1:{port}
   secret: waft-test-{port}
   headers: {{X-Content-Type-Options: [nosniff]}}
-""")
+""" + (f"auth: {{htpasswd: {{realm: waft-test, path: {htpasswd}}}}}\n" if htpasswd else ""))
     log = (root / "registry.log").open("wb")
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, start_new_session=True)
@@ -85,7 +86,7 @@ http:
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 conn.request("GET", "/v2/")
-                if conn.getresponse().status == 200:
+                if conn.getresponse().status == (401 if htpasswd else 200):
                     conn.close()
                     break
                 conn.close()

@@ -7,11 +7,10 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from waft.app import wait_started
+from waft.cli.call_cmd import add_arguments as add_call_arguments
 from waft.cli.output import CliError, add_connection_flags, add_output_flag, console, emit, parse_pairs
-from waft.config import setting
 from waft.ctl import CtlClient, CtlError, wait_for_event
 
 #: The host id wash puts in the invocations it sends (wasmcloud-protocol §2.7).
@@ -47,7 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp.add_argument("ref", help="python:<module>, a .par file or an OCI reference")
     sp.add_argument("-l", "--link-name", default="default")
     sp.add_argument("--host-id")
-    sp.add_argument("--config-json", default="", help="provider configuration (JSON text)")
+    config = sp.add_mutually_exclusive_group()
+    config.add_argument("--config-json", type=Path, metavar="PATH",
+                        help="a file holding the provider's configuration JSON (as wash's flag)")
+    config.add_argument("--config-text", default="", metavar="JSON", help="the provider's configuration, as JSON text")
     sp.add_argument("--skip-wait", action="store_true")
     add_connection_flags(sp)
     sp.set_defaults(handler=_run(_start_provider))
@@ -57,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     xa = stop_sub.add_parser("actor")
     xa.add_argument("host_id")
     xa.add_argument("actor_id")
-    xa.add_argument("--count", type=int, default=0, help="0 = all instances")
+    xa.add_argument("-c", "--count", type=int, default=1,
+                    help="how many instances to stop (default 1, as wash; 0 = all)")
     add_connection_flags(xa)
     xa.set_defaults(handler=_run(_stop_actor))
     xp = stop_sub.add_parser("provider")
@@ -103,16 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_flag(query)
     query.set_defaults(handler=_run(_get_links))
 
-    call = sub.add_parser("call", help="invoke an actor and print its answer")
-    call.add_argument("actor_id")
-    call.add_argument("operation")
-    call.add_argument("payload", help="JSON, sent as msgpack (or raw text with --raw)")
-    call.add_argument("--raw", action="store_true", help="send the payload bytes as they are")
-    call.add_argument("--cluster-seed", default=setting("cluster_seed", wasmcloud="cluster_seed"),
-                      help="the lattice's cluster seed (default: the one `waft up` keeps in the key store)")
-    add_connection_flags(call)
-    add_output_flag(call)
-    call.set_defaults(handler=_run(_call))
+    add_call_arguments(sub.add_parser("call", help="invoke an actor and print its answer (also `waft call`)"))
 
 
 def _run(handler: Callable[[CtlClient, argparse.Namespace], Awaitable[int]]) -> Callable[[argparse.Namespace], int]:
@@ -187,11 +181,30 @@ async def _start_actor(ctl: CtlClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _provider_config(args: argparse.Namespace) -> str:
+    """`--config-json PATH` (a file, as in wash) or `--config-text JSON`; either must hold JSON."""
+    if args.config_json is not None:
+        try:
+            text = args.config_json.read_text()
+        except OSError as exc:
+            raise CtlError(f"cannot read --config-json {args.config_json}: {exc.strerror}") from None
+        where = f"--config-json {args.config_json}"
+    else:
+        text, where = args.config_text, "--config-text"
+    if text.strip():
+        try:
+            json.loads(text)
+        except ValueError as exc:
+            raise CtlError(f"{where} is not JSON ({exc})") from None
+    return text
+
+
 async def _start_provider(ctl: CtlClient, args: argparse.Namespace) -> int:
     args.ref = _local_ref(args.ref)
+    config = _provider_config(args)
     host_id = await ctl.choose_host(args.host_id)
     async with ctl.events() as events:
-        await ctl.start_provider(host_id, args.ref, args.link_name, args.config_json)
+        await ctl.start_provider(host_id, args.ref, args.link_name, config)
         if args.skip_wait:
             console.print(f"start of {args.ref} requested on {host_id}")
             return 0
@@ -238,30 +251,4 @@ async def _link_put(ctl: CtlClient, args: argparse.Namespace) -> int:
 async def _link_del(ctl: CtlClient, args: argparse.Namespace) -> int:
     await ctl.delete_link(args.actor_id, args.contract_id, args.link_name)
     console.print(f"link {args.actor_id[:8]}… ({args.contract_id}) deleted")
-    return 0
-
-
-async def _call(ctl: CtlClient, args: argparse.Namespace) -> int:
-    """Like `wash call`: JSON in, msgpack on the wire, the answer decoded back to JSON when it is msgpack."""
-    from waft.lattice.codec import DecodeError, pack, unpack
-
-    if args.raw:
-        payload = args.payload.encode()
-    else:
-        try:
-            payload = pack(json.loads(args.payload))
-        except ValueError as exc:
-            raise CtlError(f"payload is not JSON ({exc}); use --raw to send text as it is") from None
-    answer = await ctl.call_actor(args.actor_id, args.operation, payload, cluster_seed=args.cluster_seed,
-                                  timeout=args.timeout_ms / 1000)
-    try:
-        decoded: Any = unpack(answer)
-    except DecodeError:
-        decoded = answer.decode("utf-8", "replace")
-    if isinstance(decoded, bytes):
-        decoded = decoded.decode("utf-8", "replace")
-    if args.output == "json" or not isinstance(decoded, str):
-        print(json.dumps(decoded, default=lambda b: b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b)))
-    else:
-        print(decoded)
     return 0

@@ -30,7 +30,8 @@ class CliError(WaftError):
 
 
 def add_output_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+    """`-o/--output` here too; SUPPRESS keeps a `waft -o json CMD` given before the command (main's default)."""
+    parser.add_argument("-o", "--output", choices=("text", "json"), default=argparse.SUPPRESS, help="output format")
 
 
 def emit(args: argparse.Namespace, data: Any, *, columns: Sequence[str] | None = None,
@@ -76,16 +77,44 @@ def add_prefix_flag(parser: argparse.ArgumentParser) -> None:
                         default=setting("lattice_prefix", "default", wasmcloud="lattice_prefix"))
 
 
+def default_nats_url() -> str:
+    """`WAFT_NATS_URL`, else wash's `WASMCLOUD_CTL_HOST` and `WASMCLOUD_CTL_PORT` (either alone: the other
+    is wash's default), else 127.0.0.1:4222: a shell set up for wash reaches the same lattice."""
+    url = setting("nats_url")
+    if url:
+        return url
+    host, port = setting("ctl_host", wasmcloud="ctl_host"), setting("ctl_port", wasmcloud="ctl_port")
+    if not host and not port:
+        return DEFAULT_NATS_URL
+    host = host or "127.0.0.1"
+    return host if "://" in host else f"nats://{host}:{port or 4222}"
+
+
 def add_lattice_flags(parser: argparse.ArgumentParser) -> None:
     """Which NATS and which lattice on it, for every command that joins one."""
-    parser.add_argument("--nats-url", default=setting("nats_url", DEFAULT_NATS_URL))
+    parser.add_argument("--nats-url", default=default_nats_url())
     add_prefix_flag(parser)
 
 
+def _milliseconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds "
+                                         "(from the flag, WAFT_CTL_TIMEOUT_MS or WASMCLOUD_CTL_TIMEOUT_MS)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the timeout must be positive")
+    return value
+
+
 def add_connection_flags(parser: argparse.ArgumentParser, *, timeout_ms: int = 2000) -> None:
-    """How a command reaches the lattice: the same three flags on every command that talks to it."""
+    """How a command reaches the lattice: the same three flags on every command that talks to it.
+
+    The timeout's default is the command's own unless `WASMCLOUD_CTL_TIMEOUT_MS` (wash's) says otherwise;
+    given as a string, argparse checks it as it checks the flag, so a bad variable is a usage error."""
     add_lattice_flags(parser)
-    parser.add_argument("-t", "--timeout-ms", type=int, default=timeout_ms)
+    parser.add_argument("-t", "--timeout-ms", type=_milliseconds,
+                        default=setting("ctl_timeout_ms", str(timeout_ms), wasmcloud="ctl_timeout_ms"))
 
 
 def parse_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """`waft reg push|pull|ping`: actors and provider archives to and from an OCI registry.
 
 Like `wash reg`: one layer with wasmCloud's media types, `:latest` refused unless `--allow-latest`,
-HTTPS unless `--insecure`. Pushes and pulls show a progress bar on stderr.
+HTTPS unless `--insecure`, `-u/--user` and `-p/--password` (else `WASH_REG_USER`/`WASH_REG_PASSWORD`),
+and wash's `pull -d/--digest` (the digest the artifact must have; the file goes to `--destination`).
+Pushes and pulls show a progress bar on stderr.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     pull = sub.add_parser("pull", help="pull an actor or provider archive (digest-checked, cached)")
     pull.add_argument("ref")
-    pull.add_argument("-d", "--destination", type=Path,
-                      help="output file (default: ./<name>.wasm or ./<name>.par.gz)")
+    pull.add_argument("--destination", type=Path, help="output file (default: ./<name>.wasm or ./<name>.par.gz)")
+    pull.add_argument("-d", "--digest", help="the manifest digest the artifact must have (sha256:…); "
+                                             "nothing is written when it differs")
     _policy_flags(pull)
     add_output_flag(pull)
     pull.set_defaults(handler=_pull)
@@ -41,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ping.add_argument("registry", nargs="?", default=None,
                       help="REGISTRY[:PORT] (default: $WAFT_OCI_REGISTRY or 127.0.0.1:5000)")
     ping.add_argument("--insecure", action="store_true", help="use plain HTTP (a loopback registry)")
+    _credential_flags(ping)
     add_output_flag(ping)
     ping.set_defaults(handler=_ping)
 
@@ -48,6 +52,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _policy_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--insecure", action="store_true", help="use plain HTTP (a loopback or test registry)")
     parser.add_argument("--allow-latest", action="store_true", help="allow :latest and untagged references")
+    _credential_flags(parser)
+
+
+def _credential_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-u", "--user", help="registry user (default: $WASH_REG_USER)")
+    parser.add_argument("-p", "--password", help="registry password (default: $WASH_REG_PASSWORD)")
+
+
+def _credentials(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The flags, else `WAFT_REG_*`, else wash's `WASH_REG_USER`/`WASH_REG_PASSWORD`; None when neither is set."""
+    user = setting("reg_user", flag=args.user, also=("WASH_REG_USER",))
+    password = setting("reg_password", flag=args.password, also=("WASH_REG_PASSWORD",))
+    if user is None and password is None:
+        return None
+    if user is None or password is None:
+        raise CliError("registry credentials need both a user and a password (-u/-p, or WASH_REG_USER and "
+                       "WASH_REG_PASSWORD)")
+    return user, password
 
 
 @contextlib.contextmanager
@@ -81,7 +103,7 @@ def _push(args: argparse.Namespace) -> int:
     try:
         with _progress(args) as report:
             result = push(args.ref, data, insecure=args.insecure, allow_latest=args.allow_latest,
-                          filename=args.file.name, progress=report)
+                          filename=args.file.name, progress=report, credentials=_credentials(args))
     except OciError as exc:
         raise CliError(str(exc)) from None
     if args.output == "json":
@@ -97,9 +119,13 @@ def _pull(args: argparse.Namespace) -> int:
 
     try:
         with _progress(args) as report:
-            artifact = pull(args.ref, insecure=args.insecure, allow_latest=args.allow_latest, progress=report)
+            artifact = pull(args.ref, insecure=args.insecure, allow_latest=args.allow_latest, progress=report,
+                            credentials=_credentials(args))
     except OciError as exc:
         raise CliError(str(exc)) from None
+    if args.digest and args.digest != artifact.manifest_digest:
+        raise CliError(f"{artifact.ref} has digest {artifact.manifest_digest}, not {args.digest}: refused, "
+                       "nothing written")
     suffix = ".wasm" if artifact.kind == "actor" else (".par.gz" if artifact.data[:2] == b"\x1f\x8b" else ".par")
     destination = args.destination or Path(artifact.ref.name + suffix)
     try:
@@ -122,7 +148,7 @@ def _ping(args: argparse.Namespace) -> int:
 
     registry = setting("oci_registry", "127.0.0.1:5000", flag=args.registry or None)
     try:
-        result = ping(registry, insecure=args.insecure)
+        result = ping(registry, insecure=args.insecure, credentials=_credentials(args))
     except OciError as exc:
         raise CliError(str(exc)) from None
     if args.output == "json":

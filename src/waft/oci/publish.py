@@ -7,7 +7,7 @@ from typing import Any
 from waft.claims import ClaimsError, inspect_actor
 from waft.oci import par
 from waft.oci.refs import OciError, OciRef
-from waft.oci.registry import Progress, push_target
+from waft.oci.registry import Credentials, Progress, push_target
 from waft.oci.registry import push as push_kind
 
 
@@ -27,8 +27,9 @@ def detect_kind(data: bytes) -> str:
 
 
 def push(ref: OciRef | str, data: bytes, *, insecure: bool = False, allow_latest: bool = False,
-         filename: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+         filename: str | None = None, progress: Progress | None = None,
+         credentials: Credentials | None = None) -> dict[str, Any]:
     """Push an actor or provider archive, its kind detected from the bytes; return what was pushed."""
     ref = push_target(ref, allow_latest=allow_latest)  # a bad reference is named before bad bytes
     return push_kind(ref, data, kind=detect_kind(data), insecure=insecure, allow_latest=allow_latest,
-                     filename=filename, progress=progress)
+                     filename=filename, progress=progress, credentials=credentials)

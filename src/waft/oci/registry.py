@@ -11,6 +11,7 @@ registry is down" into minutes of silence; our client sends each request once, w
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -74,13 +75,28 @@ class Artifact:
     cached: bool  # True when the layer came from the local cache instead of the network
 
 
+#: A registry user and password (`waft reg -u/-p`, `WASH_REG_USER`/`WASH_REG_PASSWORD`).
+Credentials = tuple[str, str]
+
+
 class _Client(oras.provider.Registry):
-    """oras-py's Registry without its retry loop, and with timeouts."""
+    """oras-py's Registry without its retry loop, with timeouts, and with credentials for either challenge:
+    a registry asking for Basic gets them on every later request (as docker and wash send them), one
+    asking for a Bearer token gets them on the token request (oras's token dance)."""
+
+    def __init__(self, *, hostname: str, insecure: bool, credentials: Credentials | None = None) -> None:
+        super().__init__(hostname=hostname, insecure=insecure)
+        self._credentials = credentials
+        self._basic: str | None = None
+        if credentials:
+            self.auth.set_basic_auth(*credentials)
 
     def do_request(self, url: str, method: str = "GET", data: Any = None, headers: dict | None = None,
                    json: dict | None = None, stream: bool = False) -> requests.Response:
         headers = dict(headers or {})
-        if isinstance(self.auth, oras.auth.TokenAuth) and self.auth.token is not None:
+        if self._basic:
+            headers["Authorization"] = self._basic
+        elif isinstance(self.auth, oras.auth.TokenAuth) and self.auth.token is not None:
             headers.update(self.auth.get_auth_header())
 
         def send(hdrs: dict) -> requests.Response:
@@ -89,6 +105,14 @@ class _Client(oras.provider.Registry):
 
         response = send(headers)
         if response.status_code in (401, 403) and not hasattr(data, "read"):
+            challenge = response.headers.get("Www-Authenticate", "")
+            if challenge.lower().startswith("basic"):
+                if not self._credentials or self._basic:
+                    return response  # nothing (else) to offer: the caller reports the 401
+                user, password = self._credentials
+                self._basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+                headers["Authorization"] = self._basic
+                return send(headers)
             headers, changed = self.auth.authenticate_request(response, headers)
             if changed:
                 response = send(headers)
@@ -122,8 +146,9 @@ class _Reader(io.RawIOBase):
         return chunk
 
 
-def connect(ref: OciRef, *, insecure: bool) -> tuple[_Client, oras.container.Container]:
-    client = _Client(hostname=ref.registry, insecure=insecure)
+def connect(ref: OciRef, *, insecure: bool,
+            credentials: Credentials | None = None) -> tuple[_Client, oras.container.Container]:
+    client = _Client(hostname=ref.registry, insecure=insecure, credentials=credentials)
     container = oras.container.Container(f"{ref.registry}/{ref.repository}:{ref.tag or 'latest'}"
                                          + (f"@{ref.digest}" if ref.digest else ""), registry=ref.registry)
     return client, container
@@ -173,13 +198,16 @@ def _errors(response: requests.Response, body: bytes | None = None) -> str:
         parts = [f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict)]
     except (ValueError, AttributeError):
         parts = []
-    return "; ".join(parts) or f"HTTP {response.status_code} {response.reason}"
+    text = "; ".join(parts) or f"HTTP {response.status_code} {response.reason}"
+    if response.status_code == 401:
+        text += " (the registry wants credentials: `waft reg -u USER -p PASSWORD`, or WASH_REG_USER/WASH_REG_PASSWORD)"
+    return text
 
 
-def ping(registry: str, *, insecure: bool) -> dict[str, str]:
+def ping(registry: str, *, insecure: bool, credentials: Credentials | None = None) -> dict[str, str]:
     """`GET /v2/`: whether a registry speaks the distribution API."""
     ref = OciRef(registry, "ping")
-    client, _ = connect(ref, insecure=insecure)
+    client, _ = connect(ref, insecure=insecure, credentials=credentials)
     url = f"{client.prefix}://{registry}/v2/"
     response = _request(client, ref, f"ping {registry}", lambda: client.do_request(url, "GET"))
     if response.status_code != 200:
@@ -197,14 +225,15 @@ def push_target(ref: OciRef | str, *, allow_latest: bool = False) -> OciRef:
 
 
 def push(ref: OciRef | str, data: bytes, *, kind: str, insecure: bool = False, allow_latest: bool = False,
-         filename: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+         filename: str | None = None, progress: Progress | None = None,
+         credentials: Credentials | None = None) -> dict[str, Any]:
     """Push an actor (`kind="actor"`) or provider archive (`"provider"`); return what was pushed.
 
     The kind is the caller's to know (`waft.oci.publish.push` detects it from the bytes), so this layer
     needs neither the claims nor the archive reader."""
     ref = push_target(ref, allow_latest=allow_latest)
     layer_type, config_type = (ACTOR_LAYER, ACTOR_CONFIG) if kind == "actor" else (PROVIDER_LAYER, PROVIDER_CONFIG)
-    client, container = connect(ref, insecure=insecure)
+    client, container = connect(ref, insecure=insecure, credentials=credentials)
     layer = {"mediaType": layer_type, "digest": cache.digest_of(data), "size": len(data)}
     if filename:
         layer["annotations"] = {TITLE: filename}
@@ -247,11 +276,11 @@ def _upload_blob(client: _Client, container: oras.container.Container, ref: OciR
 
 
 def pull(ref: OciRef | str, *, insecure: bool = False, allow_latest: bool = False,
-         progress: Progress | None = None) -> Artifact:
+         progress: Progress | None = None, credentials: Credentials | None = None) -> Artifact:
     """Pull an actor or provider archive, through the digest-keyed cache; every byte is digest-checked."""
     ref = OciRef.parse(ref) if isinstance(ref, str) else ref
     ref = check_latest(ref, allow_latest)
-    client, container = connect(ref, insecure=insecure)
+    client, container = connect(ref, insecure=insecure, credentials=credentials)
     manifest_bytes = cache.read("manifests", ref.digest) if ref.digest else None
     if manifest_bytes is None:
         manifest_bytes = _fetch_manifest(client, container, ref)

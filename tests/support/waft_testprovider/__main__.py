@@ -1,5 +1,6 @@
 """Answers `Test.Echo` with its payload, `Test.LinkValues` with the caller's link values (msgpack),
-and `Test.Sleep` after a delay."""
+`Test.Config` with the configuration it was started with (HostData's config_json), and `Test.Sleep`
+after a delay."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ class TestProvider(Provider):
         """Answers after `payload` (ASCII milliseconds): a slow provider for deadline tests."""
         await asyncio.sleep(int(payload or b"0") / 1000)
         return b"slept"
+
+    @operation("Test.Config")
+    async def config(self, ctx: InvocationContext, payload: bytes) -> bytes:
+        return (self.host_data.config_json or "").encode()
 
     @operation("Test.LinkValues")
     async def link_values(self, ctx: InvocationContext, payload: bytes) -> bytes:
