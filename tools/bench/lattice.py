@@ -41,7 +41,8 @@ async def run() -> list[dict[str, object]]:
     actor_path = ROOT / "build" / "actors" / "hostcheck_s.wasm"
     async with EmbeddedNats() as server:
         cluster = KeyPair.generate(Role.CLUSTER)
-        host = Host(HostConfig(nats_url=server.url, prefix="bench", cluster_seed=cluster.seed, rpc_timeout_s=20))
+        host = Host(HostConfig(nats_url=server.url, prefix="bench", cluster_seed=cluster.seed, rpc_timeout_s=20,
+                               python_providers=["echo_provider"]))
         task = asyncio.create_task(host.run())
         nc = await nats.connect(server.url)
         try:

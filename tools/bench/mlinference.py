@@ -26,14 +26,13 @@ import numpy as np
 import onnxruntime as ort
 
 from tools.bench.common import percentile, row
-from tools.paths import ROOT
+from tools.paths import MODELS, ROOT
 from waft.claims import KeyPair, Role, sign_actor
 from waft.embedded_nats import EmbeddedNats
 from waft.host.host import Host, HostConfig
 from waft.interfaces.mlinference import CONTRACT_ID, MODEL_LOADING, OP_PREDICT, InferenceOutput, predict_request
 from waft.lattice import LatticeConfig, LatticeRpc, LinkDefinition, WasmCloudEntity
 
-MODELS = ROOT / "build" / "models"
 BINDLE_ID = "efficientnet-lite0/0.1.0"
 PLAIN, BATCHED = "effnetlite0", "effnetlite0_batched"
 BATCH = {"max_items": 8, "max_delay_ms": 2}
