@@ -67,25 +67,25 @@ static int tensor_at(const uint8_t *p, size_t n, waft_ml_tensor *t) {
     return waft_ml_read_tensor(&r, t) && t->dims_declared <= MAX_DIMS && t->types_declared <= MAX_DIMS;
 }
 
-/* A failed waft_host_call: the host's text says what happened (wasmcloud-protocol wording). */
+/* A failed waft_host_call, by the kind of failure the host names (the detail is its message): 504 timeout,
+ * 503 nothing running or linked, 403 a missing claim, 413 a payload too large to carry, 500 anything else. */
 int host_error(waft_buf *out, const char *what, const waft_buf *err) {
-    const uint8_t *t = err->failed ? NULL : err->data;
-    size_t n = err->failed ? 0 : err->len;
-    waft_str text = {(const char *)t, n};
+    waft_str message;
+    waft_host_error_kind kind = waft_host_error_parse(err, &message);
     waft_buf d = WAFT_BUF_INIT;
     waft_buf_append_str(&d, what);
     waft_buf_append_str(&d, " failed: ");
-    if (t) waft_buf_append(&d, t, n);
+    if (message.ptr) waft_buf_append(&d, message.ptr, message.len);
     else waft_buf_append_str(&d, "its answer did not fit in memory");
     int rc;
-    if (waft_str_contains(text, "timeout") || waft_str_contains(text, "timed out") ||
-        waft_str_contains(text, "in time") || waft_str_contains(text, "deadline"))
-        rc = http_error_buf(out, 504, "timeout", &d);
-    else if (waft_str_contains(text, "no one is serving") || waft_str_contains(text, "not found") ||
-             waft_str_contains(text, "missing link definition") || waft_str_contains(text, "not running"))
-        rc = http_error_buf(out, 503, "service unavailable", &d);
-    else
-        rc = http_error_buf(out, 500, "internal error", &d);
+    switch (kind) {
+    case WAFT_HOST_TIMEOUT: rc = http_error_buf(out, 504, "timeout", &d); break;
+    case WAFT_HOST_NOT_RUNNING:
+    case WAFT_HOST_NOT_LINKED: rc = http_error_buf(out, 503, "service unavailable", &d); break;
+    case WAFT_HOST_DENIED: rc = http_error_buf(out, 403, "forbidden", &d); break;
+    case WAFT_HOST_TOO_LARGE: rc = http_error_buf(out, 413, "request too large", &d); break;
+    default: rc = http_error_buf(out, 500, "internal error", &d); break;
+    }
     waft_buf_free(&d);
     return rc;
 }

@@ -149,4 +149,30 @@ int waft_host_call(const char *binding, const char *namespace_, const char *oper
     return ok ? WAFT_OK : WAFT_ERR;
 }
 
+static const struct {
+    const char *prefix;
+    waft_host_error_kind kind;
+} HOST_ERROR_KINDS[] = {
+    {"timeout: ", WAFT_HOST_TIMEOUT},   {"not_running: ", WAFT_HOST_NOT_RUNNING},
+    {"not_linked: ", WAFT_HOST_NOT_LINKED}, {"denied: ", WAFT_HOST_DENIED},
+    {"too_large: ", WAFT_HOST_TOO_LARGE}, {"failed: ", WAFT_HOST_FAILED},
+};
+
+waft_host_error_kind waft_host_error_parse(const waft_buf *err, waft_str *message) {
+    if (err->failed) {
+        *message = (waft_str){NULL, 0};
+        return WAFT_HOST_FAILED;
+    }
+    waft_str text = {(const char *)err->data, err->len};
+    for (size_t i = 0; i < sizeof HOST_ERROR_KINDS / sizeof HOST_ERROR_KINDS[0]; i++) {
+        size_t n = strlen(HOST_ERROR_KINDS[i].prefix);
+        if (text.len >= n && memcmp(text.ptr, HOST_ERROR_KINDS[i].prefix, n) == 0) {
+            *message = (waft_str){text.ptr + n, text.len - n};
+            return HOST_ERROR_KINDS[i].kind;
+        }
+    }
+    *message = text;
+    return WAFT_HOST_FAILED;
+}
+
 void waft_console_log(const char *text, size_t len) { wapc_console_log((const uint8_t *)text, len); }

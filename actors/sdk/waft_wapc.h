@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "waft_buf.h"
+#include "waft_str.h"
 
 #define WAFT_OK 0
 #define WAFT_ERR 1
@@ -51,6 +52,22 @@ int waft_fail2(waft_buf *out, const char *message, const char *detail, size_t de
  * did not fit in memory). `out` is reset first. */
 int waft_host_call(const char *binding, const char *namespace_, const char *operation,
                    const void *payload, size_t len, waft_buf *out);
+
+/* What a failed waft_host_call was. Waft's host writes its error text as "<kind>: <message>"
+ * (kinds as in waft.host.wapc.HOST_ERROR_KINDS), so callers map kinds, never sentences. */
+typedef enum {
+    WAFT_HOST_FAILED,      /* "failed", or a text that names no kind (another host's plain sentence) */
+    WAFT_HOST_TIMEOUT,     /* "timeout": the target did not answer in time */
+    WAFT_HOST_NOT_RUNNING, /* "not_running": nothing serves the target */
+    WAFT_HOST_NOT_LINKED,  /* "not_linked": no link definition for the contract */
+    WAFT_HOST_DENIED,      /* "denied": a capability claim is missing */
+    WAFT_HOST_TOO_LARGE,   /* "too_large": the payload cannot be carried */
+} waft_host_error_kind;
+
+/* The kind of the error text a failed waft_host_call left in `err`, and its message without the kind
+ * prefix (the whole text when it names none). When `err->failed` (no text: it did not fit in memory)
+ * the kind is WAFT_HOST_FAILED and `message->ptr` is NULL. */
+waft_host_error_kind waft_host_error_parse(const waft_buf *err, waft_str *message);
 
 /* One line to the host's console log (`__console_log`); no capability claim needed. */
 void waft_console_log(const char *text, size_t len);

@@ -31,15 +31,16 @@ def built() -> dict[str, tuple[Path, Path]]:
 class RecordingHost:
     """A host_call that records every call and answers from a script, like the real host's router."""
 
-    def __init__(self, answer: bytes = b"", error: str | None = None) -> None:
+    def __init__(self, answer: bytes = b"", error: str | None = None, kind: str = "failed") -> None:
         self.calls: list[tuple[str, str, str, bytes]] = []
         self.answer = answer
         self.error = error
+        self.kind = kind
 
     def __call__(self, binding: str, namespace: str, operation: str, payload: bytes) -> bytes:
         self.calls.append((binding, namespace, operation, payload))
         if self.error is not None:
-            raise HostCallError(self.error)
+            raise HostCallError(self.error, kind=self.kind)
         return self.answer
 
 
@@ -131,12 +132,18 @@ def test_call_with_empty_answer_and_actor_to_actor_binding(hostcheck_module: Wap
 
 
 def test_call_reports_host_errors(hostcheck_module: WapcModule) -> None:
+    """The guest reads "<kind>: <message>" from __host_error: the kind is machine-readable."""
     text = "Invocation not authorized: missing link definition for waft:test on default"
-    instance = make(hostcheck_module, RecordingHost(error=text))
+    instance = make(hostcheck_module, RecordingHost(error=text, kind="not_linked"))
     with pytest.raises(GuestError) as info:
         instance.call("Test.Call", _call_request("default", "waft:test", "Test.Op", b"x"))
-    assert str(info.value) == f"host error: {text}"
+    assert str(info.value) == f"host error: not_linked: {text}"
     assert instance.call("Test.Echo", b"after") == b"after"
+    with pytest.raises(GuestError) as info:
+        make(hostcheck_module, RecordingHost(error="no")).call("Test.Call", _call_request("", "x", "y", b""))
+    assert str(info.value) == "host error: failed: no"  # the default kind
+    with pytest.raises(ValueError, match="unknown host error kind"):
+        HostCallError("x", kind="sad")
 
 
 def test_call_with_malformed_request_is_a_guest_error(hostcheck_module: WapcModule) -> None:

@@ -452,26 +452,31 @@ def test_preprocessor_errors(api: WapcInstance, host: FakeHost, reason: str, sta
     assert PREDICT not in [op[2] for op in host.ops()]
 
 
-@pytest.mark.parametrize("text, status, error", [
-    ("Failed to perform RPC call: request timeout after 2 s (MlInference.Predict)", 504, "timeout"),
-    ("actor did not answer in time: all instances are busy", 504, "timeout"),
-    ("actor ran past its 10000 ms deadline", 504, "timeout"),
-    ("Call alias not found: waft/preprocessor on default", 503, "service unavailable"),
-    ("no one is serving VABC (MlInference.Predict): is it running?", 503, "service unavailable"),
-    ("Invocation not authorized: missing link definition for wasmcloud:mlinference on default", 503,
+@pytest.mark.parametrize("kind, text, status, error", [
+    ("timeout", "Failed to perform RPC call: request timeout after 2 s (MlInference.Predict)", 504, "timeout"),
+    ("timeout", "actor did not answer in time: all instances are busy", 504, "timeout"),
+    ("timeout", "actor ran past its 10000 ms deadline", 504, "timeout"),
+    ("not_running", "Call alias not found: waft/preprocessor on default", 503, "service unavailable"),
+    ("not_running", "no one is serving VABC (MlInference.Predict): is it running?", 503, "service unavailable"),
+    ("not_linked", "Invocation not authorized: missing link definition for wasmcloud:mlinference on default", 503,
      "service unavailable"),
-    ("malformed MlInference.Predict request: bad", 500, "internal error"),
+    ("denied", "Invocation not authorized: missing capability claim for wasmcloud:mlinference", 403, "forbidden"),
+    ("too_large", "invocation of MlInference.Predict is too large for the lattice", 413, "too large"),
+    ("failed", "malformed MlInference.Predict request: bad", 500, "internal error"),
+    # the kind decides, never the sentence: a failure whose text speaks of a timeout is still a 500
+    ("failed", "the model said: request timeout, not running, deadline", 500, "internal error"),
 ])
 @pytest.mark.parametrize("part", [(PREPROCESSOR, CONVERT), (MLINFERENCE, PREDICT), (MLINFERENCE, METADATA),
                                   (POSTPROCESSOR, POSTPROCESS)])
-def test_host_call_failures(api: WapcInstance, host: FakeHost, text: str, status: int, error: str,
+def test_host_call_failures(api: WapcInstance, host: FakeHost, kind: str, text: str, status: int, error: str,
                             part: tuple[str, str]) -> None:
     def fail(payload: bytes) -> bytes:
-        raise HostCallError(text)
+        raise HostCallError(text, kind=kind)
 
     host.on(*part, fail)
     r = http(api, "PUT", "/effnetlite0/matches", IMAGE)
-    assert text in assert_error(r, status, error)["detail"]
+    detail = assert_error(r, status, error)["detail"]
+    assert detail.endswith(f" failed: {text}")  # the message, without the kind the host prefixed
     assert host.calls[-1].operation == part[1]
 
 

@@ -174,7 +174,8 @@ async def test_refusals_leave_the_host_serving(nats_url, lattice_prefix, tmp_pat
         try:
             # a call without the capability claim
             call = pack({"binding": "default", "namespace": "waft:test", "operation": "Test.Echo", "payload": b""})
-            with pytest.raises(RpcError, match="missing capability claim for waft:test"):
+            with pytest.raises(RpcError, match="host error: denied: Invocation not authorized: missing capability "
+                                               "claim for waft:test"):
                 await rpc.invoke(CALLER, target, "Test.Call", call)
             # an inbound call from a provider contract the actor does not claim
             with pytest.raises(RpcError, match="missing the capability claim"):

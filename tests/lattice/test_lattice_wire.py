@@ -128,6 +128,9 @@ def test_malformed_invocations_raise_decode_error(data: bytes) -> None:
 def test_response_and_linkdef_round_trip() -> None:
     response = InvocationResponse("id1", b"ok", error=None, content_length=5)
     assert InvocationResponse.decode(response.encode()) == response
+    failed = InvocationResponse("id2", error="actor did not answer in time", error_kind="timeout")
+    assert InvocationResponse.decode(failed.encode()) == failed
+    assert "error_kind" not in msgpack.unpackb(response.encode())  # absent unless set: 0.x's shape
     link = LinkDefinition("MA", "VB", "wasmcloud:httpserver", "default", {"address": "0.0.0.0:8078"})
     assert LinkDefinition.decode(link.encode()) == link
     with pytest.raises(DecodeError, match="missing"):

@@ -35,7 +35,7 @@ from waft.host.control import ControlInterface
 from waft.host.lattice_cache import LatticeCache
 from waft.host.provider_refs import resolve_provider
 from waft.host.providers import ProviderSupervisor, RunningProvider
-from waft.host.routing import HostCallRouter, describe_failure
+from waft.host.routing import HostCallRouter, describe_failure, failure_kind
 from waft.host.wapc import ActorTrap, GuestError, HostCallError, Runtime
 from waft.lattice import events as lattice_events
 from waft.lattice import subjects
@@ -307,12 +307,12 @@ class Host:
         pool = self.actors.get(invocation.target.public_key)
         if pool is None:
             error = f"actor {invocation.target.public_key} is not running here"
-            await self.rpc.respond(msg, invocation.id, error=error)
+            await self.rpc.respond(msg, invocation.id, error=error, error_kind="not_running")
             return
         try:
             answer, instance_id = await self.invoke_local(pool, invocation.origin, invocation.operation, invocation.msg)
         except (GuestError, ActorTrap, HostCallError, TimeoutError) as exc:
-            await self.rpc.respond(msg, invocation.id, error=describe_failure(exc))
+            await self.rpc.respond(msg, invocation.id, error=describe_failure(exc), error_kind=failure_kind(exc))
             return
         await self.rpc.respond(msg, invocation.id, answer, instance_id=instance_id)
 
@@ -321,7 +321,7 @@ class Host:
         """Capability check on the way in, then run on one of the pool's instances."""
         if not origin.is_actor and origin.contract_id not in pool.claims.caps:
             raise HostCallError(f"Actor is missing the capability claim for {origin.contract_id!r} "
-                                f"(operation {operation})")
+                                f"(operation {operation})", kind="denied")
         timeout = self.config.limits.deadline_ms / 1000 + self.config.rpc_timeout_s
         return await pool.call(operation, payload, timeout)
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from waft.host.actors import ActorPool, Instance
 from waft.host.builtins import BUILTINS, call_builtin
-from waft.host.wapc import ActorTrap, GuestError, HostCall, HostCallError
+from waft.host.wapc import HOST_ERROR_KINDS, ActorTrap, GuestError, HostCall, HostCallError
 from waft.lattice.rpc import LatticeRpc, RpcError
 from waft.lattice.types import LinkDefinition, WasmCloudEntity
 
@@ -37,6 +37,14 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "actor did not answer in time: all instances are busy"
     return str(exc)
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The host error kind (`HOST_ERROR_KINDS`) of an actor that failed or did not answer, or of a call."""
+    if isinstance(exc, TimeoutError) or (isinstance(exc, ActorTrap) and exc.deadline):
+        return "timeout"
+    kind = getattr(exc, "kind", None)  # HostCallError, RpcError
+    return kind if kind in HOST_ERROR_KINDS else "failed"
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class HostCallRouter:
             except HostCallError:
                 raise
             except Exception as exc:
-                raise HostCallError(f"Host send error {type(exc).__name__}: {exc}") from None
+                raise HostCallError(f"Host send error {type(exc).__name__}: {exc}", kind=failure_kind(exc)) from None
 
         return host_call
 
@@ -90,12 +98,14 @@ class HostCallRouter:
         caps = pool.claims.caps
         if namespace in BUILTINS:
             if namespace not in caps:
-                raise HostCallError(f"Invocation not authorized: missing capability claim for {namespace}")
+                raise HostCallError(f"Invocation not authorized: missing capability claim for {namespace}",
+                                    kind="denied")
             return Target("builtin")
         link = self.links.links.get((pool.public_key, namespace, binding or "default"))
         if link is not None:
             if namespace not in caps:
-                raise HostCallError(f"Invocation not authorized: missing capability claim for {namespace}")
+                raise HostCallError(f"Invocation not authorized: missing capability claim for {namespace}",
+                                    kind="denied")
             return Target("provider", WasmCloudEntity.provider(link.provider_id, link.contract_id, link.link_name))
         if namespace.startswith("M") and len(namespace) == 56:
             target_key: str | None = namespace
@@ -104,10 +114,11 @@ class HostCallRouter:
         if target_key is None:
             if ":" in namespace:
                 if namespace not in caps:
-                    raise HostCallError(f"Invocation not authorized: missing capability claim for {namespace}")
+                    raise HostCallError(f"Invocation not authorized: missing capability claim for {namespace}",
+                                        kind="denied")
                 raise HostCallError(f"Invocation not authorized: missing link definition for {namespace} "
-                                    f"on {self.prefix}")
-            raise HostCallError(f"Call alias not found: {namespace} on {self.prefix}")
+                                    f"on {self.prefix}", kind="not_linked")
+            raise HostCallError(f"Call alias not found: {namespace} on {self.prefix}", kind="not_running")
         return Target("actor", WasmCloudEntity.actor(target_key))
 
     def _call_here(self, public_key: str, operation: str, payload: bytes) -> bytes | None:
@@ -118,7 +129,7 @@ class HostCallRouter:
         try:
             done = local.call_here(operation, payload, on_trap=lambda instance: self._replace_soon(local, instance))
         except (GuestError, ActorTrap) as exc:
-            raise HostCallError(describe_failure(exc)) from None
+            raise HostCallError(describe_failure(exc), kind=failure_kind(exc)) from None
         return None if done is None else done[0]
 
     def _replace_soon(self, pool: ActorPool, instance: Instance) -> None:
@@ -132,9 +143,9 @@ class HostCallRouter:
             try:
                 answer, _ = await self.invoke_local(local, origin, operation, payload)
             except (GuestError, ActorTrap, TimeoutError) as exc:
-                raise HostCallError(describe_failure(exc)) from None
+                raise HostCallError(describe_failure(exc), kind=failure_kind(exc)) from None
             return answer
         try:
             return await self.rpc.invoke(origin, target.entity, operation, payload)
         except RpcError as exc:
-            raise HostCallError(str(exc)) from None
+            raise HostCallError(str(exc), kind=failure_kind(exc)) from None

@@ -30,12 +30,17 @@ ENVELOPE_HEADROOM = 16 * 1024
 
 
 class RpcError(WaftError):
-    """A call that produced no answer: the target's error, a timeout, or nobody listening."""
+    """A call that produced no answer: the target's error, a timeout, or nobody listening.
 
-    def __init__(self, message: str, *, timeout: bool = False, no_responders: bool = False) -> None:
+    `kind` is the host error kind (waft.host.wapc.HOST_ERROR_KINDS): the responder's own (an
+    InvocationResponse's `error_kind`), else `timeout`, `not_running` (no responders) or `failed`."""
+
+    def __init__(self, message: str, *, timeout: bool = False, no_responders: bool = False,
+                 kind: str | None = None) -> None:
         super().__init__(message)
         self.timeout = timeout
         self.no_responders = no_responders
+        self.kind = kind or ("timeout" if timeout else "not_running" if no_responders else "failed")
 
 
 class InvocationRejected(WaftError):
@@ -93,12 +98,14 @@ class LatticeRpc:
         except nats.errors.TimeoutError:
             raise RpcError(f"Failed to perform RPC call: request timeout after {budget:g} s ({operation})",
                            timeout=True) from None
+        except nats.errors.MaxPayloadError as exc:
+            raise RpcError(f"invocation of {operation} is too large for the lattice: {exc}", kind="too_large") from None
         try:
             response = InvocationResponse.decode(reply.data)
         except DecodeError as exc:
             raise RpcError(f"unreadable response to {operation}: {exc}") from None
         if response.error is not None:
-            raise RpcError(response.error)
+            raise RpcError(response.error, kind=response.error_kind)
         if response.is_chunked:
             try:
                 return await self.chunks.take(response_key(invocation.id), response.content_length or 0)
@@ -132,11 +139,13 @@ class LatticeRpc:
         return invocation
 
     async def respond(self, request: Msg, invocation_id: str, msg: bytes = b"", *, error: str | None = None,
-                      instance_id: str | None = None) -> None:
-        """Reply to `request`, moving a large answer into object store first."""
+                      error_kind: str | None = None, instance_id: str | None = None) -> None:
+        """Reply to `request`, moving a large answer into object store first; `error_kind` says what kind of
+        failure `error` is (RpcError.kind on the caller's side)."""
         if not request.reply:
             return
         response = InvocationResponse(invocation_id=invocation_id, msg=msg, error=error,
+                                      error_kind=error_kind if error is not None else None,
                                       instance_id=instance_id)
         if error is None and len(msg) > self.chunk_threshold:
             await self.chunks.put(response_key(invocation_id), msg)

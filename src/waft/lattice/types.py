@@ -127,6 +127,8 @@ class InvocationResponse:
     error: str | None = None
     content_length: int | None = None
     instance_id: str | None = None
+    #: Waft's addition: what kind of failure `error` is (waft.host.wapc.HOST_ERROR_KINDS); 0.x hosts ignore it.
+    error_kind: str | None = None
 
     @property
     def is_chunked(self) -> bool:
@@ -140,6 +142,8 @@ class InvocationResponse:
             wire["content_length"] = self.content_length
         if self.instance_id is not None:
             wire["instance_id"] = self.instance_id
+        if self.error_kind is not None:
+            wire["error_kind"] = self.error_kind
         return pack(wire)
 
     @classmethod
@@ -155,6 +159,7 @@ class InvocationResponse:
             error=as_str(error, field="error") if error not in (None, "") else None,
             content_length=content_length,
             instance_id=as_str(wire.get("instance_id"), field="instance_id") or None,
+            error_kind=as_str(wire.get("error_kind"), field="error_kind") or None,
         )
 
 

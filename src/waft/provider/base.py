@@ -160,9 +160,10 @@ class Provider:
             except InvocationRejected as exc:
                 await self.rpc.reject(msg, msg.data, str(exc))
                 return
-            error = self._authorize(invocation)
-            if error:
-                await self.rpc.respond(msg, invocation.id, error=error)
+            refusal = self._authorize(invocation)
+            if refusal:
+                error, kind = refusal
+                await self.rpc.respond(msg, invocation.id, error=error, error_kind=kind)
                 return
             handler = self._handlers.get(invocation.operation)
             if handler is None:
@@ -186,12 +187,15 @@ class Provider:
                 return
             await self.rpc.respond(msg, invocation.id, result)
 
-    def _authorize(self, invocation: Invocation) -> str | None:
+    def _authorize(self, invocation: Invocation) -> tuple[str, str] | None:
+        """Why the invocation is refused, with its host error kind (`error_kind`); None when it may run."""
         if invocation.target.public_key != self.host_data.provider_key:
-            return f"invocation is addressed to {invocation.target.public_key}, not this provider"
+            return f"invocation is addressed to {invocation.target.public_key}, not this provider", "failed"
         origin = invocation.origin.public_key
         if invocation.origin.is_actor and origin not in self.links:
-            return f"actor {origin} is not linked to {self.contract_id} on link {self.host_data.link_name!r}"
+            # not linked *yet* as a rule (the put is on its way): the caller may retry, as for no link at all
+            return (f"actor {origin} is not linked to {self.contract_id} on link {self.host_data.link_name!r}",
+                    "not_linked")
         return None
 
     async def _on_link_put(self, msg: Msg) -> None:
