@@ -15,9 +15,11 @@
  * Errors are JSON {"error": "<what>", "detail": "<why>"} (design: Conventions): 400 bad tensor JSON or
  * undecodable image, 404 unknown model (the detail says how to install it) or route (the original answered
  * 500 `----N/A-----`), 405 wrong method (with Allow), 413 too large (the body, or an image's bytes; an image
- * whose header declares more pixels than the spec's max_pixels is a 400 "image too large"), 429 overloaded and 503 still loading / part not running (with Retry-After), 504
- * a host-call timeout, 500 only for what should not happen. Every HTTP outcome is an HttpResponse; only an
- * undecodable HttpRequest is a guest error.
+ * whose header declares more pixels than the spec's max_pixels is a 400 "image too large"), 429 overloaded
+ * and 503 still loading / part not running (with Retry-After), 504 a host-call timeout, 500 only for what
+ * should not happen. A failed host call is mapped by the kind the host names, never by its text (ml_calls.c
+ * host_error: 504 timeout, 503 not running or not linked, 403 denied, 413 too large, 500 failed). Every
+ * HTTP outcome is an HttpResponse; only an undecodable HttpRequest is a guest error.
  *
  * Models' input specs and labels come from MlInference.GetMetadata, cached per model (ml_calls.c).
  * The modules are listed in api.h.
