@@ -20,16 +20,21 @@ from waft_testing import built_actor, running_host  # noqa: E402  (re-exported f
 
 __all__ = ["built_actor", "running_host"]
 
+#: The shipped Python providers plus the suite's doubles (tests/support), allowed in every host it starts.
+TEST_PYTHON_PROVIDERS = ("waft_httpserver", "waft_mlinference", "waft_testprovider", "echo_provider")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Keys and caches of the suite never touch the developer's ~/.waft (built actors keep theirs); the models
-    `make models` built in this checkout are the ones every test (and every `waft` it starts) serves."""
+    `make models` built in this checkout are the ones every test (and every `waft` it starts) serves. The test
+    doubles (tests/support) join the allowed `python:<module>` providers here, never by default."""
     home = tmp_path_factory.mktemp("waft-home")
-    old = {k: os.environ.get(k) for k in ("WAFT_HOME", "PYTHONPATH", "WAFT_MODELS_DIR")}
+    old = {k: os.environ.get(k) for k in ("WAFT_HOME", "PYTHONPATH", "WAFT_MODELS_DIR", "WAFT_PYTHON_PROVIDERS")}
     os.environ["WAFT_HOME"] = str(home)
     os.environ["WAFT_MODELS_DIR"] = old["WAFT_MODELS_DIR"] or str(ROOT / "build" / "models")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), old["PYTHONPATH"]]))
+    os.environ["WAFT_PYTHON_PROVIDERS"] = ",".join(TEST_PYTHON_PROVIDERS)
     yield
     for key, value in old.items():
         if value is None:

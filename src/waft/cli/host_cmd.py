@@ -25,7 +25,8 @@ def _host(args: argparse.Namespace) -> int:
     from waft.logs import configure_logging
 
     configure_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
-    config = HostConfig.from_env(nats_url=args.nats_url, prefix=args.lattice_prefix).with_stored_cluster_key()
+    config = (HostConfig.from_env(nats_url=args.nats_url, prefix=args.lattice_prefix).with_stored_cluster_key()
+              .with_stored_nats_credentials())
     config.labels.update(parse_pairs(args.label, "label"))
 
     async def main() -> None:

@@ -35,6 +35,13 @@ class HostConfig:
     #: Variables each provider process gets on top of the host's environment (`waft up` names the
     #: model repository here instead of changing its own environment).
     provider_env: dict[str, str] = field(default_factory=dict)
+    #: The host's own nkey seed for NATS (None: none, or credentials in `nats_url`), and the seed its
+    #: providers get in HostData; `with_stored_nats_credentials` fills both from the key store.
+    nats_seed: str | None = None
+    provider_nats_seed: str | None = None
+    #: Modules a `python:<module>` provider ref may name (None: the `python_providers` setting, else
+    #: `provider_refs.DEFAULT_PYTHON_PROVIDERS`): a ctl user must not run any importable module.
+    python_providers: list[str] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> HostConfig:
@@ -56,6 +63,8 @@ class HostConfig:
         config.allow_latest = (setting("oci_allow_latest", "", wasmcloud="oci_allow_latest", env=env)
                                or "").lower() in ("1", "true")
         config.allowed_insecure = _list(setting("oci_allowed_insecure", wasmcloud="oci_allowed_insecure", env=env))
+        if (python := setting("python_providers", env=env)) is not None:
+            config.python_providers = _list(python)
         # wasmCloud's convention: HOST_<NAME>=value labels the host <name>=value.
         config.labels = {k[5:].lower(): v for k, v in env.items() if k.startswith("HOST_") and len(k) > 5}
         for key, value in overrides.items():
@@ -70,4 +79,17 @@ class HostConfig:
             from waft.claims import keystore
 
             self.cluster_seed = keystore.load_or_create("cluster", Role.CLUSTER).seed
+        return self
+
+    def with_stored_nats_credentials(self) -> HostConfig:
+        """Hosts started from the CLI on a lattice `waft up` secured use the credentials it stored: the host
+        user for itself, the provider user (which cannot publish control commands) for its providers.
+
+        A URL with its own `user:password@` keeps meaning what it says; on a server without
+        authorization the seeds are simply not asked for."""
+        from waft.lattice import credentials
+
+        if not credentials.has_userinfo(self.nats_url):
+            self.nats_seed = self.nats_seed or credentials.stored_host_seed()
+            self.provider_nats_seed = self.provider_nats_seed or credentials.stored_provider_seed()
         return self

@@ -39,6 +39,7 @@ from waft.host.routing import HostCallRouter, describe_failure, failure_kind
 from waft.host.wapc import ActorTrap, GuestError, HostCallError, Runtime
 from waft.lattice import events as lattice_events
 from waft.lattice import subjects
+from waft.lattice.credentials import connect_options
 from waft.lattice.events import EventPublisher
 from waft.lattice.host_data import HostData
 from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, wait_closed
@@ -129,7 +130,8 @@ class Host:
         """Serve until `stop()` is called; clean up everything on the way out."""
         config = self.config
         nc = await nats.connect(config.nats_url, name=f"waft host {self.host_id[:8]}",
-                                max_reconnect_attempts=-1, reconnect_time_wait=0.25)
+                                max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+                                **connect_options(config.nats_url, config.nats_seed))
         try:
             lattice = LatticeConfig(config.prefix, self.cluster_key, self.host_id, set(config.cluster_issuers),
                                     config.rpc_timeout_s)
@@ -335,13 +337,15 @@ class Host:
                         instance_id=provider.instance_id,
                         link_definitions=self.cache.links_for_provider(provider.public_key, provider.link_name),
                         config_json=provider.config_json,
-                        default_rpc_timeout_ms=int(self.config.rpc_timeout_s * 1000))
+                        default_rpc_timeout_ms=int(self.config.rpc_timeout_s * 1000),
+                        lattice_rpc_user_seed=self.config.provider_nats_seed or "")
 
     async def start_provider(self, provider_ref: str, link_name: str = "default", config_json: str = "",
                              annotations: dict[str, str] | None = None) -> RunningProvider:
         try:
             spec = await resolve_provider(provider_ref, allow_latest=self.config.allow_latest,
-                                          allowed_insecure=self.config.allowed_insecure)
+                                          allowed_insecure=self.config.allowed_insecure,
+                                          python_providers=self.config.python_providers)
             provider = await self.providers.start(spec, link_name, config_json, annotations)
         except (WaftError, OSError) as exc:
             await self.events.publish(lattice_events.provider_start_failed(provider_ref, link_name, str(exc)))

@@ -2,7 +2,10 @@
 
 `python:<module>` runs an installed Python provider package (the embedded default); the package's
 `__init__` names its contract in `CONTRACT_ID` (and may name itself in `NAME`) and must stay light,
-since the host imports it to learn them. Its service key is kept in the key store, so a provider
+since the host imports it to learn them. Only modules in an allow-list may be named (the host's
+`python_providers`, else the `python_providers` setting, else `DEFAULT_PYTHON_PROVIDERS`): whoever can
+send a control command must not be able to run any module importable on the host (`python:http.server`,
+a test double left on the path). Its service key is kept in the key store, so a provider
 keeps its identity across restarts and across hosts sharing `$WAFT_HOME`.
 """
 
@@ -13,12 +16,31 @@ import importlib
 
 from waft.claims import keystore
 from waft.claims.keys import Role
+from waft.config import setting
 from waft.host.providers import ProviderSpec, ProviderStartError, python_provider_command
 
+#: The Python providers Waft ships; tests add their doubles through the setting, never by default.
+DEFAULT_PYTHON_PROVIDERS = ("waft_httpserver", "waft_mlinference")
 
-async def resolve_provider(ref: str, *, allow_latest: bool = False,
-                           allowed_insecure: list[str] | None = None) -> ProviderSpec:
+
+def allowed_python_providers(configured: list[str] | None = None) -> list[str]:
+    """`configured` when given, else `WAFT_PYTHON_PROVIDERS` (comma-separated), else the shipped providers."""
+    if configured is not None:
+        return list(configured)
+    raw = setting("python_providers")
+    if raw is None:
+        return list(DEFAULT_PYTHON_PROVIDERS)
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+async def resolve_provider(ref: str, *, allow_latest: bool = False, allowed_insecure: list[str] | None = None,
+                           python_providers: list[str] | None = None) -> ProviderSpec:
     if ref.startswith("python:"):
+        module_name = ref.removeprefix("python:")
+        allowed = allowed_python_providers(python_providers)
+        if module_name not in allowed:
+            raise ProviderStartError(f"python module {module_name!r} is not an allowed provider (allowed: "
+                                     f"{', '.join(allowed) or 'none'}; set WAFT_PYTHON_PROVIDERS to change)")
         return await asyncio.to_thread(_python_spec, ref)
     if ref.endswith((".par", ".par.gz")) or "/" in ref:
         try:
