@@ -294,16 +294,52 @@ async def test_public_dashboard_checks_the_token_on_page_api_websocket_and_metri
 
 async def test_loopback_dashboard_refuses_other_host_names(nats_url, lattice_prefix):
     """DNS rebinding: a name that resolves to 127.0.0.1 is still not the dashboard's name."""
-    async with serving_dashboard(nats_url, lattice_prefix) as url, aiohttp.ClientSession() as http:
-        assert "token" not in url
+    async with serving_dashboard(nats_url, lattice_prefix, token="loop") as url, aiohttp.ClientSession() as http:
+        url = url.split("?", 1)[0]
+        bearer = {"Authorization": "Bearer loop"}
         async with http.get(url + "api/state") as response:
             assert response.status == 200
         async with http.get(url + "api/state", headers={"Host": "evil.example:4000"}) as response:
             assert response.status == 403
-        async with http.post(url + "api/actors", json={"ref": ""}) as response:  # bad input: a 400, not a crash
+        async with http.post(url + "api/actors", json={"ref": ""}, headers=bearer) as response:  # a 400, not a crash
             assert response.status in (400, 409)
-        async with http.post(url + "api/actors/x/scale", json={"count": -1}) as response:
+        async with http.post(url + "api/actors/x/scale", json={"count": -1}, headers=bearer) as response:
             assert response.status == 400
+
+
+async def test_loopback_dashboard_writes_need_the_token(nats_url, lattice_prefix, monkeypatch):
+    """Issue 14: any local process reaches loopback, and one POST starts a provider (code execution). Reads
+    stay open there; every write wants the token, which the printed URL moves into a SameSite=Strict cookie."""
+    monkeypatch.delenv("WAFT_DASHBOARD_TOKEN", raising=False)
+    monkeypatch.delenv("WAFT_INSECURE_NO_AUTH", raising=False)
+    async with serving_dashboard(nats_url, lattice_prefix) as url:
+        base, _, query = url.partition("?")
+        assert query.startswith("token=") and len(query) > 30  # generated, and printed with the URL
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.get(base + "api/state") as response:
+                assert response.status == 200
+            for path, body in (("api/providers", {"ref": "python:waft_httpserver"}), ("api/actors", {"ref": "x"}),
+                               ("api/links/delete", {"actor_id": "a", "contract_id": "c"})):
+                async with http.post(base + path, json=body) as response:  # no Origin header: as curl sends it
+                    assert response.status == 401, path
+            for method in ("PUT", "DELETE", "PATCH"):
+                async with http.request(method, base + "api/links") as response:
+                    assert response.status == 401, method
+            async with http.get(base + "?token=wrong", allow_redirects=False) as response:
+                assert response.status == 401
+            async with http.get(url, allow_redirects=False) as response:
+                assert response.status == 303 and response.headers["Location"] == "/"
+                cookie = response.cookies[TOKEN_COOKIE]
+                assert cookie["samesite"] == "Strict" and cookie["httponly"]
+            async with http.post(base + "api/links/delete", json={"actor_id": "a", "contract_id": "c"}) as response:
+                assert response.status not in (401, 403)  # the cookie carries the token
+            async with http.post(base + "api/links/delete", json={"actor_id": "a", "contract_id": "c"},
+                                 headers={"Origin": "http://evil.example"}) as response:
+                assert response.status == 403
+    async with serving_dashboard(nats_url, lattice_prefix, open_writes=True) as url, aiohttp.ClientSession() as http:
+        assert "token" not in url  # --insecure-no-auth: today's open loopback writes
+        async with http.post(url + "api/links/delete", json={"actor_id": "a", "contract_id": "c"}) as response:
+            assert response.status not in (401, 403)
 
 
 # ------------------------------------------------------------------ the CLI
@@ -317,7 +353,8 @@ async def test_waft_dashboard_command_serves_until_signalled(nats_url, lattice_p
         line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
         assert line.startswith("dashboard: http://127.0.0.1:"), line
         url = line.split(" ", 1)[1].strip()
-        async with aiohttp.ClientSession() as http, http.get(url + "api/readyz") as response:
+        assert "?token=" in url  # writes need it, even on loopback
+        async with aiohttp.ClientSession() as http, http.get(url.split("?", 1)[0] + "api/readyz") as response:
             assert response.status == 200
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 20) == 0

@@ -123,7 +123,7 @@ async def test_echo_app_over_authenticated_nats(auth_nats, lattice_prefix):
                                                    on_ready=ready.set_result))
         try:
             dashboard = await asyncio.wait_for(asyncio.shield(ready), 20)
-            async with aiohttp.ClientSession() as http, http.get(dashboard + "api/state") as response:
+            async with aiohttp.ClientSession() as http, http.get(dashboard.split("?", 1)[0] + "api/state") as response:
                 assert response.status == 200
                 state = await response.json()
             assert host.host_id in json.dumps(state) and PASSWORD not in json.dumps(state)

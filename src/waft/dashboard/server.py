@@ -4,9 +4,13 @@ State flows one way: NATS events -> `LatticeState` -> websocket -> page. The pag
 renders what the websocket pushes and sends commands (start, scale, stop, link) through the API,
 which turns each into one control-interface request. The outcome comes back as lattice events.
 
-Bound to a loopback address the dashboard is open to the local user (requests whose `Host` names
-another machine are refused, which defeats DNS rebinding). Bound elsewhere it wants a token on every
-request: `WAFT_DASHBOARD_TOKEN`, or one generated at start and printed with the URL.
+Bound to a loopback address the dashboard can be read by the local user (requests whose `Host` names
+another machine are refused, which defeats DNS rebinding), but every write (POST/PUT/PATCH/DELETE under
+`/api`) wants the token too: any local process can reach loopback, and one such write starts a
+provider, which is code execution. Bound elsewhere it wants the token on every request. The token is
+`WAFT_DASHBOARD_TOKEN`, or one generated at start; the URL printed at start carries it, and opening
+that URL moves it into an HttpOnly SameSite=Strict cookie, which the page's own requests then carry.
+`open_writes=True` (or `WAFT_INSECURE_NO_AUTH=1`) keeps the old open loopback writes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import nats.errors
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from waft.config import without_credentials
+from waft.config import setting, without_credentials
 from waft.ctl import CtlClient, CtlError
 from waft.dashboard.metrics import AccessMetrics
 from waft.dashboard.state import LatticeState
@@ -39,6 +43,7 @@ from waft.interfaces.httpserver import AccessRecord, BadAccessRecord
 from waft.interfaces.mlinference import CONTRACT_ID as MLINFERENCE_CONTRACT
 from waft.lattice import events as lattice_events
 from waft.lattice import subjects
+from waft.lattice.credentials import host_connect_options, insecure_no_auth
 from waft.lattice.events import Event, EventError, parse_event
 
 log = logging.getLogger("waft.dashboard")
@@ -47,6 +52,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 TOKEN_ENV = "WAFT_DASHBOARD_TOKEN"
 TOKEN_COOKIE = "waft_dashboard_token"
 OPEN_PATHS = frozenset({"/api/livez", "/api/readyz"})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Debounces: state pushes coalesce for this long; a host's inventory is re-read this long after an event.
 PUSH_DELAY_S = 0.05
 REFRESH_DELAY_S = 0.25
@@ -73,13 +79,19 @@ class DashboardConfig:
     token: str | None = None  # default: $WAFT_DASHBOARD_TOKEN, or generated when one is required
     public: bool | None = None  # None: decided from `host` (anything but loopback is public)
     ctl_timeout: float = 2.0
+    #: Loopback writes without the token (None: only when `WAFT_INSECURE_NO_AUTH` is set).
+    open_writes: bool | None = None
 
     def __post_init__(self) -> None:
         if self.public is None:
             self.public = not is_loopback(self.host)
+        if self.open_writes is None:
+            self.open_writes = insecure_no_auth()
+        if self.public:
+            self.open_writes = False
         if self.token is None:
-            self.token = os.environ.get(TOKEN_ENV) or None
-        if self.public and not self.token:
+            self.token = setting("dashboard_token") or None
+        if self.token_wanted and not self.token:
             self.token = secrets.token_urlsafe(24)
             self.generated_token = True
         else:
@@ -87,7 +99,13 @@ class DashboardConfig:
 
     @property
     def token_required(self) -> bool:
+        """Every request but the probes needs the token (a dashboard reachable from the network)."""
         return bool(self.public)
+
+    @property
+    def token_wanted(self) -> bool:
+        """Some requests need the token: all of them when public, the writes on loopback."""
+        return bool(self.public) or not self.open_writes
 
 
 class ApiError(Exception):
@@ -147,9 +165,9 @@ class Dashboard:
                 port = runner.addresses[0][1] if runner.addresses else self.config.port
                 shown = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
                 self.url = f"http://{shown}:{port}/"
-                if self.config.token_required:
+                if self.config.token_wanted:
                     self.url += f"?token={self.config.token}"
-                    if self.config.generated_token:
+                    if self.config.generated_token and self.config.token_required:
                         print(f"dashboard token (set {TOKEN_ENV} to choose one): {self.config.token}",
                               file=sys.stderr, flush=True)
                 self.ready = True
@@ -187,7 +205,8 @@ class Dashboard:
         try:
             return await nats.connect(self.config.nats_url, connect_timeout=5, max_reconnect_attempts=-1,
                                       reconnect_time_wait=1, reconnected_cb=reconnected,
-                                      disconnected_cb=disconnected, error_cb=error)
+                                      disconnected_cb=disconnected, error_cb=error,
+                                      **host_connect_options(self.config.nats_url))
         except (nats.errors.Error, OSError) as exc:
             raise CtlError(f"cannot reach NATS at {without_credentials(self.config.nats_url)} ({type(exc).__name__}); "
                            "is the lattice up? (`waft up`)") from None
@@ -379,11 +398,15 @@ class Dashboard:
             origin = request.headers.get("Origin")
             if origin and urlsplit(origin).netloc != request.host:
                 return web.json_response({"error": "cross-origin request refused"}, status=403)
-        if self.config.token_required and request.path not in OPEN_PATHS:
+        write = request.method in WRITE_METHODS and request.path.startswith("/api/")
+        needs_token = request.path not in OPEN_PATHS and (
+            self.config.token_required or (write and self.config.token_wanted))
+        offered = request.path == "/" and "token" in request.query
+        if needs_token or offered:
             if not self._token_ok(request):
                 return web.json_response({"error": f"token required: open the URL printed at start, or send "
                                                    f"'Authorization: Bearer <{TOKEN_ENV}>'"}, status=401)
-            if request.path == "/" and "token" in request.query:  # keep it in a cookie, out of the address bar
+            if offered:  # keep it in a cookie, out of the address bar
                 response = web.HTTPSeeOther("/")
                 response.set_cookie(TOKEN_COOKIE, request.query["token"], httponly=True, samesite="Strict",
                                     path="/")
@@ -543,8 +566,9 @@ class Dashboard:
 async def serve_dashboard(nats_url: str, prefix: str = subjects.DEFAULT_PREFIX, host: str = "127.0.0.1",
                           port: int = 4000, *, on_ready: Callable[[str], None] | None = None,
                           stop: asyncio.Event | None = None, bindle_url: str | None = None,
-                          token: str | None = None, public: bool | None = None) -> None:
+                          token: str | None = None, public: bool | None = None,
+                          open_writes: bool | None = None) -> None:
     """Serve the dashboard until `stop` is set; `on_ready` gets the URL to open (with the token if one is needed)."""
     config = DashboardConfig(nats_url=nats_url, prefix=prefix, host=host, port=port, bindle_url=bindle_url,
-                             token=token, public=public)
+                             token=token, public=public, open_writes=open_writes)
     await Dashboard(config).run(on_ready=on_ready, stop=stop)
