@@ -1,5 +1,11 @@
 """HTTP basic auth against an htpasswd file (bcrypt only), with v0.7.1's `AnonymousGet` rule:
 a GET needs no credentials, every other method does; bad credentials are refused even on GET.
+
+`waft up` runs its bindle server with auth on: anyone who can reach the port could otherwise push a
+model under an existing name or yank the one being served. `ensure_bindle_credentials` makes one user
+and a random password on first start (`$WAFT_HOME/bindle.credentials` and `bindle.htpasswd`, both
+created 0600 by `open(2)`), and the clients Waft runs (`waft bindle`, `waft models push`, `up
+--push-models`) use them for a loopback server when no credentials are given, so they need no flag.
 """
 
 from __future__ import annotations
@@ -7,13 +13,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import bcrypt
 
+from waft.config import waft_home
 from waft.errors import WaftError
+
+USER = "waft"
+CREDENTIALS_FILE = "bindle.credentials"
+HTPASSWD_FILE = "bindle.htpasswd"
 
 
 class Decision(Enum):
@@ -77,3 +94,66 @@ def _checkpw(password: bytes, hashed: bytes) -> bool:
         return bcrypt.checkpw(password, hashed)
     except ValueError:
         return False
+
+
+@dataclass(frozen=True)
+class BindleCredentials:
+    pair: tuple[str, str]
+    htpasswd: Path
+
+
+def _write_private(path: Path, text: str) -> None:
+    """A fresh file, 0600 from its creation (never chmod'ed after), renamed into place whole."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def stored_bindle_credentials(home: Path | None = None) -> tuple[str, str] | None:
+    """The user and password `waft up` made, or None."""
+    path = (home or waft_home()) / CREDENTIALS_FILE
+    try:
+        user, sep, password = path.read_text("utf-8").strip().partition(":")
+    except OSError:
+        return None
+    return (user, password) if sep and user and password else None
+
+
+def ensure_bindle_credentials(home: Path | None = None) -> BindleCredentials:
+    """The local bindle user, made on first use; the htpasswd file is rebuilt when it is missing."""
+    home = home or waft_home()
+    pair = stored_bindle_credentials(home)
+    if pair is None:
+        pair = (USER, secrets.token_urlsafe(24))
+        _write_private(home / CREDENTIALS_FILE, f"{pair[0]}:{pair[1]}\n")
+    htpasswd = home / HTPASSWD_FILE
+    users = {}
+    with contextlib.suppress(OSError, HtpasswdError):
+        users = load_htpasswd(htpasswd)
+    if pair[0] not in users or not _checkpw(pair[1].encode(), users[pair[0]]):
+        hashed = bcrypt.hashpw(pair[1].encode(), bcrypt.gensalt()).decode("ascii")
+        _write_private(htpasswd, f"{pair[0]}:{hashed}\n")
+    return BindleCredentials(pair, htpasswd)
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = urlsplit(url if "://" in url else f"http://{url}").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def local_credentials_for(url: str) -> tuple[str, str] | None:
+    """The stored credentials for a server on this machine (never sent to another host), else None."""
+    return stored_bindle_credentials() if _is_loopback_url(url) else None

@@ -127,7 +127,7 @@ class BindleClient:
 
     def __init__(self, base_url: str | None = None, *, auth: tuple[str, str] | None = None,
                  cache_dir: Path | None = None, progress: bool = False,
-                 read_timeout: float = READ_TIMEOUT) -> None:
+                 read_timeout: float = READ_TIMEOUT, write_auth: tuple[str, str] | None = None) -> None:
         base = base_url or default_url()
         self.base_url = base if base.endswith("/") else base + "/"
         # A plain header (aiohttp's BasicAuth helper is deprecated); sent on every request, GET included.
@@ -135,6 +135,12 @@ class BindleClient:
         if auth:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
             self._headers["Authorization"] = f"Basic {token}"
+        # `write_auth` goes only with what needs it (every method but GET): the credentials `waft up` stored
+        # are then never what makes a read fail on a server that has other users.
+        self._write_headers: dict[str, str] = {}
+        if write_auth and not auth:
+            token = base64.b64encode(f"{write_auth[0]}:{write_auth[1]}".encode()).decode("ascii")
+            self._write_headers["Authorization"] = f"Basic {token}"
         self.cache = ParcelCache(cache_dir)
         #: sha256 -> size, from every invoice this client read: how much each parcel may be.
         self._sizes: dict[str, int] = {}
@@ -167,6 +173,8 @@ class BindleClient:
 
     async def _request(self, method: str, path: str, kind: Kind, *, query: Mapping[str, str] | None = None,
                        **kwargs: Any) -> tuple[int, bytes]:
+        if method != "GET" and self._write_headers:
+            kwargs["headers"] = {**kwargs.get("headers", {}), **self._write_headers}
         try:
             async with self._http().request(method, self._url(path, query), **kwargs) as resp:
                 # A HEAD answer announces the resource's length but has no body to bound.

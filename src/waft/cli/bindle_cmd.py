@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from waft.bindle import serve, standalone
+from waft.bindle.auth import local_credentials_for
 from waft.bindle.client import (
     BindleClient,
     BindleError,
@@ -113,7 +114,10 @@ def _client(args: argparse.Namespace, *, progress: bool = True) -> BindleClient:
     password = setting("bindle_http_password", flag=args.http_password or None, also=("BINDLE_HTTP_PASSWORD",))
     if bool(user) != bool(password):
         raise CliError("basic auth needs both --http-user and --http-password (or BINDLE_HTTP_USER/PASSWORD)")
-    return BindleClient(args.server or default_url(), auth=(user, password) if user else None,
+    url = args.server or default_url()
+    # no credentials given: a loopback server `waft up` started takes the ones it stored
+    return BindleClient(url, auth=(user, password) if user and password else None,
+                        write_auth=local_credentials_for(url),
                         cache_dir=args.cache_dir, progress=progress and sys.stderr.isatty())
 
 

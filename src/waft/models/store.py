@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from waft import models
+from waft.bindle.auth import local_credentials_for
 from waft.bindle.client import BindleClient, BindleError
 from waft.bindle.invoice import Invoice, InvoiceError
 from waft.config import setting
@@ -116,7 +117,8 @@ async def push_model(client: BindleClient, directory: Path) -> dict[str, Any]:
 
 
 async def push_local(bindle_url: str | None = None, routes: Sequence[str] = (), *,
-                     models_dir: str | Path | None = None) -> list[dict[str, Any]]:
+                     models_dir: str | Path | None = None,
+                     auth: tuple[str, str] | None = None) -> list[dict[str, Any]]:
     """Push `routes` (default: every built or imported model, which may be none) to the bindle server; one
     result row per route pushed."""
     local = dict(models.local_models(models_dir))
@@ -129,7 +131,8 @@ async def push_local(bindle_url: str | None = None, routes: Sequence[str] = (), 
         return []
     base = bindle_base(bindle_url)
     results = []
-    async with BindleClient(base) as client:
+    # a loopback server started by `waft up` wants its stored credentials for the push
+    async with BindleClient(base, auth=auth, write_auth=local_credentials_for(base)) as client:
         for route in routes:
             try:
                 results.append(await push_model(client, local[route]))
