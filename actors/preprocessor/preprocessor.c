@@ -14,7 +14,7 @@
  *      reference; "stretch": straight to size) with Pillow's exact BILINEAR (or BICUBIC) algorithm,
  *      computing only the pixels the crop keeps (resize.c);
  *   4. centre crop (offsets rounded half to even, as Python's round() in waft.models.preprocess);
- *   5. (x - mean) / std per channel in f32, or raw bytes for dtype u8; RGB or BGR; NCHW or NHWC.
+ *   5. (x - mean) / std per channel in f32, or raw bytes for dtype u8; RGB, BGR or GRAY; NCHW or NHWC.
  *
  * Extra operations: `Actor.HealthRequest` (the SDK's); `MlPreprocessing.Decode` {data, max_pixels?} -> {result,
  * width, height, channels: 3, pixels: RGB8} (the decoded image, for callers that want pixels and for
@@ -43,6 +43,7 @@ typedef struct {
     float mean[3], std[3];
     int u8;             /* dtype: 0 f32, 1 u8 */
     int bgr;            /* color: 0 RGB, 1 BGR */
+    int gray;           /* color GRAY: one channel, Pillow's convert("L") */
     waft_filter filter;
     uint64_t max_pixels;
 } input_spec;
@@ -59,6 +60,7 @@ static void default_spec(input_spec *s) {
     }
     s->u8 = 0;
     s->bgr = 0;
+    s->gray = 0;
     s->filter = WAFT_FILTER_BILINEAR;
     s->max_pixels = DEFAULT_MAX_PIXELS;
 }
@@ -178,8 +180,10 @@ static const char *read_spec(waft_mp_reader *r, input_spec *s) {
             else return "dtype must be f32 or u8";
         } else if (waft_mp_key_is(k, kl, "color")) {
             if (!read_word(r, w, sizeof w)) break;
+            s->gray = 0;
             if (!strcmp(w, "RGB")) s->bgr = 0;
             else if (!strcmp(w, "BGR")) s->bgr = 1;
+            else if (!strcmp(w, "GRAY") || !strcmp(w, "L")) s->gray = 1;
             else return "color must be RGB or BGR";
         } else if (waft_mp_key_is(k, kl, "resample")) {
             if (!read_word(r, w, sizeof w)) break;
@@ -360,6 +364,15 @@ static int convert(const uint8_t *req, size_t len, waft_buf *out) {
         return convert_error(out, "bad input spec: output tensor too large");
     }
 
+    if (spec.gray && img.channels == 3) { /* Pillow's RGB -> L, in place: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16 */
+        size_t n = (size_t)W * H;
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *px = img.pixels + i * 3;
+            img.pixels[i] = (uint8_t)((px[0] * 19595u + px[1] * 38470u + px[2] * 7471u + 0x8000u) >> 16);
+        }
+        img.channels = 1;
+    }
+
     size_t npix = (size_t)cw * ch;
     uint8_t *win = malloc(npix * img.channels);
     if (!win) {
@@ -378,7 +391,8 @@ static int convert(const uint8_t *req, size_t len, waft_buf *out) {
      * (a quarter of the bytes to copy, hash and send) and the answer says what to apply. */
     int deferred = defer && !spec.u8;
     if (deferred) spec.u8 = 1;
-    size_t elem = spec.u8 ? 1 : 4, nbytes = npix * 3 * elem;
+    uint32_t oc = spec.gray ? 1 : 3; /* output channels */
+    size_t elem = spec.u8 ? 1 : 4, nbytes = npix * oc * elem;
     uint8_t *tensor = malloc(nbytes);
     if (!tensor) {
         free(win);
@@ -386,10 +400,10 @@ static int convert(const uint8_t *req, size_t len, waft_buf *out) {
     }
     for (size_t p = 0; p < npix; p++) {
         const uint8_t *px = win + p * img.channels;
-        for (int c = 0; c < 3; c++) {
+        for (int c = 0; c < (int)oc; c++) {
             int srcc = spec.bgr ? 2 - c : c; /* output channel c takes this source channel */
             uint8_t v = img.channels == 1 ? px[0] : px[srcc];
-            size_t idx = spec.nhwc ? p * 3 + (size_t)c : (size_t)c * npix + p;
+            size_t idx = spec.nhwc ? p * oc + (size_t)c : (size_t)c * npix + p;
             if (spec.u8) {
                 tensor[idx] = v;
             } else {
@@ -407,11 +421,11 @@ static int convert(const uint8_t *req, size_t len, waft_buf *out) {
         waft_mp_write_cstr(out, "normalize");
         waft_mp_write_map(out, 3);
         waft_mp_write_cstr(out, "mean");
-        waft_mp_write_array(out, 3);
-        for (int c = 0; c < 3; c++) waft_mp_write_f32(out, spec.mean[c]);
+        waft_mp_write_array(out, oc);
+        for (uint32_t c = 0; c < oc; c++) waft_mp_write_f32(out, spec.mean[c]);
         waft_mp_write_cstr(out, "std");
-        waft_mp_write_array(out, 3);
-        for (int c = 0; c < 3; c++) waft_mp_write_f32(out, spec.std[c]);
+        waft_mp_write_array(out, oc);
+        for (uint32_t c = 0; c < oc; c++) waft_mp_write_f32(out, spec.std[c]);
         waft_mp_write_cstr(out, "axis");
         waft_mp_write_u64(out, spec.nhwc ? 3 : 1);
     }
@@ -420,7 +434,7 @@ static int convert(const uint8_t *req, size_t len, waft_buf *out) {
     waft_mp_write_cstr(out, "success");
     waft_mp_write_nil(out);
     waft_mp_write_cstr(out, "tensor");
-    const uint32_t nchw[4] = {1, 3, ch, cw}, nhwc[4] = {1, ch, cw, 3};
+    const uint32_t nchw[4] = {1, oc, ch, cw}, nhwc[4] = {1, ch, cw, oc};
     waft_ml_write_tensor(out, spec.nhwc ? nhwc : nchw, 4, spec.u8 ? "ValueU8" : "ValueF32", 0, tensor, nbytes);
     free(tensor);
     return WAFT_OK;

@@ -99,7 +99,8 @@ def reference(image: Image.Image, spec: dict[str, Any] | None = None) -> np.ndar
     """Pillow/numpy reference of Convert: convert("RGB"), shorter side (or stretch) with Pillow's
     BILINEAR (or BICUBIC), centre crop with Python's round(), (x - mean) / std in f32, layout, colour."""
     s = {**DEFAULT_SPEC, **(spec or {})}
-    image = image.convert("RGB")
+    gray = s["color"] in ("GRAY", "L")
+    image = image.convert("L" if gray else "RGB")
     width, height = image.size
     resample = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}[
         s.get("resample", "bilinear")]
@@ -115,6 +116,9 @@ def reference(image: Image.Image, spec: dict[str, Any] | None = None) -> np.ndar
             left, top = round((new[0] - crop_w) / 2.0), round((new[1] - crop_h) / 2.0)
             image = image.crop((left, top, left + crop_w, top + crop_h))
     pixels = np.asarray(image)
+    if gray:
+        pixels = pixels[..., None]
+        s = {**s, "mean": s["mean"][:1], "std": s["std"][:1]}
     if s["color"] == "BGR":
         pixels = pixels[..., ::-1]
     if s["dtype"] == "f32":

@@ -111,6 +111,29 @@ def test_deferred_normalisation_is_bit_exact(inst: WapcInstance, chelsea: Image.
     np.testing.assert_array_equal(got, reference(image, spec))
 
 
+@pytest.mark.parametrize("variant", [
+    {"color": "GRAY", "dtype": "u8", "resize": "stretch", "size": [28, 28], "layout": "NHWC"},
+    {"color": "GRAY", "dtype": "u8", "resize": "stretch", "size": [28, 28], "layout": "NCHW"},
+    {"color": "GRAY"},
+    {"color": "L", "layout": "NHWC", "mean": [100.5, 0, 0], "std": [3.25, 1, 1]},
+], ids=lambda v: ",".join(f"{k}={v[k]}" for k in sorted(v)))
+@pytest.mark.parametrize("source", ["rgb", "grey"])
+def test_gray_specs_follow_pillow_convert_l(inst: WapcInstance, chelsea: Image.Image, variant: dict[str, Any],
+                                            source: str) -> None:
+    """One channel, as Pillow's convert("L") then resize: what a digit classifier or any C=1 model takes."""
+    image = chelsea.convert("L") if source == "grey" else chelsea
+    spec = {**DEFAULT_SPEC, **variant}
+    got = convert(inst, png_bytes(image), spec)
+    want = reference(image, spec)
+    assert got.shape == want.shape and (1 in got.shape[1:2] or got.shape[-1] == 1)
+    np.testing.assert_array_equal(got, want)
+    if spec["dtype"] == "f32":  # and deferred, as the API asks for it
+        answer = call(inst, CONVERT, {"data": png_bytes(image), "spec": spec, "defer_normalize": True})
+        normalize = Normalize.from_wire(answer["normalize"])
+        assert len(normalize.mean) == 1
+        np.testing.assert_array_equal(normalize.apply(Tensor.from_wire(answer["tensor"]).to_numpy()), want)
+
+
 def test_a_u8_spec_is_not_deferred(inst: WapcInstance, chelsea: Image.Image) -> None:
     """Nothing to defer: the tensor is already what the model takes, and no normalisation comes back."""
     data = png_bytes(chelsea)

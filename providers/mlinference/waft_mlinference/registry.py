@@ -39,6 +39,7 @@ from waft.interfaces.mlinference import (
 )
 from waft.lattice.health import HealthCheckResponse
 from waft_mlinference.engines import load_engine
+from waft_mlinference.input_spec import input_spec_for
 from waft_mlinference.metadata import ModelMetadata
 from waft_mlinference.runner import ModelRunner
 from waft_mlinference.settings import LinkSettings, ModelOptions
@@ -235,9 +236,11 @@ class ModelRegistry:
             if model is None:
                 continue
             entry = model.status(route).to_wire()
+            runner = model.runner
             if model.metadata is not None:
                 entry["executionTarget"] = model.metadata.execution_target
-            runner = model.runner
+                if runner is not None:
+                    entry["inputSpec"], entry["inputSpecSource"] = self._input_spec(model.metadata, runner)
             if runner is not None:
                 entry |= {"runsOn": runner.engine.target,
                           "maxConcurrent": key.options.max_concurrent, "maxQueue": key.options.max_queue,
@@ -249,12 +252,21 @@ class ModelRegistry:
         return out
 
     def metadata(self, actor_id: str, route: str) -> dict[str, Any]:
-        model, _ = self.ready(actor_id, route)
+        """The metadata parcel, with the input spec in use (the given one, or one derived from the model's
+        input) and which it is: the API feeds images by it."""
+        model, runner = self.ready(actor_id, route)
         assert model.metadata is not None
         meta = dict(model.metadata.raw)
         if model.labels is not None:
             meta["labels"] = model.labels
+        spec, source = self._input_spec(model.metadata, runner)
+        meta["input_spec"], meta["input_spec_source"] = spec, source
         return meta
+
+    @staticmethod
+    def _input_spec(metadata: ModelMetadata, runner: ModelRunner | None) -> tuple[dict[str, Any] | None, str | None]:
+        inputs = runner.engine.inputs if runner is not None else []
+        return input_spec_for(metadata.raw, inputs[0] if len(inputs) == 1 else None, metadata.graph_encoding)
 
     def health(self) -> HealthCheckResponse:
         """Unhealthy while any model failed. `details.models` says each model's state as fields; the
