@@ -373,6 +373,39 @@ static void build_idct_limit(void) {
 
 static inline uint8_t clamp_px(int64_t v) { return idct_limit[(uint64_t)v & 1023]; }
 
+/* The even half of jidctint.c's 8-point pass: inputs 0, 2, 4, 6 -> tmp10, tmp11, tmp12, tmp13. */
+static inline void idct8_even(int64_t in0, int64_t in2, int64_t in4, int64_t in6, int64_t e[4]) {
+    int64_t z1 = (in2 + in6) * FIX_0_541196100;
+    int64_t tmp2 = z1 + in6 * -FIX_1_847759065;
+    int64_t tmp3 = z1 + in2 * FIX_0_765366865;
+    int64_t tmp0 = (in0 + in4) * (1 << CONST_BITS);
+    int64_t tmp1 = (in0 - in4) * (1 << CONST_BITS);
+    e[0] = tmp0 + tmp3;
+    e[1] = tmp1 + tmp2;
+    e[2] = tmp1 - tmp2;
+    e[3] = tmp0 - tmp3;
+}
+
+/* The odd half: inputs 7, 5, 3, 1 (as tmp0..tmp3) -> the four odd terms, in place. */
+static inline void idct8_odd(int64_t t[4]) {
+    int64_t z1 = t[0] + t[3], z2 = t[1] + t[2], z3 = t[0] + t[2], z4 = t[1] + t[3];
+    int64_t z5 = (z3 + z4) * FIX_1_175875602;
+    t[0] *= FIX_0_298631336;
+    t[1] *= FIX_2_053119869;
+    t[2] *= FIX_3_072711026;
+    t[3] *= FIX_1_501321110;
+    z1 *= -FIX_0_899976223;
+    z2 *= -FIX_2_562915447;
+    z3 *= -FIX_1_961570560;
+    z4 *= -FIX_0_390180644;
+    z3 += z5;
+    z4 += z5;
+    t[0] += z1 + z3;
+    t[1] += z2 + z4;
+    t[2] += z2 + z3;
+    t[3] += z1 + z4;
+}
+
 static void idct8(const int16_t *in, const uint16_t *q, uint8_t *out, size_t stride) {
     int64_t ws[64];
     for (int c = 0; c < 8; c++) {
@@ -384,46 +417,20 @@ static void idct8(const int16_t *in, const uint16_t *q, uint8_t *out, size_t str
             for (int r = 0; r < 8; r++) wp[8 * r] = dc;
             continue;
         }
-        int64_t z2 = (int64_t)ip[16] * qp[16], z3 = (int64_t)ip[48] * qp[48];
-        int64_t z1 = (z2 + z3) * FIX_0_541196100;
-        int64_t tmp2 = z1 + z3 * -FIX_1_847759065;
-        int64_t tmp3 = z1 + z2 * FIX_0_765366865;
-        z2 = (int64_t)ip[0] * qp[0];
-        z3 = (int64_t)ip[32] * qp[32];
-        int64_t tmp0 = (z2 + z3) * (1 << CONST_BITS);
-        int64_t tmp1 = (z2 - z3) * (1 << CONST_BITS);
-        int64_t tmp10 = tmp0 + tmp3, tmp13 = tmp0 - tmp3, tmp11 = tmp1 + tmp2, tmp12 = tmp1 - tmp2;
-        tmp0 = (int64_t)ip[56] * qp[56];
-        tmp1 = (int64_t)ip[40] * qp[40];
-        tmp2 = (int64_t)ip[24] * qp[24];
-        tmp3 = (int64_t)ip[8] * qp[8];
-        z1 = tmp0 + tmp3;
-        z2 = tmp1 + tmp2;
-        z3 = tmp0 + tmp2;
-        int64_t z4 = tmp1 + tmp3;
-        int64_t z5 = (z3 + z4) * FIX_1_175875602;
-        tmp0 *= FIX_0_298631336;
-        tmp1 *= FIX_2_053119869;
-        tmp2 *= FIX_3_072711026;
-        tmp3 *= FIX_1_501321110;
-        z1 *= -FIX_0_899976223;
-        z2 *= -FIX_2_562915447;
-        z3 *= -FIX_1_961570560;
-        z4 *= -FIX_0_390180644;
-        z3 += z5;
-        z4 += z5;
-        tmp0 += z1 + z3;
-        tmp1 += z2 + z4;
-        tmp2 += z2 + z3;
-        tmp3 += z1 + z4;
-        wp[0] = DESCALE(tmp10 + tmp3, CONST_BITS - PASS1_BITS);
-        wp[56] = DESCALE(tmp10 - tmp3, CONST_BITS - PASS1_BITS);
-        wp[8] = DESCALE(tmp11 + tmp2, CONST_BITS - PASS1_BITS);
-        wp[48] = DESCALE(tmp11 - tmp2, CONST_BITS - PASS1_BITS);
-        wp[16] = DESCALE(tmp12 + tmp1, CONST_BITS - PASS1_BITS);
-        wp[40] = DESCALE(tmp12 - tmp1, CONST_BITS - PASS1_BITS);
-        wp[24] = DESCALE(tmp13 + tmp0, CONST_BITS - PASS1_BITS);
-        wp[32] = DESCALE(tmp13 - tmp0, CONST_BITS - PASS1_BITS);
+        int64_t e[4], t[4] = {(int64_t)ip[56] * qp[56], (int64_t)ip[40] * qp[40], (int64_t)ip[24] * qp[24],
+                              (int64_t)ip[8] * qp[8]};
+        idct8_even((int64_t)ip[0] * qp[0], (int64_t)ip[16] * qp[16], (int64_t)ip[32] * qp[32],
+                   (int64_t)ip[48] * qp[48], e);
+        idct8_odd(t);
+        const int sh = CONST_BITS - PASS1_BITS;
+        wp[0] = DESCALE(e[0] + t[3], sh);
+        wp[56] = DESCALE(e[0] - t[3], sh);
+        wp[8] = DESCALE(e[1] + t[2], sh);
+        wp[48] = DESCALE(e[1] - t[2], sh);
+        wp[16] = DESCALE(e[2] + t[1], sh);
+        wp[40] = DESCALE(e[2] - t[1], sh);
+        wp[24] = DESCALE(e[3] + t[0], sh);
+        wp[32] = DESCALE(e[3] - t[0], sh);
     }
     for (int r = 0; r < 8; r++) {
         const int64_t *wp = ws + 8 * r;
@@ -433,45 +440,18 @@ static void idct8(const int16_t *in, const uint16_t *q, uint8_t *out, size_t str
             memset(op, v, 8);
             continue;
         }
-        int64_t z2 = wp[2], z3 = wp[6];
-        int64_t z1 = (z2 + z3) * FIX_0_541196100;
-        int64_t tmp2 = z1 + z3 * -FIX_1_847759065;
-        int64_t tmp3 = z1 + z2 * FIX_0_765366865;
-        int64_t tmp0 = (wp[0] + wp[4]) * (1 << CONST_BITS);
-        int64_t tmp1 = (wp[0] - wp[4]) * (1 << CONST_BITS);
-        int64_t tmp10 = tmp0 + tmp3, tmp13 = tmp0 - tmp3, tmp11 = tmp1 + tmp2, tmp12 = tmp1 - tmp2;
-        tmp0 = wp[7];
-        tmp1 = wp[5];
-        tmp2 = wp[3];
-        tmp3 = wp[1];
-        z1 = tmp0 + tmp3;
-        z2 = tmp1 + tmp2;
-        z3 = tmp0 + tmp2;
-        int64_t z4 = tmp1 + tmp3;
-        int64_t z5 = (z3 + z4) * FIX_1_175875602;
-        tmp0 *= FIX_0_298631336;
-        tmp1 *= FIX_2_053119869;
-        tmp2 *= FIX_3_072711026;
-        tmp3 *= FIX_1_501321110;
-        z1 *= -FIX_0_899976223;
-        z2 *= -FIX_2_562915447;
-        z3 *= -FIX_1_961570560;
-        z4 *= -FIX_0_390180644;
-        z3 += z5;
-        z4 += z5;
-        tmp0 += z1 + z3;
-        tmp1 += z2 + z4;
-        tmp2 += z2 + z3;
-        tmp3 += z1 + z4;
+        int64_t e[4], t[4] = {wp[7], wp[5], wp[3], wp[1]};
+        idct8_even(wp[0], wp[2], wp[4], wp[6], e);
+        idct8_odd(t);
         const int sh = CONST_BITS + PASS1_BITS + 3;
-        op[0] = clamp_px(DESCALE(tmp10 + tmp3, sh));
-        op[7] = clamp_px(DESCALE(tmp10 - tmp3, sh));
-        op[1] = clamp_px(DESCALE(tmp11 + tmp2, sh));
-        op[6] = clamp_px(DESCALE(tmp11 - tmp2, sh));
-        op[2] = clamp_px(DESCALE(tmp12 + tmp1, sh));
-        op[5] = clamp_px(DESCALE(tmp12 - tmp1, sh));
-        op[3] = clamp_px(DESCALE(tmp13 + tmp0, sh));
-        op[4] = clamp_px(DESCALE(tmp13 - tmp0, sh));
+        op[0] = clamp_px(DESCALE(e[0] + t[3], sh));
+        op[7] = clamp_px(DESCALE(e[0] - t[3], sh));
+        op[1] = clamp_px(DESCALE(e[1] + t[2], sh));
+        op[6] = clamp_px(DESCALE(e[1] - t[2], sh));
+        op[2] = clamp_px(DESCALE(e[2] + t[1], sh));
+        op[5] = clamp_px(DESCALE(e[2] - t[1], sh));
+        op[3] = clamp_px(DESCALE(e[3] + t[0], sh));
+        op[4] = clamp_px(DESCALE(e[3] - t[0], sh));
     }
 }
 
