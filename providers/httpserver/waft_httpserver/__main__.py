@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-import os
-
-from waft.logs import configure_logging
 from waft.provider import run
 from waft_httpserver.provider import HttpServerProvider
-
-if os.environ.get("WAFT_LOG_FORMAT", "").lower() == "json":
-    # The SDK's set-up is text; with a handler in place already, its basicConfig leaves ours alone.
-    configure_logging("json", logging.getLevelName(os.environ.get("WAFT_LOG_LEVEL", "INFO").upper()))
 
 run(HttpServerProvider)

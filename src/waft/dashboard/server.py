@@ -21,7 +21,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
@@ -296,7 +295,7 @@ class Dashboard:
     async def load_bindle_models(self) -> None:
         from waft.bindle.client import BindleClient, BindleError
 
-        base = (self.config.bindle_url or os.environ.get("BINDLE_URL") or "").rstrip("/")
+        base = (self.config.bindle_url or setting("bindle_url", also=("BINDLE_URL",)) or "").rstrip("/")
         if not base:
             from waft.bindle.client import default_url
 

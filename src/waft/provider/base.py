@@ -25,6 +25,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from waft.claims.keys import KeyPair
+from waft.config import setting
 from waft.lattice import subjects
 from waft.lattice.codec import DecodeError
 from waft.lattice.credentials import connect_options
@@ -32,6 +33,7 @@ from waft.lattice.health import HealthCheckResponse
 from waft.lattice.host_data import HostData, HostDataError
 from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, wait_closed
 from waft.lattice.types import Invocation, LinkDefinition, WasmCloudEntity
+from waft.logs import configure_logging
 
 log = logging.getLogger("waft.provider")
 
@@ -291,8 +293,12 @@ async def _main(provider_cls: type[P]) -> None:
 
 
 def run(provider_cls: type[Provider]) -> None:
-    """The `__main__` of a provider package."""
-    logging.basicConfig(level=os.environ.get("WAFT_LOG_LEVEL", "INFO"), stream=sys.stderr,
+    """The `__main__` of a provider package. Logs as the host's were set (`WAFT_LOG_LEVEL`, and
+    `WAFT_LOG_FORMAT=json` for one JSON object per line), so a lattice's processes read alike."""
+    level = (setting("log_level", "INFO") or "INFO").upper()
+    if (setting("log_format", "") or "").lower() == "json":
+        configure_logging("json", logging.getLevelName(level))  # basicConfig below then leaves it alone
+    logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s {provider_cls.__name__}: %(message)s")
     try:
         asyncio.run(_main(provider_cls))
