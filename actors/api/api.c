@@ -5,6 +5,10 @@
  *                                  "data":[0,0,128,63,...]}) -> MlInference.Predict -> InferenceOutput JSON
  *   PUT|POST /{model}/preprocess   image -> pre-processor -> Predict -> InferenceOutput JSON
  *   PUT|POST /{model}/matches?k=N  image -> pre-processor -> Predict -> post-processor -> [{label, probability}]
+ *   PUT|POST /{model}/mnist/matches  the same with 28x28 grey pixels (the original's digit route; no labels:
+ *                                  the digit as a string)
+ *   PUT|POST /{model}/preprocess/rgb8, /{model}/matches/rgb8  the same with raw u8 RGB HWC pixels at the
+ *                                  model's size (the original's route for quantized TF Lite models)
  *   GET /models                    MlInference.ListModels as JSON
  *   GET /healthz                   {"status":"ok"}
  *   KServe v2 / Open Inference Protocol: GET /v2, /v2/health/live, /v2/health/ready, /v2/models/{m},
@@ -57,8 +61,15 @@ static int handle_request(const uint8_t *payload, size_t len, waft_buf *out) {
     else if (n == 1 && waft_str_eq(seg[0], "healthz")) rc = GET_ONLY(route_healthz(out));
     else if (n == 1 && waft_str_eq(seg[0], "models")) rc = GET_ONLY(route_models(out));
     else if (n == 1) rc = INFER_ONLY(route_tensor(seg[0], &req, out));
-    else if (n == 2 && waft_str_eq(seg[1], "preprocess")) rc = INFER_ONLY(route_preprocess(seg[0], &req, out));
-    else if (n == 2 && waft_str_eq(seg[1], "matches")) rc = INFER_ONLY(route_matches(seg[0], &req, out));
+    else if (n == 2 && waft_str_eq(seg[1], "preprocess"))
+        rc = INFER_ONLY(route_preprocess(seg[0], &req, PIXELS_MODEL, out));
+    else if (n == 2 && waft_str_eq(seg[1], "matches")) rc = INFER_ONLY(route_matches(seg[0], &req, PIXELS_MODEL, out));
+    else if (n == 3 && waft_str_eq(seg[1], "mnist") && waft_str_eq(seg[2], "matches"))
+        rc = INFER_ONLY(route_matches(seg[0], &req, PIXELS_MNIST, out));
+    else if (n == 3 && waft_str_eq(seg[1], "preprocess") && waft_str_eq(seg[2], "rgb8"))
+        rc = INFER_ONLY(route_preprocess(seg[0], &req, PIXELS_RGB8, out));
+    else if (n == 3 && waft_str_eq(seg[1], "matches") && waft_str_eq(seg[2], "rgb8"))
+        rc = INFER_ONLY(route_matches(seg[0], &req, PIXELS_RGB8, out));
     else rc = not_found(out, path);
     waft_http_request_free(&req);
     return rc;

@@ -5,7 +5,8 @@
  *                    InferenceOutput as JSON
  *   ml_calls.c       the calls behind the routes (pre-processor, MlInference, metadata with its cache), msgpack
  *                    field helpers, and how their failures map to HTTP (host errors, MlError variants)
- *   legacy_routes.c  the original's routes: /{model}, /{model}/preprocess, /{model}/matches; /models, /healthz
+ *   legacy_routes.c  the original's routes: /{model}, /{model}/preprocess, /{model}/matches, /{model}/mnist/matches,
+ *                    /{model}/preprocess/rgb8, /{model}/matches/rgb8; /models, /healthz
  *   kserve_v2.c      KServe v2 / Open Inference Protocol under /v2
  * The mlinference wire itself (Status, Tensor, value types) is the SDK's (waft_ml.h).
  */
@@ -74,14 +75,17 @@ waft_str meta_str(const metadata *md, const char *key);
 int list_models(waft_buf *answer, waft_buf *out);
 int predict(waft_str model, const uint8_t *tensor_mp, size_t tensor_len, const call_result *pre,
             call_result *c, waft_buf *out);
-int preprocess(const metadata *md, const uint8_t *image, size_t len, waft_str model, call_result *c,
-               waft_buf *out);
+/* Which pixels a route feeds: the model's input spec (given or derived by the provider), or one of the
+ * original's fixed forms: 28x28 grey digits (/mnist/...) and raw RGB8 HWC at the model's size (/rgb8). */
+typedef enum { PIXELS_MODEL, PIXELS_MNIST, PIXELS_RGB8 } pixels_kind;
+int preprocess(const metadata *md, const uint8_t *image, size_t len, waft_str model, pixels_kind kind,
+               call_result *c, waft_buf *out);
 
 /* ---- legacy_routes.c --------------------------------------------------------------------------- */
 
 int route_tensor(waft_str model, const waft_http_request *req, waft_buf *out);
-int route_preprocess(waft_str model, const waft_http_request *req, waft_buf *out);
-int route_matches(waft_str model, const waft_http_request *req, waft_buf *out);
+int route_preprocess(waft_str model, const waft_http_request *req, pixels_kind kind, waft_buf *out);
+int route_matches(waft_str model, const waft_http_request *req, pixels_kind kind, waft_buf *out);
 int route_healthz(waft_buf *out);
 int route_models(waft_buf *out);
 

@@ -154,12 +154,12 @@ int route_tensor(waft_str model, const waft_http_request *req, waft_buf *out) {
     return rc;
 }
 
-int route_preprocess(waft_str model, const waft_http_request *req, waft_buf *out) {
+int route_preprocess(waft_str model, const waft_http_request *req, pixels_kind kind, waft_buf *out) {
     metadata md;
     if (!get_metadata(model, &md, out)) return WAFT_OK;
     call_result pre, inf;
     waft_buf_init(&inf.answer);
-    if (preprocess(&md, req->body, req->body_len, model, &pre, out) &&
+    if (preprocess(&md, req->body, req->body_len, model, kind, &pre, out) &&
         predict(model, pre.answer.data + pre.tensor_s, pre.tensor_e - pre.tensor_s, &pre, &inf, out))
         respond_inference_output(out, &inf.tensor);
     waft_buf_free(&pre.answer);
@@ -202,7 +202,7 @@ static int parse_k(waft_str query, uint32_t *k, const char **why) {
     return 1;
 }
 
-int route_matches(waft_str model, const waft_http_request *req, waft_buf *out) {
+int route_matches(waft_str model, const waft_http_request *req, pixels_kind kind, waft_buf *out) {
     uint32_t k;
     const char *why = NULL;
     if (!parse_k(req->query_string, &k, &why))
@@ -212,7 +212,7 @@ int route_matches(waft_str model, const waft_http_request *req, waft_buf *out) {
     call_result pre, inf;
     waft_buf post = WAFT_BUF_INIT, answer = WAFT_BUF_INIT, body = WAFT_BUF_INIT;
     waft_buf_init(&inf.answer);
-    if (!preprocess(&md, req->body, req->body_len, model, &pre, out) ||
+    if (!preprocess(&md, req->body, req->body_len, model, kind, &pre, out) ||
         !predict(model, pre.answer.data + pre.tensor_s, pre.tensor_e - pre.tensor_s, &pre, &inf, out))
         goto done;
     /* PostprocessRequest{result, tensor, topK, labels?, probabilities}: tensor and labels spliced. */

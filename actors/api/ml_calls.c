@@ -342,8 +342,53 @@ int predict(waft_str model, const uint8_t *tensor_mp, size_t tensor_len, const c
 
 /* Image bytes -> the model's input tensor, through the pre-processor with the model's input spec. Our
  * own provider normalises for us, so the pre-processor hands back u8 pixels and what to apply. */
-int preprocess(const metadata *md, const uint8_t *image, size_t len, waft_str model, call_result *c,
-               waft_buf *out) {
+/* The spec of a fixed pixel form: its own geometry and colour; for digits the model's layout, dtype and
+ * normalisation where its spec has them (a digit model may take u8 NHWC or f32 NCHW), else u8 NHWC as the
+ * original fed; RGB8 is always u8 NHWC, at the model's size when its spec gives one. */
+static void write_fixed_spec(waft_buf *req, const uint8_t *spec, size_t n, pixels_kind kind) {
+    static const char *const from_model[] = {"layout", "dtype", "mean", "std", "resample"};
+    size_t s[5] = {0}, e[5] = {0}, size_s = 0, size_e = 0;
+    int have[5] = {0}, have_size = 0;
+    uint32_t count = 4; /* color, resize, crop, size */
+    for (int i = 0; i < 5; i++) {
+        have[i] = kind == PIXELS_MNIST && spec && mp_field(spec, n, from_model[i], &s[i], &e[i]);
+        count += (uint32_t)have[i];
+    }
+    if (kind == PIXELS_RGB8) have_size = spec && mp_field(spec, n, "size", &size_s, &size_e);
+    count += (uint32_t)(!have[0]) + (uint32_t)(!have[1]); /* layout, dtype when not the model's */
+    waft_mp_write_map(req, count);
+    waft_mp_write_cstr(req, "color");
+    waft_mp_write_cstr(req, kind == PIXELS_MNIST ? "GRAY" : "RGB");
+    waft_mp_write_cstr(req, "resize");
+    waft_mp_write_cstr(req, "stretch");
+    waft_mp_write_cstr(req, "crop");
+    waft_mp_write_cstr(req, "none");
+    waft_mp_write_cstr(req, "size");
+    if (have_size) {
+        waft_buf_append(req, spec + size_s, size_e - size_s);
+    } else {
+        uint32_t side = kind == PIXELS_MNIST ? 28 : 224;
+        waft_mp_write_array(req, 2);
+        waft_mp_write_u64(req, side);
+        waft_mp_write_u64(req, side);
+    }
+    for (int i = 0; i < 5; i++) {
+        if (!have[i]) continue;
+        waft_mp_write_cstr(req, from_model[i]);
+        waft_buf_append(req, spec + s[i], e[i] - s[i]);
+    }
+    if (!have[0]) {
+        waft_mp_write_cstr(req, "layout");
+        waft_mp_write_cstr(req, "NHWC");
+    }
+    if (!have[1]) {
+        waft_mp_write_cstr(req, "dtype");
+        waft_mp_write_cstr(req, "u8");
+    }
+}
+
+int preprocess(const metadata *md, const uint8_t *image, size_t len, waft_str model, pixels_kind kind,
+               call_result *c, waft_buf *out) {
     waft_buf_init(&c->answer);
     if (len == 0) return FAIL(http_error(out, 400, "undecodable image", "the request body is empty: send an image"));
     size_t ss = 0, se = 0;
@@ -354,12 +399,15 @@ int preprocess(const metadata *md, const uint8_t *image, size_t len, waft_str mo
         spec = waft_mp_peek(&r) == WAFT_MP_MAP; /* null: the pre-processor's default */
     }
     waft_buf req = WAFT_BUF_INIT;
-    waft_mp_write_map(&req, spec ? 3 : 2);
+    waft_mp_write_map(&req, spec || kind != PIXELS_MODEL ? 3 : 2);
     waft_mp_write_cstr(&req, "defer_normalize");
     waft_mp_write_bool(&req, 1);
     waft_mp_write_cstr(&req, "data");
     waft_mp_write_bin(&req, image, len);
-    if (spec) {
+    if (kind != PIXELS_MODEL) {
+        waft_mp_write_cstr(&req, "spec");
+        write_fixed_spec(&req, spec ? md->p + ss : NULL, spec ? se - ss : 0, kind);
+    } else if (spec) {
         waft_mp_write_cstr(&req, "spec");
         waft_buf_append(&req, md->p + ss, se - ss);
     }

@@ -239,6 +239,29 @@ def test_preprocess_without_a_spec_sends_none(api: WapcInstance, host: FakeHost)
     assert host.calls[1].request == {"data": IMAGE, "defer_normalize": True}
 
 
+@pytest.mark.parametrize("path, meta_spec, want", [
+    ("/effnetlite0/mnist/matches", None,
+     {"color": "GRAY", "resize": "stretch", "crop": "none", "size": [28, 28], "layout": "NHWC", "dtype": "u8"}),
+    ("/effnetlite0/mnist/matches", {"size": [32, 32], "layout": "NCHW", "dtype": "f32", "mean": [0.5] * 3, "std": [2] * 3,
+                               "color": "RGB", "resize": "shorter_side"},
+     {"color": "GRAY", "resize": "stretch", "crop": "none", "size": [28, 28], "layout": "NCHW", "dtype": "f32",
+      "mean": [0.5] * 3, "std": [2] * 3}),
+    ("/effnetlite0/matches/rgb8", {"size": [240, 240], "layout": "NCHW", "dtype": "f32"},
+     {"color": "RGB", "resize": "stretch", "crop": "none", "size": [240, 240], "layout": "NHWC", "dtype": "u8"}),
+    ("/effnetlite0/preprocess/rgb8", None,
+     {"color": "RGB", "resize": "stretch", "crop": "none", "size": [224, 224], "layout": "NHWC", "dtype": "u8"}),
+])
+def test_the_originals_fixed_pixel_routes(api: WapcInstance, host: FakeHost, path: str, meta_spec: Any,
+                                          want: dict[str, Any]) -> None:
+    """/mnist/matches feeds 28x28 grey digits in the model's layout and dtype; /rgb8 raw u8 RGB HWC at the
+    model's size; the rest of the pipeline is the usual one."""
+    host.on(MLINFERENCE, METADATA, {**EFFNET_META, "labels": None, "input_spec": meta_spec})
+    r = http(api, "PUT", path, IMAGE)
+    assert r.status == 200, r.body
+    assert host.calls[1].request == {"data": IMAGE, "spec": want, "defer_normalize": True}
+    assert host.ops()[2] == ("default", MLINFERENCE, PREDICT)
+
+
 def test_a_deferred_normalisation_is_passed_on_to_predict(api: WapcInstance, host: FakeHost) -> None:
     """The pre-processor may answer u8 pixels and the normalisation it left for the provider: the API hands
     both over as they are (the provider's side is tested against the pre-processor's own f32 output)."""
