@@ -5,6 +5,13 @@ the host, the dashboard; then, when asked, the preloaded models are pushed and a
 manifest is deployed. All of it runs in one TaskGroup; Ctrl-C or SIGTERM unwinds it in reverse.
 After a deploy, `up` waits (bounded) until the app's HTTP route answers and its model is ready, then prints
 the line to try (`try: curl -T cat.jpg http://127.0.0.1:8078/effnetlite0/matches`).
+
+Secure by default: the embedded NATS server gets nkey users with per-subject permissions
+(`waft.lattice.credentials`: the host/CLI user may do anything, the provider user cannot send control
+commands or write the lattice cache), the bindle server wants credentials for every write, and the
+dashboard wants its token for every write. All of them are generated on first start and kept in
+`$WAFT_HOME` (0600), where every part Waft starts, and every later `waft` command, finds them without a
+flag. `--insecure-no-auth` (`WAFT_INSECURE_NO_AUTH=1`) starts them open, as before.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -19,9 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from waft.bindle.auth import ensure_bindle_credentials
 from waft.config import setting, waft_home
 from waft.embedded_nats import EmbeddedNats
 from waft.errors import WaftError
+from waft.lattice.credentials import authorization_config, ensure_credentials, insecure_no_auth
 
 log = logging.getLogger("waft.up")
 
@@ -41,6 +51,7 @@ class UpConfig:
     push_models: bool = False
     app_ready_timeout_s: float = 120.0  # how long `up` waits for the app's HTTP route and models after deploy
     host_overrides: dict[str, object] = field(default_factory=dict)
+    insecure_no_auth: bool = False  # True: NATS, bindle writes and dashboard writes open to anyone who reaches them
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -71,6 +82,7 @@ async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | N
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     home = waft_home()
+    secure = not insecure_no_auth(config.insecure_no_auth)
     nats_server: EmbeddedNats | None = None
     urls: dict[str, str] = {}
     try:
@@ -80,15 +92,23 @@ async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | N
             if config.nats_port and not _port_free("127.0.0.1", config.nats_port):
                 raise UpError(f"port {config.nats_port} is in use; to join the NATS server there, run "
                               f"`waft up --nats-url nats://127.0.0.1:{config.nats_port}`")
+            authorization = None
+            if secure:
+                authorization = authorization_config(ensure_credentials(), [config.prefix])
+            else:
+                log.warning("NATS, bindle writes and dashboard writes are open to every local process "
+                            "(--insecure-no-auth)")
             # port 0 lets the kernel pick (nats-server spells that -1)
-            nats_server = EmbeddedNats(home / "nats", port=config.nats_port or -1)
+            nats_server = EmbeddedNats(home / "nats", port=config.nats_port or -1, authorization=authorization)
             nats_url = await asyncio.to_thread(nats_server.start)
         urls["nats"] = nats_url
         host_config = HostConfig.from_env(nats_url=nats_url, prefix=config.prefix, **config.host_overrides)
-        host = Host(host_config.with_stored_cluster_key())
+        host = Host(host_config.with_stored_cluster_key().with_stored_nats_credentials())
+        bindle_auth = ensure_bindle_credentials(home) if secure and config.bindle_address else None
         async with asyncio.TaskGroup() as tasks:
             if config.bindle_address:
-                urls["bindle"] = await _start_bindle(tasks, config.bindle_address, stop)
+                urls["bindle"] = await _start_bindle(tasks, config.bindle_address, stop,
+                                                     htpasswd=bindle_auth.htpasswd if bindle_auth else None)
                 # Providers started by this host find the repository (unless the user named another).
                 if not setting("bindle_url", also=("BINDLE_URL",)):
                     host_config.provider_env["BINDLE_URL"] = urls["bindle"]
@@ -96,12 +116,13 @@ async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | N
             await host.wait_ready(30)
             urls["host"] = host.host_id
             if config.dashboard_address:
-                url = await _start_dashboard(tasks, config.dashboard_address, nats_url, config.prefix, stop)
+                url = await _start_dashboard(tasks, config.dashboard_address, nats_url, config.prefix, stop,
+                                             open_writes=not secure)
                 if url:
                     urls["dashboard"] = url
             if config.push_models and "bindle" in urls:
                 try:
-                    await _push_models(urls["bindle"])
+                    await _push_models(urls["bindle"], bindle_auth.pair if bindle_auth else None)
                 except Exception as exc:
                     raise UpError(f"pushing the preloaded models failed: {exc} (did `make models` run?)") from exc
             try_line = None
@@ -123,20 +144,21 @@ async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | N
             await asyncio.to_thread(nats_server.stop)
 
 
-async def _start_bindle(tasks: asyncio.TaskGroup, address: str, stop: asyncio.Event) -> str:
+async def _start_bindle(tasks: asyncio.TaskGroup, address: str, stop: asyncio.Event, *,
+                        htpasswd: Path | None = None) -> str:
     from waft.bindle.serve import ServerConfig, serve  # type: ignore[attr-defined]
 
     host, port = _split(address)
     if port and not _port_free(host, port):
         raise UpError(f"bindle port {port} is in use; pass --bindle-address HOST:PORT or --no-bindle")
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    config = ServerConfig(directory=waft_home() / "bindle")
+    config = ServerConfig(directory=waft_home() / "bindle", htpasswd_file=htpasswd)
     tasks.create_task(serve(config, host, port, on_ready=ready.set_result, stop=stop))
     return await asyncio.wait_for(ready, 30)
 
 
 async def _start_dashboard(tasks: asyncio.TaskGroup, address: str, nats_url: str, prefix: str,
-                           stop: asyncio.Event) -> str | None:
+                           stop: asyncio.Event, *, open_writes: bool = False) -> str | None:
     try:
         from waft.dashboard.server import serve_dashboard
     except ImportError:
@@ -146,15 +168,16 @@ async def _start_dashboard(tasks: asyncio.TaskGroup, address: str, nats_url: str
     if port and not _port_free(host, port):
         raise UpError(f"dashboard port {port} is in use; pass --dashboard-address HOST:PORT or --no-dashboard")
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    tasks.create_task(serve_dashboard(nats_url, prefix, host, port, on_ready=ready.set_result, stop=stop))
+    tasks.create_task(serve_dashboard(nats_url, prefix, host, port, on_ready=ready.set_result, stop=stop,
+                                      open_writes=open_writes))
     return await asyncio.wait_for(ready, 30)
 
 
-async def _push_models(bindle_url: str) -> None:
+async def _push_models(bindle_url: str, auth: tuple[str, str] | None) -> None:
     """Upload every locally built or imported model; a re-push uploads nothing."""
     from waft.models.store import push_local
 
-    for result in await push_local(bindle_url):
+    for result in await push_local(bindle_url, auth=auth):
         log.info("model %s: invoice %s, %d parcel(s) uploaded", result["route"], result["invoice"],
                  result["uploaded"])
 
@@ -262,7 +285,8 @@ def detach(argv: list[str]) -> int:
     import subprocess
 
     log_path = waft_home() / "up.log"
-    with open(log_path, "ab") as out:
+    # 0600 from the start: the log holds the dashboard URL, token included
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
         child = subprocess.Popen([sys.executable, "-m", "waft", "up", *argv], stdin=subprocess.DEVNULL,
                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     pid_file().write_text(str(child.pid))

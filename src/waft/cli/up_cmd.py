@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--push-models", action="store_true", help="push the preloaded models (build/models) first")
     up.add_argument("-d", "--detached", action="store_true", help="run in the background; stop with `waft down`")
     up.add_argument("--log-format", choices=("text", "json"), default="text")
+    up.add_argument("--insecure-no-auth", action="store_true",
+                    help="start NATS without credentials and let anyone write to bindle and the dashboard "
+                         "(any local process can then run code as you); also WAFT_INSECURE_NO_AUTH=1")
     up.set_defaults(handler=_up)
 
     down = subparsers.add_parser("down", help="stop a lattice started with `waft up --detached`")
@@ -56,7 +59,7 @@ def _up(args: argparse.Namespace) -> int:
     config = UpConfig(nats_url=nats_url, nats_port=args.nats_port, prefix=args.lattice_prefix,
                       bindle_address=None if args.no_bindle or args.join else args.bindle_address,
                       dashboard_address=None if args.no_dashboard or args.join else args.dashboard_address,
-                      app=args.app, push_models=args.push_models)
+                      app=args.app, push_models=args.push_models, insecure_no_auth=args.insecure_no_auth)
 
     def ready(urls: dict[str, str]) -> None:
         for name, url in urls.items():
