@@ -20,8 +20,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from waft.models import ModelEntry, write_model_dir
-
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -37,7 +35,8 @@ def nhwc_classifier(path: Path) -> None:
     w = np.random.default_rng(1).normal(0, 0.05, (32 * 32 * 3, 7)).astype(np.float32)
     nodes = [helper.make_node("Reshape", ["image", "shape"], ["flat"]),
              helper.make_node("MatMul", ["flat", "w"], ["scores"])]
-    graph = helper.make_graph(nodes, "nhwc", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 32, 32, 3])],
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 32, 32, 3])
+    graph = helper.make_graph(nodes, "nhwc", [image],
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 7])],
                               initializer=[numpy_helper.from_array(w, "w"),
                                            numpy_helper.from_array(np.array([1, -1], np.int64), "shape")])
@@ -58,23 +57,21 @@ def digit_model(path: Path) -> None:
     _save(graph, path)
 
 
-def model_dir(root: Path, route: str, build: object, dims_in: tuple[int, ...], dims_out: tuple[int, ...],
-              tensor_type: str) -> str:
-    folder = root / route
-    folder.mkdir(parents=True)
-    build(folder / f"{route}.onnx")  # type: ignore[operator]
-    entry = ModelEntry(route=route, bindle_name=f"user-{route}", bindle_version="1.0.0", description="a user's model",
-                       model_file=f"{route}.onnx", graph_encoding="onnx", dims_in=dims_in, dims_out=dims_out,
-                       input_name=None, output_name=None, source="user", tensor_type=tensor_type)
-    write_model_dir(entry, folder)
-    return entry.bindle_id
+def add(name: str, build: object, tmp: Path) -> str:
+    """`waft models add NAME FILE` as a user runs it (no --spec, no --labels): the library call it makes."""
+    from waft.models.store import add_local
+
+    file = tmp / f"{name}-download.onnx"
+    build(file)  # type: ignore[operator]
+    return str(add_local(name, file)["bindle_id"])
 
 
 def top(scores: np.ndarray, k: int) -> list[str]:
     return [str(i) for i in np.argsort(-scores.ravel(), kind="stable")[:k]]
 
 
-async def test_own_models_without_spec_or_labels(nats_url: str, lattice_prefix: str, tmp_path: Path) -> None:
+async def test_own_models_without_spec_or_labels(nats_url: str, lattice_prefix: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from test_matches import chelsea_jpeg, missing_part
 
     reason = missing_part()
@@ -88,17 +85,17 @@ async def test_own_models_without_spec_or_labels(nats_url: str, lattice_prefix: 
     from waft.claims import KeyPair, Role
     from waft.lattice.types import LinkDefinition
 
-    models = tmp_path / "models"
-    zoo = {"nhwc": model_dir(models, "nhwc", nhwc_classifier, (1, 32, 32, 3), (1, 7), "F32"),
-           "digits": model_dir(models, "digits", digit_model, (1, 28, 28, 1), (1, 10), "U8")}
+    monkeypatch.setenv("WAFT_HOME", str(tmp_path / "home"))  # `models add` keeps models in $WAFT_HOME/models
+    zoo = {"nhwc": add("nhwc", nhwc_classifier, tmp_path), "digits": add("digits", digit_model, tmp_path)}
+    models = tmp_path / "home" / "models"
     jpeg = chelsea_jpeg(tmp_path / "chelsea.jpg")
     photo = Image.open(io.BytesIO(jpeg))
     # The references: Pillow's pixels under the derived specs, run by onnxruntime directly.
     rgb = np.asarray(photo.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR), np.float32)
-    nhwc_scores = ort.InferenceSession(str(models / "nhwc" / "nhwc.onnx")).run(
+    nhwc_scores = ort.InferenceSession(str(models / "nhwc" / "nhwc-download.onnx")).run(
         None, {"image": ((rgb - np.float32(127.5)) / np.float32(127.5))[None]})[0]
     grey = np.asarray(photo.convert("L").resize((28, 28), Image.Resampling.BILINEAR), np.uint8)
-    digit_scores = ort.InferenceSession(str(models / "digits" / "digits.onnx")).run(
+    digit_scores = ort.InferenceSession(str(models / "digits" / "digits-download.onnx")).run(
         None, {"pixels": grey[None, :, :, None]})[0]
 
     cluster = KeyPair.generate(Role.CLUSTER)

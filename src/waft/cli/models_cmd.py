@@ -7,12 +7,13 @@ module is the argument parsing and the tables.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 from waft import models
 from waft.cli.output import CliError, add_output_flag, emit
-from waft.models.store import DEFAULT_BINDLE_URL, bindle_base, fetch, install, push_local, push_model
+from waft.models.store import DEFAULT_BINDLE_URL, add_local, bindle_base, fetch, push_local, push_model
 
 __all__ = ["push_model", "register"]  # push_model: older callers imported it from here
 
@@ -26,9 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_flag(ls)
     ls.set_defaults(handler=_list)
 
-    add = sub.add_parser("add", help="import a local copy of a model-zoo file (checked by sha256 and size)")
-    add.add_argument("name", help="route name, e.g. mobilenetv27")
+    add = sub.add_parser("add", help="add any local ONNX, TensorFlow-1 (.pb) or TF Lite file as a model bindle "
+                                     "(a model-zoo name: its pinned file, checked by sha256 and size)")
+    add.add_argument("name", help="route name, e.g. digits or mobilenetv27")
     add.add_argument("file", type=Path)
+    add.add_argument("--labels", type=Path, default=None, help="labels file, one class per line (default: indices)")
+    add.add_argument("--spec", default=None,
+                     help="input spec as JSON text or a JSON file (default: derived from the model's input)")
+    add.add_argument("--push", action="store_true", help="push the bindle to the bindle server afterwards")
+    add.add_argument("--bindle-url", default=None,
+                     help=f"bindle server for --push (default: $WAFT_BINDLE_URL, $BINDLE_URL, {DEFAULT_BINDLE_URL})")
     add_output_flag(add)
     add.set_defaults(handler=_add)
 
@@ -70,8 +78,26 @@ def _list(args: argparse.Namespace) -> int:
 
 # --- add / fetch -----------------------------------------------------------------------------------
 
-def _add(args: argparse.Namespace) -> int:
-    emit(args, install(models.get(args.name), args.file))
+def _spec_argument(raw: str | None) -> dict[str, Any] | None:
+    """--spec as JSON text, or the path of a JSON file."""
+    if raw is None:
+        return None
+    text = raw if raw.lstrip().startswith("{") else Path(raw).read_text()
+    try:
+        spec = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"--spec is not JSON: {exc}") from None
+    if not isinstance(spec, dict):
+        raise CliError("--spec must be a JSON object")
+    return spec
+
+
+async def _add(args: argparse.Namespace) -> int:
+    spec = _spec_argument(args.spec)
+    result = add_local(args.name, args.file, labels=args.labels, spec=spec)
+    if args.push:
+        result |= {"pushed": await push_local(args.bindle_url, [args.name])}
+    emit(args, result)
     return 0
 
 

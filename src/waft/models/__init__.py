@@ -384,8 +384,9 @@ def _value(value: Any) -> str:
 
 
 def write_model_dir(entry: ModelEntry, directory: Path, *, input_name: str | None = None,
-                    output_name: str | None = None) -> Path:
-    """Write metadata.json, labels.txt (classifiers) and, last, invoice.toml next to the model file.
+                    output_name: str | None = None, labels_file: Path | None = None) -> Path:
+    """Write metadata.json, labels.txt (classifiers: `labels_file`, else the ImageNet set) and, last,
+    invoice.toml next to the model file.
 
     The invoice is written last and atomically, so its presence means the directory is complete.
     """
@@ -393,7 +394,7 @@ def write_model_dir(entry: ModelEntry, directory: Path, *, input_name: str | Non
     meta = entry.metadata(input_name=input_name, output_name=output_name)
     write_atomic(directory / METADATA_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     if entry.labels:
-        write_atomic(directory / LABELS_FILE, imagenet_labels_file().read_bytes())
+        write_atomic(directory / LABELS_FILE, (labels_file or imagenet_labels_file()).read_bytes())
     doc = invoice_toml(invoice(entry, parcels_of(entry, directory)))
     write_atomic(directory / INVOICE_FILE, doc.encode())
     return directory / INVOICE_FILE

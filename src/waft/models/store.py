@@ -61,6 +61,88 @@ def install(entry: models.ModelEntry, path: Path) -> dict[str, Any]:
     return {"route": entry.route, "bindle_id": entry.bindle_id, "sha256": sha, "path": str(directory)}
 
 
+#: How a model file's name says its engine (the original's `graph_encoding` values).
+ENCODING_BY_SUFFIX = {".onnx": "onnx", ".pb": "tensorflow", ".tflite": "tf_lite"}
+#: Most bytes read from a labels file: one label per line, far more than any classifier's classes.
+MAX_LABELS_BYTES = 4 << 20
+_ROUTE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def add_local(name: str, path: Path, *, labels: Path | None = None, spec: dict[str, Any] | None = None,
+              version: str = "1.0.0") -> dict[str, Any]:
+    """Any local ONNX, TensorFlow-1 or TF Lite file as model bindle `NAME/version` in `$WAFT_HOME/models/NAME`:
+    the model, metadata with the original's fields (an `input_spec` only when given: the provider derives
+    one from the model otherwise) and the labels when given. A zoo name keeps its pinned-file check."""
+    if name in models.REGISTRY and models.REGISTRY[name].sha256 is not None:
+        if labels is not None or spec is not None:
+            raise ModelStoreError(f"{name} is a model-zoo name with its own labels and spec; pick another name")
+        return install(models.REGISTRY[name], path)
+    if not name or not set(name) <= _ROUTE_CHARS or name[0] in "-_":
+        raise ModelStoreError(f"model name {name!r}: use lower-case letters, digits, '-' and '_' (it is a URL path)")
+    if name in models.REGISTRY:
+        raise ModelStoreError(f"{name} is built by `make models`; pick another name")
+    if not path.is_file():
+        raise ModelStoreError(f"{path}: no such file")
+    encoding = ENCODING_BY_SUFFIX.get(path.suffix.lower())
+    if encoding is None:
+        raise ModelStoreError(f"{path.name}: unknown model format; expected one of {', '.join(ENCODING_BY_SUFFIX)}")
+    input_spec = None
+    if spec is not None:
+        try:
+            input_spec = models.InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+        except TypeError as exc:
+            raise ModelStoreError(f"bad --spec: {exc} (fields: size, layout, resize, resize_to, crop, mean, std, "
+                                  "dtype, color, resample)") from None
+        _check_spec(input_spec)
+    if labels is not None:
+        if not labels.is_file():
+            raise ModelStoreError(f"{labels}: no such labels file")
+        with labels.open("rb") as f:
+            text = f.read(MAX_LABELS_BYTES + 1)
+        if len(text) > MAX_LABELS_BYTES:
+            raise ModelStoreError(f"{labels}: over {MAX_LABELS_BYTES} bytes; one label per line")
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ModelStoreError(f"{labels}: not UTF-8 text") from None
+    entry = models.ModelEntry(route=name, bindle_name=name, bindle_version=version,
+                              description=f"{name}, added from {path.name}", model_file=path.name,
+                              graph_encoding=encoding, dims_in=(), dims_out=(), input_name=None, output_name=None,
+                              source="user", input_spec=input_spec, labels="user" if labels is not None else None,
+                              tensor_type=input_spec.dtype.upper() if input_spec else "F32")
+    directory = models.user_dir() / name
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / path.name
+    if path.resolve() != target.resolve():
+        part = directory / f".{path.name}.part"
+        shutil.copyfile(path, part)
+        part.replace(target)
+    input_name, output_name = tensor_names(entry, target)
+    models.write_model_dir(entry, directory, input_name=input_name, output_name=output_name, labels_file=labels)
+    return {"route": name, "bindle_id": entry.bindle_id, "sha256": models.sha256_file(target), "path": str(directory),
+            "input_spec": "given" if input_spec else "derived by the provider"}
+
+
+_SPEC_WORDS = {"layout": ("NCHW", "NHWC"), "resize": ("shorter_side", "stretch"), "crop": ("center", "none"),
+               "dtype": ("f32", "u8"), "color": ("RGB", "BGR", "GRAY", "L"), "resample": ("bilinear", "bicubic")}
+
+
+def _check_spec(spec: models.InputSpec) -> None:
+    """The pre-processor's own rules, checked when the model is added rather than on its first request."""
+    for key, allowed in _SPEC_WORDS.items():
+        if getattr(spec, key) not in allowed:
+            raise ModelStoreError(f"bad --spec: {key} must be one of {', '.join(allowed)}")
+    numbers = [*spec.size, spec.resize_to]
+    if len(spec.size) != 2 or not all(isinstance(n, int) and 0 < n <= 16384 for n in numbers):
+        raise ModelStoreError("bad --spec: size must be [height, width] and resize_to a side, each 1..16384")
+    for key in ("mean", "std"):
+        values = getattr(spec, key)
+        if len(values) != 3 or not all(isinstance(v, int | float) for v in values):
+            raise ModelStoreError(f"bad --spec: {key} must be three numbers (one per channel)")
+    if any(v == 0 for v in spec.std):
+        raise ModelStoreError("bad --spec: std must be non-zero")
+
+
 def tensor_names(entry: models.ModelEntry, path: Path) -> tuple[str | None, str | None]:
     """The graph's real first input and output names (the zoo files name them differently)."""
     if entry.graph_encoding != "onnx":
