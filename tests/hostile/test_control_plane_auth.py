@@ -275,7 +275,9 @@ async def test_provider_credential_cannot_send_control_commands_but_carries_chun
             await host.subscribe("lc.>", cb=record)
             await host.flush()
             refused = ["wasmbus.ctl.default.cmd.NHOST.lp", "wasmbus.evt.default",
-                       "wasmbus.rpc.default.VOTHER.default.linkdefs.put", "lc.default.claims.M1"]
+                       "wasmbus.rpc.default.VOTHER.default.linkdefs.put", "lc.default.claims.M1",
+                       "$KV.apps_default.echo", "$JS.API.STREAM.DELETE.LATTICECACHE_default",
+                       "$JS.API.STREAM.DELETE.KV_apps_default"]
             for subject in refused:
                 await provider.publish(subject, b"{}")
             await provider.publish("wasmbus.rpc.default.MACTOR", b"invocation")
