@@ -8,7 +8,10 @@
  * anything but 1000 f32 logits and on NaN:
  *   - any class count: dimensions [N], [1, N] or any shape with at most one dimension above 1
  *     ([1, N, 1, 1] is the original's); a batch of several images is an error, not a guess;
- *   - f32, f64 and f16 scores, little- or big-endian (the Tensor flags' bit 1);
+ *   - f32, f64 and f16 scores, little- or big-endian (the Tensor flags' bit 1), and a quantized model's raw
+ *     u8/i8 scores (the provider answers TF Lite's quantized outputs already dequantized);
+ *   - TF Lite's 1001 classes (background first, already probabilities): sorted without a softmax as the
+ *     original did, a 1000-line label list applied one place down and index 0 named "background";
  *   - a numerically stable softmax (the maximum is subtracted, the sums are done in double), skipped
  *     when `probabilities` says the model already outputs probabilities;
  *   - top-k for any k (clamped to the class count; 0 gives no matches) with a heap, O(N log k);
@@ -35,7 +38,7 @@
 #define FLAG_BIG_ENDIAN 0x02u
 #define MAX_DIMS WAFT_ML_MAX_DIMS /* far beyond any classifier's output rank; bounds a fixed array */
 
-typedef enum { VT_F32, VT_F64, VT_F16 } value_type;
+typedef enum { VT_F32, VT_F64, VT_F16, VT_U8, VT_I8 } value_type;
 
 typedef struct {
     uint32_t dims[MAX_DIMS];
@@ -83,10 +86,19 @@ static int reply_error(waft_buf *out, const char *reason) { return reply_error3(
  * type, 0 for a known-but-unsupported or unknown one. */
 static int parse_value_type(waft_str name, value_type *vt) {
     const waft_ml_vtype *t = waft_ml_vtype_by_name(name);
-    if (!t || t->kind != 'f') return 0;
-    *vt = t->size == 8 ? VT_F64 : t->size == 4 ? VT_F32 : VT_F16;
-    return 1;
+    if (!t) return 0;
+    if (t->kind == 'f') {
+        *vt = t->size == 8 ? VT_F64 : t->size == 4 ? VT_F32 : VT_F16;
+        return 1;
+    }
+    if (t->size == 1 && (t->kind == 'u' || t->kind == 'i')) { /* a quantized model's raw scores */
+        *vt = t->kind == 'u' ? VT_U8 : VT_I8;
+        return 1;
+    }
+    return 0;
 }
+
+static size_t value_size(value_type vt) { return vt == VT_F64 ? 8 : vt == VT_F32 ? 4 : vt == VT_F16 ? 2 : 1; }
 
 /* Tensor{dimensions, valueTypes, flags, data} through the SDK's reader, which records type problems (schema
  * errors of the message) in `r`; semantic problems (unsupported type, sizes) are returned or checked later
@@ -149,8 +161,10 @@ static void read_labels(waft_mp_reader *r, request *q) {
 
 /* Element i of the data as a double, in the tensor's byte order. The caller checked the size. */
 static double load_value(const tensor *t, size_t i) {
+    if (t->type == VT_U8) return t->data[i];
+    if (t->type == VT_I8) return (int8_t)t->data[i];
     int be = (t->flags & FLAG_BIG_ENDIAN) != 0;
-    size_t size = t->type == VT_F64 ? 8 : t->type == VT_F32 ? 4 : 2;
+    size_t size = value_size(t->type);
     const uint8_t *p = t->data + i * size;
     uint64_t bits = 0;
     for (size_t b = 0; b < size; b++) bits |= (uint64_t)p[be ? size - 1 - b : b] << (8 * b);
@@ -307,7 +321,7 @@ static int postprocess(const uint8_t *req, size_t len, waft_buf *out) {
     }
     if (bad_type) {
         rc = reply_error3(out, "unsupported value type ", bad_type, bad_type_len,
-                          ": the post-processor reads ValueF32, ValueF64 and ValueF16 scores");
+                          ": the post-processor reads ValueF32, ValueF64, ValueF16, ValueU8 and ValueI8 scores");
         goto done;
     }
     if (semantic) {
@@ -331,7 +345,7 @@ static int postprocess(const uint8_t *req, size_t len, waft_buf *out) {
         if (t->dims[d] > 1) above_one++;
         if (count > UINT32_MAX) break;
     }
-    size_t size = t->type == VT_F64 ? 8 : t->type == VT_F32 ? 4 : 2;
+    size_t size = value_size(t->type);
     if (count == 0) {
         rc = reply_error(out, "the tensor holds no class scores (a dimension is 0)");
         goto done;
@@ -364,7 +378,10 @@ static int postprocess(const uint8_t *req, size_t len, waft_buf *out) {
         rc = reply_error(out, "out of memory for the class scores");
         goto done;
     }
-    softmax(t, classes, p, q.probabilities);
+    /* TF Lite's ImageNet models answer 1001 classes, background first, already probabilities: sorted as
+     * they are (the original did the same), and named by a 1000-line label list one place down. */
+    int background_first = classes == 1001;
+    softmax(t, classes, p, q.probabilities || background_first);
     top_k(p, classes, best, k);
 
     waft_buf_reset(out);
@@ -375,8 +392,11 @@ static int postprocess(const uint8_t *req, size_t len, waft_buf *out) {
         uint32_t idx = best[i];
         waft_mp_write_map(out, 2);
         waft_mp_write_cstr(out, "label");
-        if (idx < q.n_labels) {
-            waft_mp_write_str(out, q.labels[idx].ptr, q.labels[idx].len);
+        uint32_t shift = background_first && q.n_labels == 1000 ? 1 : 0;
+        if (shift && idx == 0) {
+            waft_mp_write_cstr(out, "background");
+        } else if (idx - shift < q.n_labels) {
+            waft_mp_write_str(out, q.labels[idx - shift].ptr, q.labels[idx - shift].len);
         } else {
             char digits[16];
             size_t nd = 0;

@@ -78,7 +78,8 @@ def new_postprocessor() -> WapcInstance:
 
 def tensor_wire(array: np.ndarray, *, dims: list[int] | None = None, flags: int = 0,
                 value_type: str | None = None) -> dict[str, Any]:
-    names = {np.dtype(np.float32): "ValueF32", np.dtype(np.float64): "ValueF64", np.dtype(np.float16): "ValueF16"}
+    names = {np.dtype(np.float32): "ValueF32", np.dtype(np.float64): "ValueF64", np.dtype(np.float16): "ValueF16",
+             np.dtype(np.uint8): "ValueU8", np.dtype(np.int8): "ValueI8"}
     data = array.astype(array.dtype.newbyteorder(">" if flags & 2 else "<")).tobytes()
     return {"dimensions": list(array.shape) if dims is None else dims,
             "valueTypes": [value_type or names[array.dtype.newbyteorder("=")]], "flags": flags, "data": data}

@@ -96,7 +96,7 @@ def test_thousand_imagenet_logits_default_top5(inst: WapcInstance) -> None:
     assert probs == sorted(probs, reverse=True)
 
 
-@pytest.mark.parametrize("shape", [(1,), (2,), (10,), (1, 10), (1000,), (1, 1000), (1, 1000, 1, 1), (1, 1001),
+@pytest.mark.parametrize("shape", [(1,), (2,), (10,), (1, 10), (1000,), (1, 1000), (1, 1000, 1, 1), (1, 1002),
                                    (21843,), (1, 1, 7)])
 def test_any_class_count_and_row_shape(inst: WapcInstance, shape: tuple[int, ...]) -> None:
     x = logits(int(np.prod(shape)), seed=len(shape)).reshape(shape)
@@ -108,6 +108,30 @@ def test_any_class_count_and_row_shape(inst: WapcInstance, shape: tuple[int, ...
 def test_value_types_and_byte_order(inst: WapcInstance, dtype: Any, flags: int) -> None:
     x = logits(300, seed=5, dtype=dtype).reshape(1, 300)
     check(inst, x, k=10, flags=flags)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_quantized_integer_scores(inst: WapcInstance, dtype: Any) -> None:
+    """A quantized model's raw u8/i8 scores are numbers like any other (the provider dequantizes TF Lite's)."""
+    info = np.iinfo(dtype)
+    x = np.random.default_rng(3).integers(info.min, info.max, 10, endpoint=True).astype(dtype).reshape(1, 10)
+    check(inst, x, k=10)
+    check(inst, x, k=10, probabilities=True)
+
+
+def test_tf_lite_1001_classes_background_first(inst: WapcInstance) -> None:
+    """TF Lite's ImageNet models answer 1001 probabilities, background first: sorted without a softmax (as the
+    original did) and named by the 1000 ImageNet labels one place down."""
+    p = np.random.default_rng(4).dirichlet(np.ones(1001)).astype(np.float32).reshape(1, 1001)
+    p[0, 0] = 0.9  # background wins: it is named so
+    labels = [f"class {i}" for i in range(1000)]
+    got = postprocess(inst, {**request(p), "topK": 3, "labels": labels})["matches"]
+    order = np.argsort(-p.ravel(), kind="stable")[:3]
+    assert [m["label"] for m in got] == ["background" if i == 0 else f"class {i - 1}" for i in order]
+    assert [m["probability"] for m in got] == [float(p.ravel()[i]) for i in order]
+    with_background = ["background", *labels]  # a 1001-line list is used as it is
+    got = postprocess(inst, {**request(p), "topK": 3, "labels": with_background})["matches"]
+    assert [m["label"] for m in got] == [with_background[i] for i in order]
 
 
 @pytest.mark.parametrize("name", ["ValueF32", "valueF32", "F32", "f32"])
@@ -230,7 +254,7 @@ def test_error_status_is_reported_in_band(inst: WapcInstance) -> None:
 
 
 @pytest.mark.parametrize("tensor, words", [
-    ({"dimensions": [1, 4], "valueTypes": ["ValueU8"], "flags": 0, "data": b"\0\1\2\3"}, "unsupported value type"),
+    ({"dimensions": [1, 2], "valueTypes": ["ValueU16"], "flags": 0, "data": b"\0\1\2\3"}, "unsupported value type"),
     ({"dimensions": [1, 4], "valueTypes": ["ValueQ7"], "flags": 0, "data": b"\0" * 16}, "ValueQ7"),
     ({"dimensions": [1, 4], "valueTypes": ["ValueF32", "ValueF64"], "flags": 0, "data": b"\0" * 16}, "mixed"),
     ({"dimensions": [1, 4], "valueTypes": ["ValueF32"], "flags": 0, "data": b"\0" * 15}, "15 bytes"),

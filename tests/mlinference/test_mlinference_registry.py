@@ -207,6 +207,45 @@ def test_tflite_engine_with_a_dynamic_batch(tmp_path):
         np.testing.assert_array_equal(engine.run(x)[0], x * 2 + 1)
 
 
+def test_tflite_quantized_outputs_are_answered_dequantized(tmp_path):
+    """A full-integer (uint8 in, uint8 out) TF Lite model, as the original's digit and edge-TPU models are: the
+    input is fed as is, the output comes back as `scale * (q - zero_point)` in f32, computed here from
+    TensorFlow's own interpreter and the quantization it reports."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4, 4, 1], tf.float32)])
+    def scores(x):
+        return tf.nn.softmax(tf.reshape(x, [1, 16]) * 0.05)
+
+    def representative():
+        for seed in range(8):
+            yield [np.random.default_rng(seed).uniform(0, 255, (1, 4, 4, 1)).astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([scores.get_concrete_function()], scores)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    path = tmp_path / "q.tflite"
+    path.write_bytes(converter.convert())
+    engine = load_engine(path, ModelMetadata.parse({"graph_encoding": "tf_lite"}), ModelOptions(), None)
+    assert engine.inputs[0].dtype == np.uint8 and engine.outputs[0].dtype == np.float32
+    pixels = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1) * 15
+    got = engine.run(pixels)[0]
+    reference = tf.lite.Interpreter(model_path=str(path))
+    reference.allocate_tensors()
+    reference.set_tensor(reference.get_input_details()[0]["index"], pixels)
+    reference.invoke()
+    out = reference.get_output_details()[0]
+    scale, zero = out["quantization"]
+    assert out["dtype"] == np.uint8 and scale > 0
+    want = np.float32(scale) * (reference.get_tensor(out["index"]).astype(np.float32) - np.float32(zero))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    assert abs(float(got.sum()) - 1.0) < 0.05  # a quantized softmax: the scores are probabilities again
+
+
 def test_metadata_defaults_like_the_original():
     meta = ModelMetadata.parse(b"{}")
     assert (meta.graph_encoding, meta.execution_target, meta.tensor_type) == ("onnx", "cpu", "ValueF32")

@@ -36,10 +36,18 @@ def interpreter_class() -> Any:
         return import_tf().lite.Interpreter
 
 
-def _spec(detail: dict[str, Any]) -> IOSpec:
+def _spec(detail: dict[str, Any], *, dtype: np.dtype[Any] | None = None) -> IOSpec:
     signature = detail.get("shape_signature")
     dims = signature if signature is not None and len(signature) else detail["shape"]
-    return IOSpec(detail["name"], np.dtype(detail["dtype"]), tuple(int(d) if d >= 0 else None for d in dims))
+    return IOSpec(detail["name"], dtype or np.dtype(detail["dtype"]), tuple(int(d) if d >= 0 else None for d in dims))
+
+
+def _quantization(detail: dict[str, Any]) -> tuple[float, int] | None:
+    """(scale, zero point) of a quantized integer tensor; None for a float one (TF Lite reports scale 0)."""
+    scale, zero_point = detail.get("quantization") or (0.0, 0)
+    if not scale or np.dtype(detail["dtype"]).kind not in "iu":
+        return None
+    return float(scale), int(zero_point)
 
 
 class TfLiteEngine:
@@ -69,7 +77,11 @@ class TfLiteEngine:
         self._input_details = probe.get_input_details()
         self._output_details = probe.get_output_details()
         self.inputs = [_spec(d) for d in self._input_details]
-        self.outputs = [_spec(d) for d in self._output_details]
+        #: Quantized outputs are answered dequantized, `scale * (q - zero_point)` in f32, as the original's
+        #: TF Lite engine did: a client (and the post-processor) gets scores, not codes.
+        self._dequantize = [_quantization(d) for d in self._output_details]
+        self.outputs = [_spec(d, dtype=np.dtype(np.float32) if q else None)
+                        for d, q in zip(self._output_details, self._dequantize, strict=True)]
 
     def run(self, array: np.ndarray) -> list[np.ndarray]:
         interpreter = self._pool.get()
@@ -80,7 +92,9 @@ class TfLiteEngine:
                 interpreter.allocate_tensors()
             interpreter.set_tensor(index, array)
             interpreter.invoke()
-            return [np.array(interpreter.get_tensor(d["index"])) for d in interpreter.get_output_details()]
+            outputs = [np.array(interpreter.get_tensor(d["index"])) for d in interpreter.get_output_details()]
+            return [out if q is None else (np.float32(q[0]) * (out.astype(np.float32) - np.float32(q[1])))
+                    for out, q in zip(outputs, self._dequantize, strict=True)]
         finally:
             self._pool.put(interpreter)
 
