@@ -17,6 +17,7 @@ from conftest import open_page, serving_dashboard
 from prometheus_client.parser import text_string_to_metric_families
 from waft_testing import ROOT, built_actor, running_host
 
+from waft import __version__
 from waft.ctl import CtlClient
 from waft.lattice import subjects
 
@@ -238,7 +239,9 @@ async def test_traffic_moves_counter_chart_and_metrics(nats_url, lattice_prefix,
         by_status = {s.labels["status"]: s.value for s in requests}
         assert by_status == {"200": 13, "500": 1, "503": 1}
         assert {s.labels["model"] for s in requests} == {"effnetlite0"}
-        assert {s.labels["route"] for s in requests} == {"/effnetlite0/classify"}
+        assert {s.labels["route"] for s in requests} == {"/{model}/classify"}
+        build = families["waft_build_info"].samples
+        assert [s.labels["version"] for s in build] == [__version__]
         errors_total = [s for s in families["waft_http_errors"].samples if s.name == "waft_http_errors_total"]
         assert sum(s.value for s in errors_total) == 2
         histogram = families["waft_http_request_duration_seconds"].samples
@@ -305,4 +308,4 @@ async def test_real_http_through_the_httpserver_provider_moves_the_page(nats_url
                    for s in f.samples if s.name == "waft_http_requests_total"]
         assert {(s.labels["model"], s.labels["route"], s.labels["method"]): s.value for s in samples} == {
             ("-", "/healthz", "GET"): pytest.approx(sum(s.value for s in samples if s.labels["model"] == "-")),
-            ("effnetlite0", "/effnetlite0/matches", "POST"): 10}
+            ("effnetlite0", "/{model}/matches", "POST"): 10}

@@ -207,8 +207,14 @@ def test_metrics_series_and_bounds():
 
 
 def test_route_and_percentile():
-    assert route_of("/effnetlite0/matches?k=3") == "/effnetlite0/matches"
-    assert route_of("/v2/models/m/infer") == "/v2/models"
+    assert route_of("/effnetlite0/matches?k=3", "effnetlite0") == "/{model}/matches"
+    assert route_of("/effnetlite0/mnist/matches", "effnetlite0") == "/{model}/mnist/matches"
+    assert route_of("/v2/models/m/infer", "m") == "/v2/models/{model}/infer"
+    assert route_of("/v2/models/m/ready", "m") == "/v2/models/{model}/ready"  # not the infer series
+    assert route_of("/v2/models/m/versions/3/infer", "m") == "/v2/models/{model}/versions/{version}/infer"
+    assert route_of("/v2/models/models", "models") == "/v2/models/{model}"
+    assert route_of("/healthz") == "/healthz" and route_of("/v2/health/ready") == "/v2/health/ready"
+    assert route_of("/" + "/".join("abcdefghij")) == "/a/b/c/d/e/f"  # bounded depth
     assert route_of("") == "/"
     assert percentile([], 0.5) == 0
     assert percentile([1, 2, 3, 4], 0.5) == 2 and percentile([1, 2, 3, 4], 0.95) == 4

@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from waft import __version__
 from waft.interfaces.httpserver import AccessRecord, BadAccessRecord
 
 #: Seconds of history kept for the charts.
@@ -33,10 +34,26 @@ OTHER = "other"
 NO_MODEL = "-"
 
 
-def route_of(path: str) -> str:
-    """`/effnetlite0/classify?x=1` -> `/effnetlite0/classify`; at most two segments, no query."""
-    segments = [s for s in path.split("?", 1)[0].split("#", 1)[0].split("/") if s]
-    return "/" + "/".join(segments[:2])
+#: Path segments a route template keeps; deeper paths are cut (the label set stays bounded either way).
+MAX_ROUTE_SEGMENTS = 6
+
+
+def route_of(path: str, model: str = "") -> str:
+    """The route template of a request path, as Prometheus users expect a `route` label: the model's segment
+    becomes `{model}` and a version `{version}`, so `/v2/models/m/ready` probes and `/v2/models/m/infer`
+    calls are separate series while every model shares them (the `model` label tells models apart).
+    `/effnetlite0/matches?k=3` -> `/{model}/matches`; `/v2/models/m/versions/2/infer` ->
+    `/v2/models/{model}/versions/{version}/infer`."""
+    segments = [s for s in path.split("?", 1)[0].split("#", 1)[0].split("/") if s][:MAX_ROUTE_SEGMENTS]
+    out = []
+    for i, segment in enumerate(segments):
+        if model and segment == model and (i == 0 or out[i - 1] == "models"):
+            out.append("{model}")
+        elif i > 0 and out[i - 1] == "versions" and "{model}" in out:
+            out.append("{version}")
+        else:
+            out.append(segment)
+    return "/" + "/".join(out)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -153,11 +170,13 @@ class AccessMetrics:
         self.requests = Counter("waft_http_requests", "HTTP requests answered by the httpserver provider",
                                 ["model", "route", "method", "status"], registry=self.registry)
         self.errors = Counter("waft_http_errors", "HTTP requests answered with status 5xx or 4xx",
-                              ["model", "route"], registry=self.registry)
+                              ["model", "route", "method"], registry=self.registry)
         self.latency = Histogram("waft_http_request_duration_seconds", "Time to answer an HTTP request",
-                                 ["model", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+                                 ["model", "route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.response_bytes = Counter("waft_http_response_bytes", "Bytes sent in HTTP responses",
-                                      ["model", "route"], registry=self.registry)
+                                      ["model", "route", "method"], registry=self.registry)
+        build = Info("waft_build", "The Waft that serves these metrics", registry=self.registry)
+        build.info({"version": __version__})
         self.rejected = Counter("waft_dashboard_access_events_rejected", "Access events that could not be read",
                                 registry=self.registry)
         if snapshot is not None:
@@ -165,6 +184,7 @@ class AccessMetrics:
         self.series: dict[str, ModelSeries] = {}
         self._models = _Bounded()
         self._routes = _Bounded()
+        self._methods = _Bounded(16)  # a client may send any token as a method
         self.changed = False
 
     def record(self, event: AccessRecord | Any) -> bool:
@@ -175,13 +195,14 @@ class AccessMetrics:
             self.rejected.inc()
             return False
         model_label = self._models(record.model) if record.model else NO_MODEL
-        route = self._routes(route_of(record.path))
+        route = self._routes(route_of(record.path, record.model or ""))
+        method = self._methods(record.method.upper())
         error = record.status >= 400
-        self.requests.labels(model_label, route, record.method, str(record.status)).inc()
-        self.latency.labels(model_label, route).observe(record.ms / 1000)
-        self.response_bytes.labels(model_label, route).inc(max(record.bytes, 0))
+        self.requests.labels(model_label, route, method, str(record.status)).inc()
+        self.latency.labels(model_label, route, method).observe(record.ms / 1000)
+        self.response_bytes.labels(model_label, route, method).inc(max(record.bytes, 0))
         if error:
-            self.errors.labels(model_label, route).inc()
+            self.errors.labels(model_label, route, method).inc()
         self.series.setdefault(model_label, ModelSeries()).add(int(self.clock()), record.ms, error)
         self.changed = True
         return True
