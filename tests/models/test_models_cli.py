@@ -101,10 +101,12 @@ async def test_add_refuses_wrong_sha256_of_right_size(home: Path, tmp_path: Path
         await _run(["models", "add", "squeezenetv117", str(bogus)])
 
 
-async def test_add_unknown_model_names_the_known_ones(home: Path, tmp_path: Path) -> None:
+async def test_add_of_a_file_that_is_no_model_says_so_and_leaves_nothing(home: Path, tmp_path: Path) -> None:
+    """Any name may be added (a user's own model), but the file must be one."""
     (tmp_path / "x.onnx").write_bytes(b"x")
-    with pytest.raises(WaftError, match=r"unknown model 'resnet'.*mobilenetv27"):
+    with pytest.raises(WaftError, match=r"x.onnx is not a readable onnx model"):
         await _run(["models", "add", "resnet", str(tmp_path / "x.onnx")])
+    assert not (home / "models" / "resnet").exists()
 
 
 async def test_add_imports_a_verified_file(home: Path, tmp_path: Path,

@@ -18,8 +18,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from waft.cli.output import console
-
 #: Commands that run until stopped and report as they go: their lines are never held back.
 STREAMING = frozenset({"up", "host", "dashboard"})
 
@@ -99,14 +97,14 @@ def json_output(args: argparse.Namespace) -> Iterator[None]:
     if getattr(args, "output", "text") != "json" or getattr(args, "command", None) in STREAMING:
         yield
         return
-    held, real_stdout, real_file = _Capture(), sys.stdout, console.file
+    # The consoles write to whatever sys.stdout is at the time (they hold no file of their own): swapping
+    # sys.stdout holds their output too, and restoring it leaves them pointing nowhere stale.
+    held, real_stdout = _Capture(), sys.stdout
     sys.stdout = held
-    console.file = held
     try:
         yield
     finally:
         sys.stdout = real_stdout
-        console.file = real_file
     text = held.getvalue()
     if _is_json(text):
         real_stdout.write(text)

@@ -110,6 +110,10 @@ def add_local(name: str, path: Path, *, labels: Path | None = None, spec: dict[s
                               graph_encoding=encoding, dims_in=(), dims_out=(), input_name=None, output_name=None,
                               source="user", input_spec=input_spec, labels="user" if labels is not None else None,
                               tensor_type=input_spec.dtype.upper() if input_spec else "F32")
+    try:  # read before anything is written: a file that is not a model leaves nothing behind
+        input_name, output_name = tensor_names(entry, path)
+    except Exception as exc:
+        raise ModelStoreError(f"{path.name} is not a readable {encoding} model: {exc}") from None
     directory = models.user_dir() / name
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / path.name
@@ -117,7 +121,6 @@ def add_local(name: str, path: Path, *, labels: Path | None = None, spec: dict[s
         part = directory / f".{path.name}.part"
         shutil.copyfile(path, part)
         part.replace(target)
-    input_name, output_name = tensor_names(entry, target)
     models.write_model_dir(entry, directory, input_name=input_name, output_name=output_name, labels_file=labels)
     return {"route": name, "bindle_id": entry.bindle_id, "sha256": models.sha256_file(target), "path": str(directory),
             "input_spec": "given" if input_spec else "derived by the provider"}
