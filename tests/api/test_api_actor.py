@@ -242,8 +242,8 @@ def test_preprocess_without_a_spec_sends_none(api: WapcInstance, host: FakeHost)
 @pytest.mark.parametrize("path, meta_spec, want", [
     ("/effnetlite0/mnist/matches", None,
      {"color": "GRAY", "resize": "stretch", "crop": "none", "size": [28, 28], "layout": "NHWC", "dtype": "u8"}),
-    ("/effnetlite0/mnist/matches", {"size": [32, 32], "layout": "NCHW", "dtype": "f32", "mean": [0.5] * 3, "std": [2] * 3,
-                               "color": "RGB", "resize": "shorter_side"},
+    ("/effnetlite0/mnist/matches", {"size": [32, 32], "layout": "NCHW", "dtype": "f32", "mean": [0.5] * 3,
+                                    "std": [2] * 3, "color": "RGB", "resize": "shorter_side"},
      {"color": "GRAY", "resize": "stretch", "crop": "none", "size": [28, 28], "layout": "NCHW", "dtype": "f32",
       "mean": [0.5] * 3, "std": [2] * 3}),
     ("/effnetlite0/matches/rgb8", {"size": [240, 240], "layout": "NCHW", "dtype": "f32"},
