@@ -11,9 +11,12 @@
  *                                  model's size (the original's route for quantized TF Lite models)
  *   GET /models                    MlInference.ListModels as JSON
  *   GET /healthz                   {"status":"ok"}
- *   KServe v2 / Open Inference Protocol: GET /v2, /v2/health/live, /v2/health/ready, /v2/models/{m},
- *   /v2/models/{m}/ready; POST /v2/models/{m}/infer (JSON data, or the binary tensor extension's
- *   input side); `/versions/{v}` after the model name is accepted and ignored (one version each).
+ *   KServe v2 / Open Inference Protocol: GET /v2 (extensions: model_configuration, statistics),
+ *   /v2/health/live, /v2/health/ready, /v2/models/{m}, /v2/models/{m}/ready, /v2/models/{m}/config (Triton's
+ *   model configuration), /v2/models/{m}/stats (Triton's statistics: counts and ns kept by the provider);
+ *   POST /v2/models/{m}/infer (JSON data, or the binary tensor extension's input side); `/versions/1`
+ *   after the model name (each model has one version; another is 404). Errors under /v2 are the
+ *   protocol's {"error": "<what>: <why>", "code": "<what>"}.
  * `healthz`, `models` and `v2` are therefore not usable as model names over HTTP.
  *
  * Errors are JSON {"error": "<what>", "detail": "<why>"} (design: Conventions): 400 bad tensor JSON or
@@ -37,6 +40,7 @@ static int handle_request(const uint8_t *payload, size_t len, waft_buf *out) {
     if (waft_http_request_decode(payload, len, &req, out) != WAFT_OK) return WAFT_ERR;
     waft_str method = req.method;
     waft_str path = req.path;
+    use_kserve_errors(0); /* the instance persists between requests: route_v2 turns it on for its own */
     /* Some hosts leave the query on the path: the query string has its own field. */
     for (size_t i = 0; i < path.len; i++)
         if (path.ptr[i] == '?') path.len = i;

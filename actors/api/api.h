@@ -38,6 +38,9 @@ int respond_json(waft_buf *out, uint16_t status, waft_buf *body);
 int http_error_n(waft_buf *out, uint16_t status, const char *error, const char *detail, size_t detail_len,
                  const char *allow);
 int http_error(waft_buf *out, uint16_t status, const char *error, const char *detail);
+/* Errors as the Open Inference Protocol writes them ({"error": "<what>: <why>", "code": "<what>"}) while
+ * on: route_v2 turns it on, handle_request off for every other route ({"error": what, "detail": why}). */
+void use_kserve_errors(int on);
 int http_error_buf(waft_buf *out, uint16_t status, const char *error, waft_buf *detail);
 int mp_to_json(waft_mp_reader *r, waft_json *j, int depth);
 int respond_inference_output(waft_buf *out, const waft_ml_tensor *t);

@@ -21,16 +21,35 @@ int respond_json(waft_buf *out, uint16_t status, waft_buf *body) {
 }
 
 /* {"error": error, "detail": detail}; 429/503 also say Retry-After, 405 says Allow. */
+static int kserve_errors;
+
+void use_kserve_errors(int on) { kserve_errors = on; }
+
 int http_error_n(waft_buf *out, uint16_t status, const char *error, const char *detail, size_t detail_len,
                  const char *allow) {
     waft_buf body = WAFT_BUF_INIT;
     waft_json j;
     waft_json_init(&j, &body);
     waft_json_object_begin(&j);
-    waft_json_key_c(&j, "error");
-    waft_json_string_c(&j, error);
-    waft_json_key_c(&j, "detail");
-    waft_json_string(&j, detail ? detail : "", detail ? detail_len : 0);
+    if (kserve_errors) { /* the Open Inference Protocol's {"error": message}; clients show only that */
+        waft_buf text = WAFT_BUF_INIT;
+        waft_buf_append_str(&text, error);
+        if (detail && detail_len) {
+            waft_buf_append_str(&text, ": ");
+            waft_buf_append(&text, detail, detail_len);
+        }
+        waft_json_key_c(&j, "error");
+        if (text.failed) waft_json_string_c(&j, error);
+        else waft_json_string(&j, (const char *)text.data, text.len);
+        waft_buf_free(&text);
+        waft_json_key_c(&j, "code");
+        waft_json_string_c(&j, error);
+    } else {
+        waft_json_key_c(&j, "error");
+        waft_json_string_c(&j, error);
+        waft_json_key_c(&j, "detail");
+        waft_json_string(&j, detail ? detail : "", detail ? detail_len : 0);
+    }
     waft_json_object_end(&j);
     const char *xname = NULL, *xvalue = NULL;
     if (status == 429 || status == 503) {

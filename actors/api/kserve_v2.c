@@ -8,7 +8,8 @@
 #include "jsonread.h"
 
 static int v2_server_metadata(waft_buf *out) {
-    static const char body[] = "{\"name\":\"waft\",\"version\":\"0.1.0\",\"extensions\":[]}";
+    static const char body[] = "{\"name\":\"waft\",\"version\":\"0.1.0\",\"extensions\":"
+                               "[\"model_configuration\",\"statistics\"]}";
     return respond(out, 200, "application/json", body, sizeof body - 1, NULL, NULL);
 }
 
@@ -136,6 +137,140 @@ static int v2_model_metadata(waft_str model, waft_buf *out) {
     respond_json(out, 200, &body);
     waft_buf_free(&body);
     metadata_free(&md);
+    return WAFT_OK;
+}
+
+/* Triton's model configuration extension: what perf_analyzer reads before it sends anything. One version,
+ * no batch dimension declared (max_batch_size 0: the dims are the whole shape, as the metadata gives it). */
+static void write_config_tensor(waft_json *j, const metadata *md, const char *name_key, const char *fallback,
+                                const char *dims_key, const char *datatype) {
+    waft_mp_reader r;
+    waft_str name = meta_str(md, name_key);
+    waft_json_object_begin(j);
+    waft_json_key_c(j, "name");
+    if (name.ptr) waft_json_string(j, name.ptr, name.len);
+    else waft_json_string_c(j, fallback);
+    waft_json_key_c(j, "data_type");
+    char type[24] = "TYPE_";
+    size_t tl = strlen(datatype);
+    memcpy(type + 5, datatype, tl < sizeof type - 6 ? tl : sizeof type - 6);
+    type[5 + (tl < sizeof type - 6 ? tl : sizeof type - 6)] = 0;
+    waft_json_string_c(j, type);
+    waft_json_key_c(j, "dims");
+    waft_json_array_begin(j);
+    uint32_t n;
+    if (mp_at(md->p, md->n, dims_key, &r) && waft_mp_peek(&r) == WAFT_MP_ARRAY && waft_mp_read_array(&r, &n)) {
+        for (uint32_t i = 0; i < n && !r.err; i++) {
+            int64_t d = -1;
+            if (waft_mp_peek(&r) == WAFT_MP_NIL) waft_mp_read_nil(&r);
+            else if (!waft_mp_read_i64(&r, &d)) break;
+            waft_json_i64(j, d);
+        }
+    }
+    waft_json_array_end(j);
+    waft_json_object_end(j);
+}
+
+static const char *backend_of(waft_str encoding) {
+    if (waft_str_ieq(encoding, "tensorflow")) return "tensorflow";
+    if (waft_str_ieq(encoding, "tf_lite")) return "tflite";
+    return "onnxruntime";
+}
+
+static int v2_model_config(waft_str model, waft_buf *out) {
+    metadata md;
+    if (!get_metadata(model, &md, out)) return WAFT_OK;
+    waft_buf body = WAFT_BUF_INIT;
+    waft_json j;
+    const char *dt_in = kserve_of_tensor_type(meta_str(&md, "tensor_type"));
+    waft_str out_type = meta_str(&md, "tensor_type_out");
+    const char *dt_out = out_type.ptr ? kserve_of_tensor_type(out_type) : dt_in;
+    waft_str enc = meta_str(&md, "graph_encoding");
+    if (!enc.ptr) enc = (waft_str){"onnx", 4};
+    waft_json_init(&j, &body);
+    waft_json_object_begin(&j);
+    waft_json_key_c(&j, "name");
+    waft_json_string(&j, model.ptr, model.len);
+    waft_json_key_c(&j, "platform");
+    waft_json_string_c(&j, platform_of(enc));
+    waft_json_key_c(&j, "backend");
+    waft_json_string_c(&j, backend_of(enc));
+    waft_json_key_c(&j, "max_batch_size");
+    waft_json_u64(&j, 0);
+    waft_json_key_c(&j, "input");
+    waft_json_array_begin(&j);
+    write_config_tensor(&j, &md, "input_name", "input0", "tensor_dimensions_in", dt_in);
+    waft_json_array_end(&j);
+    waft_json_key_c(&j, "output");
+    waft_json_array_begin(&j);
+    write_config_tensor(&j, &md, "output_name", "output0", "tensor_dimensions_out", dt_out);
+    waft_json_array_end(&j);
+    waft_json_object_end(&j);
+    respond_json(out, 200, &body);
+    waft_buf_free(&body);
+    metadata_free(&md);
+    return WAFT_OK;
+}
+
+/* Triton's statistics extension: the provider keeps the counts and nanoseconds in Triton's own field names
+ * (ListModels' `stats`); here they are put under {"model_stats": [{name, version, ...}]}. */
+static int v2_model_stats(waft_str model, waft_buf *out) {
+    metadata md;
+    if (!get_metadata(model, &md, out)) return WAFT_OK; /* 404 unknown, 503 loading */
+    metadata_free(&md);
+    waft_buf answer = WAFT_BUF_INIT, body = WAFT_BUF_INIT;
+    if (!list_models(&answer, out)) goto done;
+    waft_mp_reader r;
+    uint32_t n_models = 0;
+    int found = 0;
+    waft_json j;
+    waft_json_init(&j, &body);
+    if (!mp_at(answer.data, answer.len, "models", &r) || !waft_mp_read_array(&r, &n_models)) n_models = 0;
+    for (uint32_t m = 0; m < n_models && !r.err && !found; m++) {
+        size_t start = r.pos;
+        if (!waft_mp_skip(&r)) break;
+        const uint8_t *entry = r.data + start;
+        size_t entry_len = r.pos - start, ns, ne, ss, se;
+        if (!mp_field(entry, entry_len, "name", &ns, &ne)) continue;
+        waft_mp_reader name_r;
+        const char *name;
+        uint32_t name_len;
+        waft_mp_reader_init(&name_r, entry + ns, ne - ns);
+        if (!waft_mp_read_str(&name_r, &name, &name_len) || name_len != model.len ||
+            memcmp(name, model.ptr, model.len) != 0)
+            continue;
+        found = 1;
+        waft_json_object_begin(&j);
+        waft_json_key_c(&j, "model_stats");
+        waft_json_array_begin(&j);
+        waft_json_object_begin(&j);
+        waft_json_key_c(&j, "name");
+        waft_json_string(&j, model.ptr, model.len);
+        waft_json_key_c(&j, "version");
+        waft_json_string_c(&j, "1");
+        if (mp_field(entry, entry_len, "stats", &ss, &se)) {
+            waft_mp_reader sr;
+            uint32_t n_keys;
+            waft_mp_reader_init(&sr, entry + ss, se - ss);
+            if (waft_mp_read_map(&sr, &n_keys)) {
+                for (uint32_t k = 0; k < n_keys && !sr.err; k++) {
+                    const char *key;
+                    uint32_t key_len;
+                    if (!waft_mp_read_str(&sr, &key, &key_len)) break;
+                    waft_json_key(&j, key, key_len);
+                    if (!mp_to_json(&sr, &j, 1)) break;
+                }
+            }
+        }
+        waft_json_object_end(&j);
+        waft_json_array_end(&j);
+        waft_json_object_end(&j);
+    }
+    if (!found) http_error(out, 503, "model loading", "the provider lists no statistics for this model yet");
+    else respond_json(out, 200, &body);
+done:
+    waft_buf_free(&answer);
+    waft_buf_free(&body);
     return WAFT_OK;
 }
 
@@ -483,14 +618,21 @@ done:
 }
 
 int route_v2(waft_str *seg, int n, waft_str method, const waft_http_request *req, waft_str path, waft_buf *out) {
+    use_kserve_errors(1);
     if (n == 1) return GET_ONLY(v2_server_metadata(out));
     if (n == 3 && waft_str_eq(seg[1], "health") && waft_str_eq(seg[2], "live")) return GET_ONLY(v2_live(out));
     if (n == 3 && waft_str_eq(seg[1], "health") && waft_str_eq(seg[2], "ready")) return GET_ONLY(v2_ready(out));
     if (n >= 3 && waft_str_eq(seg[1], "models")) {
         waft_str model = seg[2];
         int rest = 3;
-        if (n >= 5 && waft_str_eq(seg[3], "versions")) rest = 5; /* one version per model: accept any */
+        if (n >= 5 && waft_str_eq(seg[3], "versions")) {
+            if (!waft_str_eq(seg[4], "1")) /* one version per model, named "1" as Triton names a first one */
+                return http_error(out, 404, "unknown version", "each model has one version: 1");
+            rest = 5;
+        }
         if (n == rest) return GET_ONLY(v2_model_metadata(model, out));
+        if (n == rest + 1 && waft_str_eq(seg[rest], "config")) return GET_ONLY(v2_model_config(model, out));
+        if (n == rest + 1 && waft_str_eq(seg[rest], "stats")) return GET_ONLY(v2_model_stats(model, out));
         if (n == rest + 1 && waft_str_eq(seg[rest], "ready")) return GET_ONLY(v2_model_ready(model, out));
         if (n == rest + 1 && waft_str_eq(seg[rest], "infer"))
             return is_method(method, "POST") ? v2_infer(model, req, out) : not_allowed(out, method, "POST");

@@ -125,8 +125,13 @@ def assert_error(r: Response, status: int, *words: str) -> dict[str, Any]:
     assert r.status == status, (r.status, r.body)
     assert r.content_type == "application/json"
     body = r.json()
-    assert set(body) == {"error", "detail"} and body["error"], body
-    text = f"{body['error']} {body['detail']}"
+    if "code" in body:  # /v2: the Open Inference Protocol's {"error": message}, the category in `code`
+        assert set(body) == {"error", "code"} and body["error"].startswith(body["code"] + ": "), body
+        text = body["error"]
+        body = {**body, "detail": body["error"][len(body["code"]) + 2:]}  # what callers read as the reason
+    else:
+        assert set(body) == {"error", "detail"} and body["error"], body
+        text = f"{body['error']} {body['detail']}"
     for word in words:
         assert word in text, (word, body)
     return body
@@ -566,8 +571,40 @@ def test_too_large_json_is_413(api: WapcInstance, host: FakeHost) -> None:
 # ------------------------------------------------------------------------------------------ KServe v2
 
 def test_v2_server_metadata_and_liveness(api: WapcInstance) -> None:
-    assert http(api, "GET", "/v2").json() == {"name": "waft", "version": "0.1.0", "extensions": []}
+    assert http(api, "GET", "/v2").json() == {"name": "waft", "version": "0.1.0",
+                                              "extensions": ["model_configuration", "statistics"]}
     assert http(api, "GET", "/v2/health/live").json() == {"live": True}
+
+
+def test_v2_errors_carry_the_message_in_error(api: WapcInstance, host: FakeHost) -> None:
+    """Triton and KServe clients show `error` only: under /v2 it is the whole message, the category in `code`;
+    the original's routes keep {"error": category, "detail": reason}."""
+    v2 = http(api, "GET", "/v2/models/nosuch").json()
+    assert set(v2) == {"error", "code"} and v2["code"] == "unknown model"
+    assert v2["error"].startswith("unknown model: model nosuch is not installed")
+    legacy = http(api, "PUT", "/nosuch", json_tensor([1, 2, 3, 4])).json()
+    assert set(legacy) == {"error", "detail"} and legacy["error"] == "unknown model"
+
+
+def test_v2_model_config_as_triton_writes_it(api: WapcInstance) -> None:
+    config = http(api, "GET", "/v2/models/effnetlite0/config").json()
+    assert config == {"name": "effnetlite0", "platform": "onnx_onnxv1", "backend": "onnxruntime", "max_batch_size": 0,
+                      "input": [{"name": EFFNET_META["input_name"], "data_type": "TYPE_FP32", "dims": [1, 3, 224, 224]}],
+                      "output": [{"name": EFFNET_META["output_name"], "data_type": "TYPE_FP32", "dims": [1, 1000]}]}
+    assert http(api, "GET", "/v2/models/effnetlite0/versions/1/config").json() == config
+    assert_error(http(api, "GET", "/v2/models/effnetlite0/versions/2/config"), 404, "unknown version")
+
+
+def test_v2_model_stats_from_the_provider(api: WapcInstance, host: FakeHost) -> None:
+    stats = {"last_inference": 1700000000000, "inference_count": 3, "execution_count": 2,
+             "inference_stats": {"success": {"count": 3, "ns": 900}, "fail": {"count": 1, "ns": 5},
+                                 "queue": {"count": 3, "ns": 30}, "compute_input": {"count": 3, "ns": 60},
+                                 "compute_infer": {"count": 3, "ns": 700}, "compute_output": {"count": 3, "ns": 9}},
+             "batch_stats": [{"batch_size": 1, "compute_infer": {"count": 1, "ns": 200}}]}
+    host.on(MLINFERENCE, LIST, {"models": [{"name": "other", "stats": {}}, {"name": "effnetlite0", "stats": stats}]})
+    r = http(api, "GET", "/v2/models/effnetlite0/stats")
+    assert r.status == 200, r.body
+    assert r.json() == {"model_stats": [{"name": "effnetlite0", "version": "1", **stats}]}
 
 
 def test_v2_ready(api: WapcInstance, host: FakeHost) -> None:

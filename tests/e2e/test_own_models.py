@@ -136,3 +136,13 @@ async def test_own_models_without_spec_or_labels(nats_url: str, lattice_prefix: 
             # the original's digit route, and the same model through /matches with its derived spec
             assert [m["label"] for m in await matches("/digits/mnist/matches?k=10")] == top(digit_scores, 10)
             assert [m["label"] for m in await matches("/digits/matches?k=3")] == top(digit_scores, 3)
+
+            # Triton's statistics extension counts what was just served, from the provider's own clock
+            async with session.get(f"{url}/v2/models/digits/stats") as response:
+                assert response.status == 200, await response.read()
+                (stats,) = json.loads(await response.read())["model_stats"]
+            assert stats["name"] == "digits" and stats["inference_count"] == stats["execution_count"] == 2
+            inference = stats["inference_stats"]
+            assert inference["success"]["count"] == 2 and inference["fail"]["count"] == 0
+            assert all(inference[k]["ns"] > 0 for k in ("success", "queue", "compute_input", "compute_infer"))
+            assert inference["success"]["ns"] >= inference["compute_infer"]["ns"]

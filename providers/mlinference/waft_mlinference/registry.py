@@ -215,16 +215,29 @@ class ModelRegistry:
         return model, model.runner
 
     async def predict(self, actor_id: str, request: InferenceInput) -> InferenceOutput:
+        begun = time.perf_counter_ns()
+        runner: ModelRunner | None = None
         try:
             model, runner = self.ready(actor_id, request.model)
             array = request.to_numpy(max_bytes=model.key.options.max_tensor_bytes)
+            runner.statistics.compute_input.add(time.perf_counter_ns() - begun)
             outputs = await runner.predict(array)
+            encoding = time.perf_counter_ns()
             if request.index >= len(outputs):
                 raise ModelError(RUNTIME_ERROR, f"output index {request.index} is out of range: model "
                                                 f"{request.model!r} has {len(outputs)} output(s)")
             output = np.asarray(outputs[request.index])
-            return InferenceOutput(Tensor.from_numpy(output, flags=request.tensor.flags))
+            answer = InferenceOutput(Tensor.from_numpy(output, flags=request.tensor.flags))
+            done = time.perf_counter_ns()
+            stats = runner.statistics
+            stats.compute_output.add(done - encoding)
+            stats.success.add(done - begun)
+            stats.inference_count += array.shape[0] if array.ndim else 1
+            stats.last_inference_ms = int(time.time() * 1000)
+            return answer
         except ModelError as exc:
+            if runner is not None:
+                runner.statistics.fail.add(time.perf_counter_ns() - begun)
             return InferenceOutput.failure(exc)
 
     # ------------------------------------------------------------------------------------- reports
@@ -247,7 +260,7 @@ class ModelRegistry:
                           "batching": None if runner.batching is None else
                           {"maxItems": runner.batching.max_items, "maxDelayMs": runner.batching.max_delay_ms,
                            "batchesRun": runner.batches_run},
-                          "loadSeconds": model.load_seconds}
+                          "loadSeconds": model.load_seconds, "stats": runner.statistics.to_triton()}
             out.append(entry)
         return out
 

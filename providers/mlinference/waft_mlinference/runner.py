@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,46 @@ from waft_mlinference.engines import Engine, check_input
 from waft_mlinference.settings import ModelOptions
 
 log = logging.getLogger("waft.mlinference.runner")
+
+
+@dataclass
+class Duration:
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int, count: int = 1) -> None:
+        self.count += count
+        self.ns += ns
+
+
+@dataclass
+class ModelStats:
+    """What Triton's statistics extension reports per model (counts and cumulative nanoseconds): `queue` is the
+    wait for a slot (and a batch), `compute_input` the decode and checks before the run, `compute_infer` the
+    engine, `compute_output` the answer's encoding; `success`/`fail` the whole request."""
+
+    success: Duration = field(default_factory=Duration)
+    fail: Duration = field(default_factory=Duration)
+    queue: Duration = field(default_factory=Duration)
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+    inference_count: int = 0
+    execution_count: int = 0
+    last_inference_ms: int = 0
+    #: batch size -> (executions, compute_infer ns)
+    batches: dict[int, Duration] = field(default_factory=dict)
+
+    def to_triton(self) -> dict[str, Any]:
+        def d(x: Duration) -> dict[str, int]:
+            return {"count": x.count, "ns": x.ns}
+
+        return {"last_inference": self.last_inference_ms, "inference_count": self.inference_count,
+                "execution_count": self.execution_count,
+                "inference_stats": {k: d(getattr(self, k)) for k in ("success", "fail", "queue", "compute_input",
+                                                                      "compute_infer", "compute_output")},
+                "batch_stats": [{"batch_size": size, "compute_infer": d(x)}
+                                for size, x in sorted(self.batches.items())]}
 
 
 @dataclass
@@ -56,6 +97,7 @@ class ModelRunner:
         self._open: _Batch | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches_run = 0
+        self.statistics = ModelStats()
 
     @property
     def stats(self) -> dict[str, int]:
@@ -90,13 +132,22 @@ class ModelRunner:
                                          ) from None
 
     async def _run(self, array: np.ndarray) -> list[np.ndarray]:
+        waited = time.perf_counter_ns()
         await self._acquire()
+        started = time.perf_counter_ns()
+        self.statistics.queue.add(started - waited, array.shape[0] if array.ndim else 1)
         self._running += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, array)
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._call, array)
         finally:
             self._running -= 1
             self._slots.release()
+        ran = time.perf_counter_ns() - started
+        rows = array.shape[0] if array.ndim else 1
+        self.statistics.compute_infer.add(ran, rows)
+        self.statistics.execution_count += 1
+        self.statistics.batches.setdefault(rows, Duration()).add(ran)
+        return outputs
 
     def _call(self, array: np.ndarray) -> list[np.ndarray]:
         try:
