@@ -63,6 +63,7 @@ class HostConfig:
         config.allow_latest = (setting("oci_allow_latest", "", wasmcloud="oci_allow_latest", env=env)
                                or "").lower() in ("1", "true")
         config.allowed_insecure = _list(setting("oci_allowed_insecure", wasmcloud="oci_allowed_insecure", env=env))
+        config.limits = Limits.from_settings(env)
         if (python := setting("python_providers", env=env)) is not None:
             config.python_providers = _list(python)
         # wasmCloud's convention: HOST_<NAME>=value labels the host <name>=value.

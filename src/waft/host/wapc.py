@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import wasmtime
+
+from waft.config import int_setting
 
 #: Both import namespaces a wasmCloud 0.x host offers (wasmcloud-protocol §1.1).
 IMPORT_MODULES = ("wapc", "wasmbus")
@@ -78,6 +80,22 @@ class Limits:
 
     memory_bytes: int = 512 * 1024 * 1024  # a 50 MP PNG needs a 256 MiB block (the allocator rounds up)
     deadline_ms: int = 10_000
+    #: Entries of all tables together: the memory cap covers linear memory only, and `table.grow` outside
+    #: it allocated 128 MiB under a 1 MiB cap. A C actor's function table holds a few hundred entries.
+    table_elements: int = 10_000
+
+    #: What one actor instance is: one module, its tables and memories; wasmtime counts them per store.
+    INSTANCES_PER_STORE = 1
+    TABLES_PER_STORE = 4
+    MEMORIES_PER_STORE = 1
+
+    @classmethod
+    def from_settings(cls, env: Mapping[str, str] | None = None) -> Limits:
+        """`WAFT_ACTOR_MEMORY_BYTES`, `WAFT_ACTOR_DEADLINE_MS`, `WAFT_ACTOR_TABLE_ELEMENTS`; defaults above."""
+        default = cls()
+        return cls(memory_bytes=int_setting("actor_memory_bytes", default.memory_bytes, env=env),
+                   deadline_ms=int_setting("actor_deadline_ms", default.deadline_ms, env=env),
+                   table_elements=int_setting("actor_table_elements", default.table_elements, env=env))
 
 
 class _EpochTicker:
@@ -182,7 +200,9 @@ class WapcInstance:
         self._host_response = b""
         self._host_error = b""
         self.store = wasmtime.Store(module.runtime.engine)
-        self.store.set_limits(memory_size=limits.memory_bytes)
+        self.store.set_limits(memory_size=limits.memory_bytes, table_elements=limits.table_elements,
+                              instances=limits.INSTANCES_PER_STORE, tables=limits.TABLES_PER_STORE,
+                              memories=limits.MEMORIES_PER_STORE)
         self.store.set_epoch_deadline(self._ticks(limits.deadline_ms))
         linker = wasmtime.Linker(module.runtime.engine)
         if module.needs_wasi:
