@@ -15,12 +15,42 @@ from typing import Any
 
 import numpy as np
 
+from waft.config import setting
 from waft.interfaces.mlinference import INVALID_MODEL, TENSORFLOW_ERROR, ModelError
 from waft_mlinference.engines.base import IOSpec
 from waft_mlinference.metadata import ModelMetadata
 from waft_mlinference.settings import ModelOptions
 
 log = logging.getLogger("waft.mlinference.tf")
+
+#: The ops a frozen inference graph is made of. A GraphDef is a program: `ReadFile`, `WriteFile`,
+#: `MatchingFiles`, `PyFunc`, queues, readers and the like would run on the provider's host with its rights,
+#: so only pure tensor computation is accepted; `WAFT_TF_EXTRA_OPS` (comma-separated) adds others.
+ALLOWED_OPS = frozenset("""
+Abs Add AddN AddV2 All Any ArgMax ArgMin Assert AvgPool AvgPool3D BatchMatMul BatchMatMulV2 BatchMatMulV3
+BatchNormWithGlobalNormalization BatchToSpaceND BiasAdd BiasAddV1 Bitcast BroadcastArgs BroadcastTo Cast Ceil
+CheckNumerics ClipByValue Complex ComplexAbs Concat ConcatV2 Const Conv2D Conv2DBackpropInput Conv3D Cos Cosh
+CropAndResize Cumsum DepthToSpace DepthwiseConv2dNative Dequantize Div DivNoNan Einsum Elu Enter Equal Erf Exit
+Exp ExpandDims Fill Floor FloorDiv FloorMod FusedBatchNorm FusedBatchNormV2 FusedBatchNormV3 FusedPadConv2D
+FusedResizeAndPadConv2D Gather GatherNd GatherV2 Greater GreaterEqual Identity IdentityN Imag L2Loss LRN
+LeakyRelu Less LessEqual Log Log1p LogSoftmax LogicalAnd LogicalNot LogicalOr LoopCond MatMul Max MaxPool
+MaxPool3D MaxPoolV2 Maximum Mean Merge Min Minimum MirrorPad Mod Mul Neg NextIteration NoOp NonMaxSuppressionV2
+NonMaxSuppressionV3 NonMaxSuppressionV4 NonMaxSuppressionV5 NotEqual OneHot OnesLike Pack Pad PadV2 Placeholder
+PlaceholderWithDefault Pow Prod QuantizeV2 Range Rank Real RealDiv Reciprocal Relu Relu6 Reshape ResizeBicubic
+ResizeBilinear ResizeNearestNeighbor Reverse ReverseV2 Round Rsqrt Select SelectV2 Selu Shape ShapeN Sigmoid
+Sign Sin Sinh Size Slice Snapshot Softmax Softplus Softsign SpaceToBatchND SpaceToDepth Split SplitV Sqrt
+Square SquaredDifference Squeeze StopGradient StridedSlice Sub Sum Switch Tan Tanh Tile TopK TopKV2 Transpose
+Unpack Where ZerosLike _FusedConv2D _FusedMatMul
+""".split())
+
+
+def disallowed_ops(graph_def: Any, extra: frozenset[str] = frozenset()) -> list[str]:
+    """Op types of the graph (its function library included) outside the allow-list, sorted."""
+    allowed = ALLOWED_OPS | extra
+    used = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        used |= {node.op for node in function.node_def}
+    return sorted(used - allowed)
 
 
 def import_tf() -> Any:
@@ -54,6 +84,11 @@ class TfGraphEngine:
             graph_def.ParseFromString(path.read_bytes())
         except Exception as exc:  # protobuf's DecodeError
             raise ModelError(INVALID_MODEL, f"{path.name} is not a TensorFlow GraphDef: {exc}") from None
+        extra = frozenset(filter(None, (setting("tf_extra_ops", "") or "").replace(" ", "").split(",")))
+        refused = disallowed_ops(graph_def, extra)
+        if refused:
+            raise ModelError(INVALID_MODEL, f"{path.name} uses ops a served graph may not run: {', '.join(refused)} "
+                                            "(only tensor computation is allowed; WAFT_TF_EXTRA_OPS adds ops)")
         self.graph = tf.Graph()
         try:
             with self.graph.as_default():
