@@ -63,3 +63,34 @@ async def test_altered_parcel_in_the_cache_is_fetched_again(bindle: tuple[str, l
     assert again.read_bytes() == MODEL
     assert len(gets) == 2  # dropped and fetched from the server
     assert sorted(p.name for p in cache_dir.iterdir()) == [SHA]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "no digest"])
+def test_a_torn_onnxruntime_cache_entry_is_rebuilt_not_fatal(tmp_path: Path, damage: str) -> None:
+    """The optimised-graph cache is written by a process that may die mid-write or share a disk with others:
+    an entry whose digest does not match is dropped and rebuilt, and the model answers as before."""
+    import numpy as np
+    from waft_mlinference.engines import load_engine
+    from waft_mlinference.metadata import ModelMetadata
+    from waft_mlinference.settings import ModelOptions
+
+    folder = Path(__file__).resolve().parents[2] / "build" / "models" / "effnetlite0"
+    meta = ModelMetadata.parse((folder / "metadata.json").read_bytes())
+    image = np.random.default_rng(2).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    cache = tmp_path / "ort"
+    first = load_engine(folder / "efficientnet-lite0.onnx", meta, ModelOptions(), cache)
+    want = first.run(image)[0]
+    (entry,) = cache.glob("*.onnx")
+    data = entry.read_bytes()
+    if damage == "truncate":
+        entry.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        entry.write_bytes(data[:-100] + bytes(b ^ 0xFF for b in data[-100:]))
+    else:
+        entry.with_name(entry.name + ".sha256").unlink()
+    again = load_engine(folder / "efficientnet-lite0.onnx", meta, ModelOptions(), cache)
+    assert not again.optimized_from_cache  # rebuilt from the model file
+    np.testing.assert_array_equal(again.run(image)[0], want)
+    third = load_engine(folder / "efficientnet-lite0.onnx", meta, ModelOptions(), cache)
+    assert third.optimized_from_cache  # and the rebuilt entry is whole
+    np.testing.assert_array_equal(third.run(image)[0], want)

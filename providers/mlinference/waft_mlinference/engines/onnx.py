@@ -74,6 +74,10 @@ def _cpu_id() -> str:
     return platform.processor() or "cpu"
 
 
+def _digest_file(cached: Path) -> Path:
+    return cached.with_name(cached.name + ".sha256")
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -102,21 +106,25 @@ class OnnxEngine:
         if cache_dir is not None:
             key = f"{_sha256(path)[:32]}-ort{ort.__version__}-{'+'.join(providers)}-{_cpu_id()}"
             cached = cache_dir / f"{key}.onnx"
-            if cached.is_file():
+            session = self._from_cache(cached, so, providers) if cached.is_file() else None
+            if session is not None:
                 source = str(cached)
-                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             else:
                 cache_dir.mkdir(parents=True, exist_ok=True)
                 part = cache_dir / f".{key}.{uuid.uuid4().hex}.part"
                 so.optimized_model_filepath = str(part)
         try:
-            self.session = ort.InferenceSession(source, sess_options=so, providers=providers)
+            if part is not None or cache_dir is None:
+                session = ort.InferenceSession(source, sess_options=so, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
             if part is not None:
                 part.unlink(missing_ok=True)
             raise ModelError(INVALID_MODEL, f"onnxruntime cannot load {path.name}: {exc}") from None
+        self.session = session
         if part is not None:
             if part.is_file():
+                # the digest first, then the graph: a cache entry without a matching digest is never used
+                _digest_file(cached).write_text(_sha256(part))
                 os.replace(part, cached)
             self.optimized_cache = cached
         self.optimized_from_cache = part is None and source != str(path)
@@ -137,6 +145,29 @@ class OnnxEngine:
                 source = str(optimized)
                 so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             self.narrow = ort.InferenceSession(source, sess_options=so, providers=providers)
+
+    @staticmethod
+    def _from_cache(cached: Path, so: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession | None:
+        """The cached optimised graph when it is whole: its digest matches the one written with it and
+        onnxruntime opens it. A torn or changed entry is removed (and rebuilt by the caller), never fatal."""
+        digest = _digest_file(cached)
+        try:
+            whole = digest.is_file() and digest.read_text().strip() == _sha256(cached)
+        except OSError:
+            whole = False
+        if whole:
+            level = so.graph_optimization_level
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            try:
+                return ort.InferenceSession(str(cached), sess_options=so, providers=providers)
+            except Exception as exc:
+                log.warning("cached optimised graph %s does not load (%s); rebuilding it", cached.name, exc)
+                so.graph_optimization_level = level
+        else:
+            log.warning("cached optimised graph %s is torn or changed; rebuilding it", cached.name)
+        cached.unlink(missing_ok=True)
+        digest.unlink(missing_ok=True)
+        return None
 
     def run(self, array: np.ndarray) -> list[np.ndarray]:
         with self._lock:
