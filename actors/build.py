@@ -6,11 +6,17 @@ An actor is a folder with an `actor.toml` (name, version, rev, sources, caps, ta
 into `build/actors/<name>_s.wasm` with the keys in `$WAFT_HOME/keys` (created on first use, as wash
 does). Builds are incremental: an output newer than all of its inputs (SDK, sources, actor.toml, this
 script) is left alone, so `make test` costs nothing when nothing changed.
+
+Third-party C an actor names in `vendor = [...]` (actors/vendor.py: pinned registry packages, fetched and
+sha256-checked at build time into build/vendor/) is compiled once per flag set into objects under
+build/vendor/obj/ with warnings off, and linked in; its include folders reach the actor's own sources.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -52,6 +58,7 @@ class ActorSpec:
     tags: tuple[str, ...] = ()
     call_alias: str = ""
     cflags: tuple[str, ...] = ()
+    vendor: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, toml_path: Path) -> ActorSpec:
@@ -72,6 +79,7 @@ class ActorSpec:
             folder=folder, name=name, version=str(meta.get("version", "0.0.0")), rev=int(meta.get("rev", 0)),
             sources=sources, caps=tuple(meta.get("caps", ())), tags=tuple(meta.get("tags", ())),
             call_alias=str(meta.get("call_alias", "")), cflags=tuple(meta.get("cflags", ())),
+            vendor=tuple(meta.get("vendor", ())),
         )
 
 
@@ -98,12 +106,68 @@ def _is_fresh(output: Path, inputs: Iterable[Path]) -> bool:
     return output.exists() and output.stat().st_mtime > _newest_mtime(inputs)
 
 
+VENDOR_PY = Path(__file__).resolve().parent / "vendor.py"
+
+
+def _vendor_module():  # a script loaded by path, as the tests import build.py
+    if "waft_actors_vendor" in sys.modules:
+        return sys.modules["waft_actors_vendor"]
+    mod_spec = importlib.util.spec_from_file_location("waft_actors_vendor", VENDOR_PY)
+    assert mod_spec and mod_spec.loader
+    module = importlib.util.module_from_spec(mod_spec)
+    sys.modules["waft_actors_vendor"] = module  # dataclasses look their module up there
+    mod_spec.loader.exec_module(module)
+    return module
+
+
+def vendor_objects(spec: ActorSpec) -> tuple[list[Path], list[Path]]:
+    """Fetch the actor's vendored packages and compile their sources (cached): (objects, include dirs)."""
+    if not spec.vendor:
+        return [], []
+    vendor = _vendor_module()
+    objects: list[Path] = []
+    includes: list[Path] = []
+    jobs: list[tuple[list[str], Path]] = []
+    for name in spec.vendor:
+        try:
+            pkg = vendor.ensure(name)
+        except vendor.VendorError as exc:
+            raise BuildError(f"actor {spec.name!r} needs vendored package {name!r}: {exc}") from None
+        includes += [pkg.root / i for i in pkg.includes]
+        flags = [*(f for f in CFLAGS if f not in ("-Wall", "-Wextra", "-std=c11", "-mexec-model=reactor")),
+                 "-std=gnu11", "-w", *spec.cflags, *pkg.cflags, *(f"-I{pkg.root / i}" for i in pkg.includes)]
+        key = hashlib.sha256("\0".join(flags).encode()).hexdigest()[:12]
+        obj_dir = vendor.CACHE / "obj" / f"{pkg.name}-{pkg.version}-{key}"
+        for src in pkg.sources:
+            obj = obj_dir / (src.replace("/", "__") + ".o")
+            objects.append(obj)
+            if not _is_fresh(obj, [pkg.root / src, VENDOR_PY]):
+                jobs.append(([sys.executable, "-m", "ziglang", "cc", *flags, "-c", str(pkg.root / src)], obj))
+
+    def run(job: tuple[list[str], Path]) -> None:
+        cmd, obj = job
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        tmp = obj.with_name(f".{obj.name}.{os.getpid()}.tmp")
+        proc = subprocess.run([*cmd, "-o", str(tmp)], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise BuildError(f"compiling vendored source for {spec.name!r} failed (exit {proc.returncode}):\n"
+                             f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+        os.replace(tmp, obj)
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        list(pool.map(run, jobs))
+    return objects, includes
+
+
 def compile_actor(spec: ActorSpec, output: Path) -> None:
     """zig cc the SDK plus the actor's sources into `output`, atomically (no half-written module)."""
     output.parent.mkdir(parents=True, exist_ok=True)
+    objects, includes = vendor_objects(spec)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     cmd = [sys.executable, "-m", "ziglang", "cc", *CFLAGS, *spec.cflags, f"-I{SDK_DIR}",
-           *map(str, sorted(SDK_DIR.glob("*.c"))), *map(str, spec.sources), "-o", str(tmp)]
+           *(f"-I{i}" for i in includes), *map(str, sorted(SDK_DIR.glob("*.c"))), *map(str, spec.sources),
+           *map(str, objects), "-o", str(tmp)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -130,7 +194,7 @@ def sign(spec: ActorSpec, unsigned: Path, signed: Path) -> None:
 
 def _needs_compile(spec: ActorSpec, unsigned: Path) -> bool:
     return not _is_fresh(unsigned, [*sdk_files(), *spec.sources, spec.folder / "actor.toml",
-                                    Path(__file__).resolve()])
+                                    Path(__file__).resolve(), *([VENDOR_PY] if spec.vendor else [])])
 
 
 def _needs_signing(spec: ActorSpec, unsigned: Path, signed: Path) -> bool:

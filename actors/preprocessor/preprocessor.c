@@ -7,7 +7,8 @@
  * so the API can answer 400; only a payload that is not a ConversionRequest at all is a guest error.
  *
  * Pipeline (the reference is Pillow: decode, convert("RGB"), resize, crop, normalise):
- *   1. sniff the format from magic bytes (PNG signature, JPEG SOI + marker);
+ *   1. sniff the format from magic bytes (PNG signature, JPEG SOI + marker; "BM", "GIF8[79]a",
+ *      "RIFF....WEBP" go to formats.c: Wuffs for BMP and GIF's first frame, libwebp for WebP);
  *   2. decode to 8-bit grey or RGB (png.c; jpeg.c for JPEG, which may decode at 1/2, 1/4 or 1/8 scale
  *      in the IDCT when the image is much larger than the model needs);
  *   3. resize ("shorter_side": shorter side to resize_to, longer side truncated like the Python
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats.h"
 #include "png.h"
 #include "resize.h"
 #include "waft.h"
@@ -302,7 +304,9 @@ static const char *decode_image(const uint8_t *data, size_t len, const input_spe
         return "JPEG support is not built into this pre-processor";
 #endif
     }
-    return "unknown image format (expected JPEG or PNG)";
+    if (waft_formats_sniff(data, len)) /* BMP, GIF, WebP: vendored Wuffs and libwebp (formats.c) */
+        return waft_formats_decode(data, len, spec->max_pixels, img);
+    return "unknown image format (expected JPEG, PNG, BMP, GIF or WebP)";
 }
 
 /* Round half to even, as Python's round() in the reference pipeline. */

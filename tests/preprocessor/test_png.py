@@ -164,9 +164,9 @@ def test_truncated_at_every_offset(inst: WapcInstance) -> None:
     for cut in range(len(data)):
         reason = convert_error(inst, data[:cut])
         if cut < 8 and data[:cut] != SIGNATURE[:cut]:
-            assert reason == "unknown image format (expected JPEG or PNG)"
+            assert reason == "unknown image format (expected JPEG, PNG, BMP, GIF or WebP)"
         elif cut < 8:
-            assert reason in ("unknown image format (expected JPEG or PNG)", "truncated PNG data"), cut
+            assert reason in ("unknown image format (expected JPEG, PNG, BMP, GIF or WebP)", "truncated PNG data"), cut
         else:
             assert reason == "truncated PNG data", (cut, reason)
     assert decode(inst, data).shape == (40, 50, 3)
@@ -225,8 +225,8 @@ def test_invalid_headers(inst: WapcInstance) -> None:
     assert convert_error(inst, no_idat) == "missing PNG IDAT chunk"
     unknown = SIGNATURE + chunk(b"IHDR", ihdr()) + chunk(b"XXXX", b"") + chunk(b"IDAT", ok) + chunk(b"IEND", b"")
     assert convert_error(inst, unknown) == "unsupported critical PNG chunk XXXX"
-    assert convert_error(inst, b"GIF89a....") == "unknown image format (expected JPEG or PNG)"
-    assert convert_error(inst, b"") == "unknown image format (expected JPEG or PNG)"
+    assert convert_error(inst, b"II*\0....") == "unknown image format (expected JPEG, PNG, BMP, GIF or WebP)"
+    assert convert_error(inst, b"") == "unknown image format (expected JPEG, PNG, BMP, GIF or WebP)"
 
 
 def test_huge_dimensions_are_refused_before_allocating(inst: WapcInstance) -> None:

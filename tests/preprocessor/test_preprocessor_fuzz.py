@@ -2,8 +2,9 @@
 
 Mutated JPEG and PNG files (bit flips, byte overwrites with interesting values, inserted and deleted runs,
 truncation, spliced tails, duplicated segments/chunks, patched size fields; for PNG mostly with the chunk CRCs
-fixed up, and mutated scanlines re-deflated, so mutants reach the inflate, unfilter and de-interlace code)
-go to ONE pre-processor instance. Every answer must be a ConversionOutput whose result is success or
+fixed up, and mutated scanlines re-deflated, so mutants reach the inflate, unfilter and de-interlace code),
+and BMP, GIF and WebP files (the vendored Wuffs and libwebp, issue 15) go to ONE pre-processor instance.
+Every answer must be a ConversionOutput whose result is success or
 `invalidEncoding`; a trap (including the per-call deadline) or a guest error is a failure: the instance is then
 re-created and the case recorded, and the test fails listing the first few failing inputs (seed + index,
 reproducible).
@@ -83,6 +84,19 @@ def seeds() -> list[bytes]:
     buf = io.BytesIO()
     cat.quantize(64).save(buf, "PNG")
     out.append(buf.getvalue())
+    # BMP, GIF and WebP (vendored Wuffs and libwebp, issue 15): palette and direct BMPs, a two-frame GIF,
+    # lossless and lossy WebP (with alpha too).
+    rgba = cat.convert("RGBA")
+    rgba.putalpha(grey.resize(cat.size))
+    for image, fmt, params in (
+        (cat, "BMP", {}), (cat.quantize(16), "BMP", {}), (grey, "BMP", {}), (rgba, "BMP", {}),
+        (cat.quantize(64), "GIF", {"save_all": True, "append_images": [grey], "interlace": True}),
+        (grey, "GIF", {}), (cat, "WEBP", {"lossless": True}), (rgba, "WEBP", {"lossless": True}),
+        (cat, "WEBP", {"quality": 70}), (rgba, "WEBP", {"quality": 50}),
+    ):
+        buf = io.BytesIO()
+        image.save(buf, fmt, **params)
+        out.append(buf.getvalue())
     return out
 
 

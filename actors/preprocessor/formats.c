@@ -1,0 +1,206 @@
+/* BMP and GIF through Wuffs, WebP through libwebp: see formats.h. The libraries are compiled from the
+ * pinned registry packages by actors/build.py (actors/vendor.py); only their headers are included here. */
+#include "formats.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define WUFFS_CONFIG__MODULES
+#define WUFFS_CONFIG__MODULE__BASE
+#define WUFFS_CONFIG__MODULE__BMP
+#define WUFFS_CONFIG__MODULE__GIF
+#define WUFFS_CONFIG__MODULE__LZW
+#include "wuffs-unsupported-snapshot.c"
+
+#include "webp/decode.h"
+
+static char reason_text[160];
+
+/* "<what><detail>" into the static reason buffer. */
+static const char *reason(const char *what, const char *detail) {
+    size_t a = strlen(what), b = detail ? strlen(detail) : 0;
+    if (a > sizeof reason_text - 1) a = sizeof reason_text - 1;
+    if (a + b > sizeof reason_text - 1) b = sizeof reason_text - 1 - a;
+    memcpy(reason_text, what, a);
+    if (b) memcpy(reason_text + a, detail, b);
+    reason_text[a + b] = 0;
+    return reason_text;
+}
+
+/* "image too large: W x H pixels exceeds the limit of N pixels", as the PNG decoder says it. */
+static const char *too_large(uint64_t w, uint64_t h, uint64_t limit) {
+    char num[3][24]; /* no printf in the module: digits by hand */
+    uint64_t v[3] = {w, h, limit};
+    for (int k = 0; k < 3; k++) {
+        char tmp[24];
+        int n = 0;
+        do { tmp[n++] = (char)('0' + v[k] % 10); v[k] /= 10; } while (v[k] && n < 23);
+        for (int i = 0; i < n; i++) num[k][i] = tmp[n - 1 - i];
+        num[k][n] = 0;
+    }
+    size_t at = 0;
+    const char *parts[] = {"image too large: ", num[0], " x ", num[1], " pixels exceeds the limit of ", num[2],
+                           " pixels"};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        size_t n = strlen(parts[i]);
+        if (at + n >= sizeof reason_text) break;
+        memcpy(reason_text + at, parts[i], n);
+        at += n;
+    }
+    reason_text[at] = 0;
+    return reason_text;
+}
+
+const char *waft_formats_sniff(const uint8_t *d, size_t n) {
+    if (n >= 2 && d[0] == 'B' && d[1] == 'M') return "BMP";
+    if (n >= 6 && (!memcmp(d, "GIF87a", 6) || !memcmp(d, "GIF89a", 6))) return "GIF";
+    if (n >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WEBP", 4)) return "WebP";
+    return NULL;
+}
+
+/* A Wuffs status as a reason: a short read on closed input is truncation; an error keeps Wuffs' text
+ * without its "#pkg: " prefix. */
+static const char *wuffs_reason(const char *fmt, wuffs_base__status st) {
+    char what[32];
+    size_t n = strlen(fmt);
+    if (st.repr == wuffs_base__suspension__short_read || st.repr == wuffs_base__note__end_of_data ||
+        (st.repr && strstr(st.repr, ": truncated input"))) {
+        memcpy(what, "truncated ", 10);
+        memcpy(what + 10, fmt, n + 1);
+        return reason(what, NULL);
+    }
+    const char *msg = st.repr ? st.repr : "unknown error";
+    const char *colon = strchr(msg, ':');
+    if ((msg[0] == '#' || msg[0] == '$' || msg[0] == '@') && colon && colon[1] == ' ') msg = colon + 2;
+    memcpy(what, "bad ", 4);
+    memcpy(what + 4, fmt, n);
+    memcpy(what + 4 + n, " data: ", 8);
+    return reason(what, msg);
+}
+
+static const char *decode_wuffs(const char *fmt, const uint8_t *data, size_t len, uint64_t max_pixels,
+                                waft_image *img) {
+    int gif = fmt[0] == 'G';
+    wuffs_base__image_decoder *dec = gif ? wuffs_gif__decoder__alloc_as__wuffs_base__image_decoder()
+                                         : wuffs_bmp__decoder__alloc_as__wuffs_base__image_decoder();
+    if (!dec) return "out of memory for the decoder";
+    const char *err = NULL;
+    uint8_t *rgba = NULL, *work = NULL;
+    wuffs_base__io_buffer src = wuffs_base__ptr_u8__reader((uint8_t *)data, len, true);
+    wuffs_base__image_config ic;
+    wuffs_base__status st = wuffs_base__image_decoder__decode_image_config(dec, &ic, &src);
+    if (st.repr) {
+        err = wuffs_reason(fmt, st);
+        goto done;
+    }
+    uint32_t w = wuffs_base__pixel_config__width(&ic.pixcfg), h = wuffs_base__pixel_config__height(&ic.pixcfg);
+    uint64_t pixels = (uint64_t)w * h;
+    if (!pixels) {
+        err = reason(fmt, " has no pixels");
+        goto done;
+    }
+    if (pixels > max_pixels || pixels > (SIZE_MAX / 8)) {
+        err = too_large(w, h, max_pixels);
+        goto done;
+    }
+    /* Decode to non-premultiplied RGBA and drop alpha: what convert("RGB") does (an RGB destination
+     * would composite a BMP's alpha onto black). */
+    wuffs_base__pixel_config__set(&ic.pixcfg, WUFFS_BASE__PIXEL_FORMAT__RGBA_NONPREMUL,
+                                  WUFFS_BASE__PIXEL_SUBSAMPLING__NONE, w, h);
+    uint64_t wlen = wuffs_base__image_decoder__workbuf_len(dec).max_incl;
+    if (wlen > pixels * 4 + (1u << 20)) {
+        err = reason(fmt, " needs an unbounded work buffer");
+        goto done;
+    }
+    size_t nbytes = (size_t)pixels * 4;
+    rgba = malloc(nbytes);
+    work = wlen ? malloc((size_t)wlen) : NULL;
+    if (!rgba || (wlen && !work)) {
+        err = "out of memory while decoding";
+        goto done;
+    }
+    /* What a frame leaves uncovered (a GIF frame smaller than its screen) is black. */
+    memset(rgba, 0, nbytes);
+    wuffs_base__pixel_buffer pb;
+    st = wuffs_base__pixel_buffer__set_from_slice(&pb, &ic.pixcfg, wuffs_base__make_slice_u8(rgba, nbytes));
+    if (st.repr) {
+        err = wuffs_reason(fmt, st);
+        goto done;
+    }
+    st = wuffs_base__image_decoder__decode_frame(dec, &pb, &src, WUFFS_BASE__PIXEL_BLEND__SRC,
+                                                 wuffs_base__make_slice_u8(work, (size_t)wlen), NULL);
+    if (st.repr) {
+        err = wuffs_reason(fmt, st);
+        goto done;
+    }
+    for (size_t i = 0; i < (size_t)pixels; i++) { /* RGBA -> RGB in place */
+        rgba[3 * i] = rgba[4 * i];
+        rgba[3 * i + 1] = rgba[4 * i + 1];
+        rgba[3 * i + 2] = rgba[4 * i + 2];
+    }
+    uint8_t *shrunk = realloc(rgba, (size_t)pixels * 3);
+    img->pixels = shrunk ? shrunk : rgba;
+    rgba = NULL;
+    img->width = w;
+    img->height = h;
+    img->channels = 3;
+done:
+    free(work);
+    free(rgba);
+    free(dec);
+    return err;
+}
+
+static const char *webp_reason(VP8StatusCode code) {
+    switch (code) {
+    case VP8_STATUS_NOT_ENOUGH_DATA: return "truncated WebP";
+    case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported WebP feature";
+    case VP8_STATUS_OUT_OF_MEMORY: return "out of memory while decoding WebP";
+    case VP8_STATUS_INVALID_PARAM: return "bad WebP data: invalid parameter";
+    default: return "bad WebP data";
+    }
+}
+
+static const char *decode_webp(const uint8_t *data, size_t len, uint64_t max_pixels, waft_image *img) {
+    WebPBitstreamFeatures f;
+    VP8StatusCode code = WebPGetFeatures(data, len, &f);
+    if (code != VP8_STATUS_OK) return webp_reason(code);
+    if (f.has_animation) return "unsupported WebP: animation";
+    if (f.width <= 0 || f.height <= 0) return "WebP has no pixels";
+    uint64_t pixels = (uint64_t)f.width * (uint64_t)f.height;
+    if (pixels > max_pixels || pixels > (SIZE_MAX / 8))
+        return too_large((uint64_t)f.width, (uint64_t)f.height, max_pixels);
+    size_t stride = (size_t)f.width * 3, nbytes = stride * (size_t)f.height;
+    uint8_t *rgb = malloc(nbytes);
+    if (!rgb) return "out of memory while decoding";
+    /* The default options (fancy upsampling, no dithering), as Pillow's libwebp decode. */
+    WebPDecoderConfig config;
+    if (!WebPInitDecoderConfig(&config)) {
+        free(rgb);
+        return "WebP decoder version mismatch";
+    }
+    config.output.colorspace = MODE_RGB;
+    config.output.is_external_memory = 1;
+    config.output.u.RGBA.rgba = rgb;
+    config.output.u.RGBA.stride = (int)stride;
+    config.output.u.RGBA.size = nbytes;
+    code = WebPDecode(data, len, &config);
+    WebPFreeDecBuffer(&config.output);
+    if (code != VP8_STATUS_OK) {
+        free(rgb);
+        return webp_reason(code);
+    }
+    img->pixels = rgb;
+    img->width = (uint32_t)f.width;
+    img->height = (uint32_t)f.height;
+    img->channels = 3;
+    return NULL;
+}
+
+const char *waft_formats_decode(const uint8_t *data, size_t len, uint64_t max_pixels, waft_image *img) {
+    const char *fmt = waft_formats_sniff(data, len);
+    memset(img, 0, sizeof *img);
+    if (!fmt) return "unknown image format";
+    if (fmt[0] == 'W') return decode_webp(data, len, max_pixels, img);
+    return decode_wuffs(fmt, data, len, max_pixels, img);
+}
