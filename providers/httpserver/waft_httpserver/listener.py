@@ -51,6 +51,9 @@ class Listener:
         self.settings = settings
         self._invoke = invoke
         self.in_flight = 0
+        #: Body bytes reserved by requests being read or served (each its Content-Length, or the body
+        #: limit when it sends none), against `max_bodies_bytes`.
+        self.body_bytes = 0
         self.served = 0
         self.port = settings.port
         self._runner: web.AppRunner | None = None
@@ -150,10 +153,30 @@ class Listener:
     async def _call_actor(self, request: web.Request) -> tuple[web.Response, str]:
         if (request.content_length or 0) > self.settings.max_body_bytes:
             return self._too_large(request.content_length or 0), "body too large"
+        reserved = request.content_length if request.content_length is not None else (
+            self.settings.max_body_bytes if request.body_exists else 0)
+        if reserved and self.body_bytes + reserved > self.settings.max_bodies_bytes:
+            response, error = _error(503, "too many bytes in flight", f"this listener already holds {self.body_bytes} "
+                                     f"bytes of request bodies (max_bodies_bytes {self.settings.max_bodies_bytes}); "
+                                     "retry shortly")
+            response.headers["Retry-After"] = "1"
+            return response, error
+        self.body_bytes += reserved
         try:
-            body = await request.read()
+            return await self._read_and_call(request)
+        finally:
+            self.body_bytes -= reserved
+
+    async def _read_and_call(self, request: web.Request) -> tuple[web.Response, str]:
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_s):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._too_large(None), "body too large"
+        except TimeoutError:
+            return _error(408, "request body too slow", f"the body did not arrive within "
+                          f"{self.settings.body_timeout_s:g} s (link value body_timeout_ms or "
+                          "WAFT_HTTP_BODY_TIMEOUT_MS)")
         path, _, query = request.raw_path.partition("?")
         payload = encode_request(request.method, path, query, request.headers.items(), body)
         timeout = self.settings.timeout_s

@@ -24,6 +24,10 @@ DEFAULT_ADDRESS = "127.0.0.1:8000"  # wasmCloud's default bind
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 DEFAULT_TIMEOUT_MS = 30_000
 DEFAULT_MAX_CONCURRENT = 256
+#: A body must arrive within this (a slow sender holds a slot and memory while it trickles).
+DEFAULT_BODY_TIMEOUT_MS = 10_000
+#: Bytes of request bodies the listener holds at once (reserved by Content-Length before reading).
+DEFAULT_MAX_BODIES_BYTES = 256 * 1024 * 1024
 DEFAULT_CORS_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS")
 DEFAULT_CORS_HEADERS = ("accept", "accept-language", "content-type", "content-language")
 DEFAULT_CORS_MAX_AGE_S = 300
@@ -53,6 +57,8 @@ class ListenerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     timeout_s: float = DEFAULT_TIMEOUT_MS / 1000
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_MS / 1000
+    max_bodies_bytes: int = DEFAULT_MAX_BODIES_BYTES
     log_format: str = "text"
     access_log: bool = True
 
@@ -174,7 +180,7 @@ def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = Non
         _merge_config(config, _lowered_json(lowered["config_json"], "config_json"))
     # plain link values override the JSON config, as `address` and `port` do in wasmCloud
     for key in ("address", "max_content_len", "max_body_bytes", "timeout_ms", "max_concurrent", "log_format",
-                "access_log"):
+                "access_log", "body_timeout_ms", "max_bodies_bytes"):
         if key in lowered:
             config[key] = lowered[key]
 
@@ -200,6 +206,9 @@ def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = Non
         body_limit = env.get("WAFT_HTTP_MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES
     timeout_ms = config.get("timeout_ms") or env.get("WAFT_HTTP_TIMEOUT_MS") or DEFAULT_TIMEOUT_MS
     concurrent = config.get("max_concurrent") or env.get("WAFT_HTTP_MAX_CONCURRENT") or DEFAULT_MAX_CONCURRENT
+    body_timeout_ms = (config.get("body_timeout_ms") or env.get("WAFT_HTTP_BODY_TIMEOUT_MS")
+                       or DEFAULT_BODY_TIMEOUT_MS)
+    bodies = config.get("max_bodies_bytes") or env.get("WAFT_HTTP_MAX_BODIES_BYTES") or DEFAULT_MAX_BODIES_BYTES
     log_format = str(config.get("log_format") or env.get("WAFT_LOG_FORMAT")
                      or ("json" if structured_logging else "text")).lower()
     if log_format not in ("text", "json"):
@@ -212,4 +221,6 @@ def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = Non
         max_body_bytes=parse_size(body_limit, what="max body size"),
         timeout_s=_positive_int(timeout_ms, "timeout_ms") / 1000,
         max_concurrent=_positive_int(concurrent, "max_concurrent"),
+        body_timeout_s=_positive_int(body_timeout_ms, "body_timeout_ms") / 1000,
+        max_bodies_bytes=parse_size(bodies, what="max bytes of bodies in flight"),
         log_format=log_format, access_log=access_log)
