@@ -343,12 +343,23 @@ static int convert(const uint8_t *req, size_t len, waft_buf *out) {
     if (spec.stretch) {
         rw = spec.size_w;
         rh = spec.size_h;
-    } else if (W <= H) { /* the Python reference: width is the shorter side when equal */
-        rw = spec.resize_to;
-        rh = (uint32_t)((double)((uint64_t)spec.resize_to * H) / W);
     } else {
-        rh = spec.resize_to;
-        rw = (uint32_t)((double)((uint64_t)spec.resize_to * W) / H);
+        /* The long side of the resize, checked before it becomes an integer: a 1 x 50 000 000 image would
+         * ask for a side past 2^32 (undefined as a conversion) and for gigabytes of resampling. */
+        double ratio = W <= H ? (double)H / W : (double)W / H;
+        double longer = (double)spec.resize_to * ratio;
+        if (!(longer <= (double)MAX_SIDE * 64)) {
+            free(img.pixels);
+            return convert_error(out, "image too large: at this aspect ratio the resized long side in pixels exceeds "
+                                      "the limit of 1048576");
+        }
+        if (W <= H) { /* the Python reference: width is the shorter side when equal */
+            rw = spec.resize_to;
+            rh = (uint32_t)((double)((uint64_t)spec.resize_to * H) / W);
+        } else {
+            rh = spec.resize_to;
+            rw = (uint32_t)((double)((uint64_t)spec.resize_to * W) / H);
+        }
     }
     if (rw == 0) rw = 1; /* extreme aspect ratios: Pillow refuses a 0 size, keep one pixel */
     if (rh == 0) rh = 1;

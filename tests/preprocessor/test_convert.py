@@ -134,6 +134,15 @@ def test_gray_specs_follow_pillow_convert_l(inst: WapcInstance, chelsea: Image.I
         np.testing.assert_array_equal(normalize.apply(Tensor.from_wire(answer["tensor"]).to_numpy()), want)
 
 
+def test_an_extreme_aspect_ratio_is_refused_before_resampling(inst: WapcInstance) -> None:
+    """1 x 40 000 pixels is a small image, but shorter side to 256 would make the long side 10 million pixels
+    (the conversion to an integer side was unchecked): refused as bad input, the actor unharmed."""
+    reason = convert_error(inst, png_bytes(Image.new("L", (1, 40_000), 128)))
+    assert "image too large" in reason and "exceeds the limit of 1048576" in reason
+    stretched = convert(inst, png_bytes(Image.new("L", (1, 40_000), 128)), {**DEFAULT_SPEC, "resize": "stretch"})
+    assert stretched.shape == (1, 3, 224, 224)  # a stretch has no such side
+
+
 def test_a_u8_spec_is_not_deferred(inst: WapcInstance, chelsea: Image.Image) -> None:
     """Nothing to defer: the tensor is already what the model takes, and no normalisation comes back."""
     data = png_bytes(chelsea)
