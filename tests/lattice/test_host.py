@@ -338,3 +338,28 @@ async def test_stopping_a_host_interrupts_a_running_guest(nats_url, lattice_pref
     with pytest.raises(RpcError):
         await looping
     await nc.close()
+
+
+async def test_an_instance_past_recycle_bytes_is_replaced_after_its_call(nats_url, lattice_prefix):
+    """wasm memory never shrinks: one large request would leave an instance at its high-water mark for good.
+    Past `recycle_bytes` the instance answers, then a fresh one takes its place (same id, memory back down)."""
+    from waft.host.wapc import Limits
+
+    cluster = KeyPair.generate(Role.CLUSTER)
+    async with running_host(nats_url=nats_url, prefix=lattice_prefix, cluster_seed=cluster.seed,
+                            limits=Limits(recycle_bytes=8 * 1024 * 1024), rpc_timeout_s=5) as host:
+        pool = await host.start_actor(str(built_actor("hostcheck")))
+        nc, rpc = await lattice_client(nats_url, lattice_prefix, cluster)
+        target = WasmCloudEntity.actor(pool.public_key)
+        try:
+            (first,) = pool.instances
+            start = first.wapc.memory_size()
+            assert await rpc.invoke(CALLER, target, "Test.Alloc", struct.pack("<I", 2)) == b"ok"  # within: kept
+            assert pool.instances[0] is first and pool.recycled == 0
+            assert await rpc.invoke(CALLER, target, "Test.Alloc", struct.pack("<I", 16)) == b"ok"  # answered...
+            (fresh,) = pool.instances  # ...then replaced
+            assert fresh is not first and fresh.instance_id == first.instance_id and pool.recycled == 1
+            assert fresh.wapc.memory_size() == start < 8 * 1024 * 1024
+            assert await rpc.invoke(CALLER, target, "Test.Echo", b"still here") == b"still here"
+        finally:
+            await nc.close()

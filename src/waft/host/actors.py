@@ -52,6 +52,7 @@ class ActorPool:
         self.subscription: object | None = None
         self.calls = 0
         self.errors = 0
+        self.recycled = 0
 
     @property
     def public_key(self) -> str:
@@ -107,8 +108,20 @@ class ActorPool:
             self.errors += 1
             self._release(instance)
             raise
-        self._release(instance)
+        if self._bloated(instance):
+            await self.replace(instance)
+        else:
+            self._release(instance)
         return answer, instance.instance_id
+
+    def _bloated(self, instance: Instance) -> bool:
+        size = instance.wapc.memory_size()
+        if size <= self.limits.recycle_bytes:
+            return False
+        log.info("recycling an instance of %s: its memory grew to %d bytes (recycle_bytes %d)", self.claims.name,
+                 size, self.limits.recycle_bytes)
+        self.recycled += 1
+        return True
 
     def call_here(self, operation: str, payload: bytes,
                   on_trap: Callable[[Instance], None]) -> tuple[bytes, str] | None:
@@ -133,7 +146,10 @@ class ActorPool:
             self.errors += 1
             self._release(instance)
             raise
-        self._release(instance)
+        if self._bloated(instance):
+            on_trap(instance)  # replaced on the event loop, as a trapped one is
+        else:
+            self._release(instance)
         return answer, instance.instance_id
 
     def _pop_free(self) -> Instance | None:
@@ -179,7 +195,8 @@ class ActorPool:
             self._free.append(instance)
 
     async def replace(self, instance: Instance) -> None:
-        """Swap a trapped instance for a fresh one (its heap may be half-updated)."""
+        """Swap an instance for a fresh one: a trapped one (its heap may be half-updated), or one whose memory
+        passed `recycle_bytes`."""
         if instance not in self.instances:
             return
         index = self.instances.index(instance)

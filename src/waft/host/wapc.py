@@ -83,6 +83,9 @@ class Limits:
     #: Entries of all tables together: the memory cap covers linear memory only, and `table.grow` outside
     #: it allocated 128 MiB under a 1 MiB cap. A C actor's function table holds a few hundred entries.
     table_elements: int = 10_000
+    #: An instance whose linear memory grew past this is replaced after its call: wasm memory never
+    #: shrinks, so one large upload would keep an instance at its high-water mark (264 MiB after one PNG).
+    recycle_bytes: int = 128 * 1024 * 1024
 
     #: What one actor instance is: one module, its tables and memories; wasmtime counts them per store.
     INSTANCES_PER_STORE = 1
@@ -91,11 +94,13 @@ class Limits:
 
     @classmethod
     def from_settings(cls, env: Mapping[str, str] | None = None) -> Limits:
-        """`WAFT_ACTOR_MEMORY_BYTES`, `WAFT_ACTOR_DEADLINE_MS`, `WAFT_ACTOR_TABLE_ELEMENTS`; defaults above."""
+        """`WAFT_ACTOR_MEMORY_BYTES`, `WAFT_ACTOR_DEADLINE_MS`, `WAFT_ACTOR_TABLE_ELEMENTS`,
+        `WAFT_ACTOR_RECYCLE_BYTES`; defaults above."""
         default = cls()
         return cls(memory_bytes=int_setting("actor_memory_bytes", default.memory_bytes, env=env),
                    deadline_ms=int_setting("actor_deadline_ms", default.deadline_ms, env=env),
-                   table_elements=int_setting("actor_table_elements", default.table_elements, env=env))
+                   table_elements=int_setting("actor_table_elements", default.table_elements, env=env),
+                   recycle_bytes=int_setting("actor_recycle_bytes", default.recycle_bytes, env=env))
 
 
 class _EpochTicker:
@@ -223,6 +228,10 @@ class WapcInstance:
         except (wasmtime.WasmtimeError, wasmtime.Trap, KeyError) as exc:
             raise ActorTrap(f"instantiation failed: {_first_line(exc)}") from None
         self.spent = False
+
+    def memory_size(self) -> int:
+        """Bytes of linear memory the guest has now (its high-water mark: wasm memory does not shrink)."""
+        return int(self._memory.data_len(self.store))
 
     def _ticks(self, deadline_ms: int) -> int:
         ticks = max(1, int(deadline_ms / 1000 / EPOCH_TICK_S))
