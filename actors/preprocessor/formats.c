@@ -78,6 +78,45 @@ static const char *wuffs_reason(const char *fmt, wuffs_base__status st) {
     return reason(what, msg);
 }
 
+/* What Wuffs does not tell: the first frame's transparent index (its Graphic Control Extension) and the
+ * colour table entry behind it. Wuffs zeroes that palette entry (transparent black); Pillow's convert("RGB")
+ * of the "P" frame shows the table's colour, and fills what the frame does not cover with that index.
+ * Called after Wuffs decoded the frame, so the blocks are there; every read is still bounds-checked. */
+static void gif_transparency(const uint8_t *d, size_t n, int *has, uint8_t *index, uint8_t rgb[3]) {
+    size_t pos = 13, table = 0, entries = 0;
+    *has = 0;
+    if (n < 13) return;
+    if (d[10] & 0x80) {
+        table = 13;
+        entries = (size_t)2 << (d[10] & 7);
+        pos += 3 * entries;
+    }
+    while (pos < n) {
+        if (d[pos] == 0x21 && pos + 1 < n) { /* extension: label, then sub-blocks */
+            if (d[pos + 1] == 0xF9 && pos + 6 < n && d[pos + 2] == 4) {
+                *has = d[pos + 3] & 1;
+                *index = d[pos + 6];
+            }
+            pos += 2;
+            while (pos < n && d[pos]) pos += (size_t)d[pos] + 1;
+            pos++;
+        } else if (d[pos] == 0x2C && pos + 9 < n) { /* the first image descriptor */
+            if (d[pos + 9] & 0x80) {
+                table = pos + 10;
+                entries = (size_t)2 << (d[pos + 9] & 7);
+            }
+            break;
+        } else {
+            *has = 0;
+            return;
+        }
+    }
+    if (*has && table && *index < entries && table + 3 * (size_t)*index + 3 <= n)
+        memcpy(rgb, d + table + 3 * (size_t)*index, 3);
+    else
+        rgb[0] = rgb[1] = rgb[2] = 0;
+}
+
 static const char *decode_wuffs(const char *fmt, const uint8_t *data, size_t len, uint64_t max_pixels,
                                 waft_image *img) {
     int gif = fmt[0] == 'G';
@@ -103,24 +142,29 @@ static const char *decode_wuffs(const char *fmt, const uint8_t *data, size_t len
         err = too_large(w, h, max_pixels);
         goto done;
     }
-    /* Decode to non-premultiplied RGBA and drop alpha: what convert("RGB") does (an RGB destination
-     * would composite a BMP's alpha onto black). */
-    wuffs_base__pixel_config__set(&ic.pixcfg, WUFFS_BASE__PIXEL_FORMAT__RGBA_NONPREMUL,
+    /* BMP: decode to non-premultiplied RGBA and drop alpha, what convert("RGB") does (an RGB destination
+     * would composite alpha onto black). GIF: to palette indices (1024 bytes of palette first), looked up
+     * below as Pillow looks up its "P" frame. */
+    wuffs_base__pixel_config__set(&ic.pixcfg, gif ? WUFFS_BASE__PIXEL_FORMAT__INDEXED__BGRA_BINARY
+                                                  : WUFFS_BASE__PIXEL_FORMAT__RGBA_NONPREMUL,
                                   WUFFS_BASE__PIXEL_SUBSAMPLING__NONE, w, h);
     uint64_t wlen = wuffs_base__image_decoder__workbuf_len(dec).max_incl;
     if (wlen > pixels * 4 + (1u << 20)) {
         err = reason(fmt, " needs an unbounded work buffer");
         goto done;
     }
-    size_t nbytes = (size_t)pixels * 4;
+    size_t nbytes = gif ? 1024 + (size_t)pixels : (size_t)pixels * 4;
     rgba = malloc(nbytes);
     work = wlen ? malloc((size_t)wlen) : NULL;
     if (!rgba || (wlen && !work)) {
         err = "out of memory while decoding";
         goto done;
     }
-    /* What a frame leaves uncovered (a GIF frame smaller than its screen) is black. */
-    memset(rgba, 0, nbytes);
+    /* What a GIF frame smaller than its screen leaves uncovered is index 0, or the transparent index. */
+    int has_t = 0;
+    uint8_t t_index = 0, t_rgb[3] = {0, 0, 0};
+    if (gif) gif_transparency(data, len, &has_t, &t_index, t_rgb);
+    memset(rgba, has_t ? t_index : 0, nbytes);
     wuffs_base__pixel_buffer pb;
     st = wuffs_base__pixel_buffer__set_from_slice(&pb, &ic.pixcfg, wuffs_base__make_slice_u8(rgba, nbytes));
     if (st.repr) {
@@ -133,14 +177,47 @@ static const char *decode_wuffs(const char *fmt, const uint8_t *data, size_t len
         err = wuffs_reason(fmt, st);
         goto done;
     }
-    for (size_t i = 0; i < (size_t)pixels; i++) { /* RGBA -> RGB in place */
-        rgba[3 * i] = rgba[4 * i];
-        rgba[3 * i + 1] = rgba[4 * i + 1];
-        rgba[3 * i + 2] = rgba[4 * i + 2];
+    if (gif) {
+        uint8_t pal[256][3];
+        const uint8_t *bgra = rgba; /* the palette Wuffs wrote, BGRA */
+        for (int i = 0; i < 256; i++) {
+            pal[i][0] = bgra[4 * i + 2];
+            pal[i][1] = bgra[4 * i + 1];
+            pal[i][2] = bgra[4 * i];
+        }
+        if (has_t) memcpy(pal[t_index], t_rgb, 3);
+        uint8_t *rgb = malloc((size_t)pixels * 3);
+        if (!rgb) {
+            err = "out of memory while decoding";
+            goto done;
+        }
+        const uint8_t *idx = rgba + 1024;
+        for (size_t i = 0; i < (size_t)pixels; i++) memcpy(rgb + 3 * i, pal[idx[i]], 3);
+        img->pixels = rgb;
+    } else {
+        /* An RLE BMP's skipped pixels (deltas, an early end): Wuffs writes transparent black, Pillow leaves
+         * index 0, i.e. palette entry 0. Decoded palette pixels are opaque, so alpha 0 marks them. */
+        uint32_t info = len >= 18 ? (uint32_t)data[14] | (uint32_t)data[15] << 8 | (uint32_t)data[16] << 16 |
+                                        (uint32_t)data[17] << 24 : 0;
+        uint32_t compression = len >= 34 ? (uint32_t)data[30] | (uint32_t)data[31] << 8 : 0;
+        size_t pal0 = 14 + (size_t)info;
+        if ((compression == 1 || compression == 2) && info >= 40 && info <= 124 && pal0 + 3 <= len) {
+            for (size_t i = 0; i < (size_t)pixels; i++)
+                if (!rgba[4 * i + 3]) {
+                    rgba[4 * i] = data[pal0 + 2];
+                    rgba[4 * i + 1] = data[pal0 + 1];
+                    rgba[4 * i + 2] = data[pal0];
+                }
+        }
+        for (size_t i = 0; i < (size_t)pixels; i++) { /* RGBA -> RGB in place */
+            rgba[3 * i] = rgba[4 * i];
+            rgba[3 * i + 1] = rgba[4 * i + 1];
+            rgba[3 * i + 2] = rgba[4 * i + 2];
+        }
+        uint8_t *shrunk = realloc(rgba, (size_t)pixels * 3);
+        img->pixels = shrunk ? shrunk : rgba;
+        rgba = NULL;
     }
-    uint8_t *shrunk = realloc(rgba, (size_t)pixels * 3);
-    img->pixels = shrunk ? shrunk : rgba;
-    rgba = NULL;
     img->width = w;
     img->height = h;
     img->channels = 3;

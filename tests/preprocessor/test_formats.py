@@ -54,6 +54,41 @@ def two_frame_gif() -> bytes:
     return encode(first, "GIF", save_all=True, append_images=[second], duration=100, loop=0)
 
 
+def gif_on_a_bigger_screen(data: bytes, grow: tuple[int, int] = (7, 5), at: tuple[int, int] = (4, 3)) -> bytes:
+    """The GIF with its logical screen grown and its first frame moved inside it: Pillow fills the rest
+    with index 0, or with the transparent index when the frame has one."""
+    b = bytearray(data)
+    w, h = struct.unpack("<HH", b[6:10])
+    b[6:10] = struct.pack("<HH", w + grow[0], h + grow[1])
+    pos = 13 + (3 * (2 << (b[10] & 7)) if b[10] & 0x80 else 0)
+    while b[pos] == 0x21:
+        pos += 2
+        while b[pos]:
+            pos += b[pos] + 1
+        pos += 1
+    assert b[pos] == 0x2C
+    b[pos + 1:pos + 5] = struct.pack("<HH", *at)
+    return bytes(b)
+
+
+def bmp_rle8(width: int = 37, height: int = 21) -> bytes:
+    """An 8-bit run-length BMP (Pillow reads them but cannot write them): runs, absolute runs, a delta."""
+    rng = np.random.default_rng(3)
+    palette = bytes(x for c in rng.integers(0, 256, (256, 3)) for x in (int(c[2]), int(c[1]), int(c[0]), 0))
+    rows = bytearray()
+    for y in range(height):
+        if y == 5:
+            rows += b"\x00\x02\x03\x00"  # delta: 3 right (the skipped pixels are index 0 in both)
+            rows += bytes((width - 3, y % 256)) + b"\x00\x00"
+            continue
+        rows += bytes((10, y)) + b"\x00" + bytes((5,)) + bytes(rng.integers(0, 256, 5).tolist()) + b"\x00"
+        rows += bytes((width - 15, 255 - y)) + b"\x00\x00"
+    rows += b"\x00\x01"
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(rows), 2835, 2835, 256, 0)
+    offset = 14 + 40 + len(palette)
+    return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + info + palette + bytes(rows)
+
+
 def samples() -> dict[str, bytes]:
     rgba = cat().convert("RGBA")
     rgba.putalpha(Image.fromarray(np.tile(np.arange(210, dtype=np.uint8), (160, 1))))
@@ -69,6 +104,11 @@ def samples() -> dict[str, bytes]:
         "gif-grey": encode(grey(), "GIF"),
         "gif-second-frame-ignored": two_frame_gif(),
         "gif-interlaced": encode(cat().quantize(100), "GIF", interlace=True),
+        "gif-transparent": encode(cat().quantize(64), "GIF", transparency=5),
+        "gif-frame-inside-screen": gif_on_a_bigger_screen(encode(cat().quantize(64), "GIF")),
+        "gif-frame-inside-screen-transparent": gif_on_a_bigger_screen(encode(cat().quantize(64), "GIF",
+                                                                             transparency=9)),
+        "bmp-rle8": bmp_rle8(),
         "webp-lossless": encode(cat(), "WEBP", lossless=True),
         "webp-lossless-alpha": encode(rgba, "WEBP", lossless=True, exact=True),
         "webp-lossless-grey": encode(grey(), "WEBP", lossless=True),
