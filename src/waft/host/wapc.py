@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -62,6 +63,10 @@ class HostCallError(Exception):
         self.kind = kind
 
 
+class _PastWallClock(Exception):
+    """Raised inside a host call once the invocation's wall-clock cap has passed: it unwinds the guest."""
+
+
 class GuestError(Exception):
     """The guest answered with `__guest_error` (it ran fine, the operation failed)."""
 
@@ -80,6 +85,9 @@ class Limits:
 
     memory_bytes: int = 512 * 1024 * 1024  # a 50 MP PNG needs a 256 MiB block (the allocator rounds up)
     deadline_ms: int = 10_000
+    #: Wall-clock cap of one invocation, host calls included (each is bounded by the RPC timeout, but a guest
+    #: could make them one after another): past it, host calls are refused and the guest stops at once.
+    wall_ms: int = 120_000
     #: Entries of all tables together: the memory cap covers linear memory only, and `table.grow` outside
     #: it allocated 128 MiB under a 1 MiB cap. A C actor's function table holds a few hundred entries.
     table_elements: int = 10_000
@@ -94,11 +102,12 @@ class Limits:
 
     @classmethod
     def from_settings(cls, env: Mapping[str, str] | None = None) -> Limits:
-        """`WAFT_ACTOR_MEMORY_BYTES`, `WAFT_ACTOR_DEADLINE_MS`, `WAFT_ACTOR_TABLE_ELEMENTS`,
+        """`WAFT_ACTOR_MEMORY_BYTES`, `WAFT_ACTOR_DEADLINE_MS`, `WAFT_ACTOR_WALL_MS`, `WAFT_ACTOR_TABLE_ELEMENTS`,
         `WAFT_ACTOR_RECYCLE_BYTES`; defaults above."""
         default = cls()
         return cls(memory_bytes=int_setting("actor_memory_bytes", default.memory_bytes, env=env),
                    deadline_ms=int_setting("actor_deadline_ms", default.deadline_ms, env=env),
+                   wall_ms=int_setting("actor_wall_ms", default.wall_ms, env=env),
                    table_elements=int_setting("actor_table_elements", default.table_elements, env=env),
                    recycle_bytes=int_setting("actor_recycle_bytes", default.recycle_bytes, env=env))
 
@@ -108,6 +117,8 @@ class _EpochTicker:
 
     def __init__(self, engine: wasmtime.Engine) -> None:
         self._engine = engine
+        #: Ticks so far (the engine's epoch as we advanced it): instances measure their compute with it.
+        self.ticks = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="waft-epoch", daemon=True)
         self._thread.start()
@@ -115,6 +126,7 @@ class _EpochTicker:
     def _run(self) -> None:
         while not self._stop.wait(EPOCH_TICK_S):
             self._engine.increment_epoch()
+            self.ticks += 1
 
     def stop(self) -> None:
         self._stop.set()
@@ -127,7 +139,7 @@ class Runtime:
         config = wasmtime.Config()
         config.epoch_interruption = True
         self.engine = wasmtime.Engine(config)
-        self._ticker = _EpochTicker(self.engine)
+        self.ticker = _EpochTicker(self.engine)
         #: The longest deadline any instance was given, in ticks: `interrupt_all` must pass it.
         self.max_deadline_ticks = 1
 
@@ -146,7 +158,7 @@ class Runtime:
     def close(self) -> None:
         """Stop the ticker. Call `interrupt_all` first if guests may still run: without the ticker
         a looping guest would never reach its deadline."""
-        self._ticker.stop()
+        self.ticker.stop()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -204,6 +216,8 @@ class WapcInstance:
         self._guest_error: bytes | None = None
         self._host_response = b""
         self._host_error = b""
+        # The current invocation's compute budget (ticks), where its latest guest segment began, its wall end.
+        self._budget, self._segment, self._wall_end = 0, 0, 0.0
         self.store = wasmtime.Store(module.runtime.engine)
         self.store.set_limits(memory_size=limits.memory_bytes, table_elements=limits.table_elements,
                               instances=limits.INSTANCES_PER_STORE, tables=limits.TABLES_PER_STORE,
@@ -273,7 +287,11 @@ class WapcInstance:
                       op_ptr: int, op_len: int, ptr: int, length: int) -> int:
             self._host_response = b""
             self._host_error = b""
+            ticker = self.module.runtime.ticker
+            self._budget -= ticker.ticks - self._segment  # the guest's computing since it last ran
             try:
+                if time.monotonic() > self._wall_end:
+                    raise _PastWallClock()  # unwinds the guest at once (a HostCallError would let it go on)
                 binding = self._read(caller, bd_ptr, bd_len).decode("utf-8", "replace")
                 namespace = self._read(caller, ns_ptr, ns_len).decode("utf-8", "replace")
                 operation = self._read(caller, op_ptr, op_len).decode("utf-8", "replace")
@@ -284,9 +302,11 @@ class WapcInstance:
                 self._host_error = f"{exc.kind}: {exc}".encode()
                 return 0
             finally:
-                # The deadline bounds the guest's own computing; time spent waiting on a provider is
-                # bounded by the RPC timeout instead, so the guest gets its full budget back.
-                self.store.set_epoch_deadline(self._ticks(self.limits.deadline_ms))
+                # The deadline bounds the guest's own computing over the whole invocation: waiting on a
+                # provider is not counted (the RPC timeout bounds it), but the budget is never refilled,
+                # so a guest cannot compute just under the deadline between host calls for ever.
+                self._segment = ticker.ticks
+                self.store.set_epoch_deadline(max(1, self._budget))
 
         def host_response_len(caller: wasmtime.Caller) -> int:
             return len(self._host_response)
@@ -327,7 +347,10 @@ class WapcInstance:
         self._payload = payload
         self._guest_response = None
         self._guest_error = None
-        self.store.set_epoch_deadline(self._ticks(self.limits.deadline_ms))
+        self._budget = self._ticks(self.limits.deadline_ms)
+        self._segment = self.module.runtime.ticker.ticks
+        self._wall_end = time.monotonic() + self.limits.wall_ms / 1000
+        self.store.set_epoch_deadline(self._budget)
         try:
             result = self._guest_call(self.store, len(self._operation), len(payload))
         except wasmtime.Trap as exc:
@@ -340,6 +363,10 @@ class WapcInstance:
         except wasmtime.WasmtimeError as exc:
             self.spent = True
             raise ActorTrap(f"actor failed: {_first_line(exc)}") from None
+        except _PastWallClock:
+            self.spent = True
+            raise ActorTrap(f"actor ran past its {self.limits.wall_ms} ms wall-clock cap (deadline of the whole "
+                            "invocation, host calls included)", deadline=True) from None
         except Exception as exc:
             # host_call raised something other than HostCallError: wasmtime unwound the guest mid-call
             # and re-raises it here. The guest's heap is as suspect as after a trap.
