@@ -190,6 +190,18 @@ def test_huge_headers_are_refused_before_allocating(inst: WapcInstance, name: st
     assert time.perf_counter() - start < 0.5
 
 
+def test_49_megapixels_decode_within_the_hosts_default_memory() -> None:
+    """7000 x 7000 in every format under the host's 512 MiB cap (docs/architecture.md, Limits), one
+    instance after another: GIF takes 4 bytes a pixel, lossless WebP 7 (libwebp's ARGB plus our RGB)."""
+    inst = new_instance(512 << 20)
+    image = Image.new("RGB", (7000, 7000), (30, 120, 200))
+    image.paste((200, 10, 10), (100, 100, 3000, 3000))
+    for data in (encode(image.quantize(4), "GIF"), encode(image, "WEBP", lossless=True, method=0),
+                 encode(image, "WEBP", quality=50, method=0), encode(image.convert("1"), "BMP")):
+        tensor = convert(inst, data, {**DEFAULT_SPEC, "dtype": "u8", "layout": "NHWC"})
+        assert tensor.shape == (1, 224, 224, 3)
+
+
 @pytest.mark.parametrize("name", ["bmp-24bit", "gif-palette", "webp-lossless", "webp-lossy"])
 def test_max_pixels_applies(inst: WapcInstance, name: str) -> None:
     data = SAMPLES[name]
