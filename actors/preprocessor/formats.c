@@ -81,7 +81,8 @@ static const char *wuffs_reason(const char *fmt, wuffs_base__status st) {
 /* What Wuffs does not tell: the first frame's transparent index (its Graphic Control Extension) and the
  * colour table entry behind it. Wuffs zeroes that palette entry (transparent black); Pillow's convert("RGB")
  * of the "P" frame shows the table's colour, and fills what the frame does not cover with that index.
- * Called after Wuffs decoded the frame, so the blocks are there; every read is still bounds-checked. */
+ * Parsed from the file itself (before the frame is decoded; Wuffs has checked the header); every read is
+ * bounds-checked, and a file that is not what it seems just gets no transparency. */
 static void gif_transparency(const uint8_t *d, size_t n, int *has, uint8_t *index, uint8_t rgb[3]) {
     size_t pos = 13, table = 0, entries = 0;
     *has = 0;
