@@ -28,6 +28,10 @@
 /* Each scan walks every block of its components, and a scan can be a dozen bytes (EOB runs), so a
  * small hostile file with thousands of scans could burn CPU for seconds; real encoders write <= ~60. */
 #define MAX_SCANS 512
+/* Block decodes per block of the image, over all its scans. libjpeg's progressive script visits a luma block
+ * 6 times and a chroma block 4; a 38 KB file of ~500 refinement scans over a 7071x7071 image asked for ~80
+ * and held an instance for its whole deadline. Checked before each scan, so the refusal comes early. */
+#define MAX_VISITS_PER_BLOCK 32
 
 /* Zigzag index -> natural (row-major) index. 16 extra entries of 63 so that a corrupt run that
  * overshoots position 63 still indexes inside the table (we also reject it explicitly). */
@@ -70,6 +74,7 @@ static const uint8_t ZZ[64 + 16] = {
 #define E_NO_SCAN "corrupt JPEG: no image data"
 #define E_SOI "corrupt JPEG: unexpected SOI marker"
 #define E_SCANS "unsupported JPEG: more than 512 scans"
+#define E_WORK "unsupported JPEG: its scans decode each block more than 32 times on average (a real encoder needs <= 6)"
 #define E_SCALE "invalid JPEG scale (must be 1, 2, 4 or 8)"
 #define E_ARGS "invalid arguments to the JPEG decoder"
 #define E_OOM "out of memory decoding JPEG"
@@ -162,6 +167,7 @@ typedef struct {
     int saw_jfif, saw_adobe, adobe_transform, saw_exif;
     uint32_t orientation;
     int allocated, scans;
+    uint64_t visits; /* block decodes of the scans so far (the work budget) */
 
     /* current scan */
     int ns;
@@ -1025,6 +1031,12 @@ static int parse_sos(dec_t *d, const uint8_t *p, size_t n) {
     if (!d->allocated) {
         if (setup_frame(d) < 0 || alloc_buffers(d) < 0) return -1;
     }
+    uint64_t all = 0, scan = 0;
+    for (int i = 0; i < d->ncomp; i++) all += (uint64_t)d->c[i].bw * d->c[i].bh;
+    for (int i = 0; i < d->ns; i++)
+        scan += d->ns == 1 ? (uint64_t)d->sc[i]->nbw * d->sc[i]->nbh : (uint64_t)d->sc[i]->bw * d->sc[i]->bh;
+    d->visits += scan;
+    if (d->visits > all * MAX_VISITS_PER_BLOCK) return fail(d, E_WORK);
     return decode_scan(d);
 }
 

@@ -612,3 +612,44 @@ def test_native_fuzz_under_sanitizers(tmp_path: Path) -> None:
                          timeout=600, env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     assert run.stdout.startswith("ok "), run.stdout
+
+
+# ---- decode work budget ----------------------------------------------------------------------------
+
+def _with_repeated_dc_refinement(data: bytes, times: int) -> bytes:
+    """A progressive JPEG with its DC refinement scan (interleaved, Ah=1 Al=0: one bit per block, so any data
+    is valid) repeated `times` more times before EOI: every repeat re-visits every block of the image."""
+    i = 2
+    while i < len(data):
+        if data[i] != 0xFF or data[i + 1] in (0x00, 0xD8, 0x01) or 0xD0 <= data[i + 1] <= 0xD7:
+            i += 1 if data[i] != 0xFF else 2
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if data[i + 1] == 0xDA:
+            header = data[i + 4:i + 2 + length]
+            ns = header[0]
+            ss, se, a = header[1 + 2 * ns], header[2 + 2 * ns], header[3 + 2 * ns]
+            end = i + 2 + length
+            while not (data[end] == 0xFF and data[end + 1] != 0x00 and not 0xD0 <= data[end + 1] <= 0xD7):
+                end += 1
+            if ns > 1 and ss == se == 0 and a == 0x10:
+                assert data.endswith(b"\xff\xd9")
+                return data[:-2] + data[i:end] * times + b"\xff\xd9"
+            i = end
+        else:
+            i += 2 + length
+    raise AssertionError("no DC refinement scan found")
+
+
+def test_scans_that_revisit_every_block_too_often_are_refused_early(inst: WapcInstance) -> None:
+    """The attack: a small file whose hundreds of scans each re-decode the whole image held an instance for its
+    whole deadline. Block decodes are budgeted (32 per block on average) before each scan."""
+    image = Image.fromarray(np.random.default_rng(7).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", progressive=True, quality=90)
+    plain = buf.getvalue()
+    np.testing.assert_array_equal(decode(inst, plain), reference(plain))  # a real progressive file: fine
+    assert decode(inst, _with_repeated_dc_refinement(plain, 20)).shape == (64, 64, 3)  # odd but within budget
+    reason = decode_error(inst, _with_repeated_dc_refinement(plain, 100))
+    assert "decode each block more than 32 times" in reason
+    np.testing.assert_array_equal(decode(inst, plain), reference(plain))  # the instance is unharmed
