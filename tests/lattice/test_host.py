@@ -363,3 +363,34 @@ async def test_an_instance_past_recycle_bytes_is_replaced_after_its_call(nats_ur
             assert await rpc.invoke(CALLER, target, "Test.Echo", b"still here") == b"still here"
         finally:
             await nc.close()
+
+
+async def test_a_call_alias_names_one_actor(nats_url, lattice_prefix, tmp_path):
+    """A second actor claiming a taken call alias is refused (the first match would depend on which claims a
+    host saw first); the first keeps the alias, and a restart of the same actor is not a conflict."""
+    cluster = KeyPair.generate(Role.CLUSTER)
+    first = resign("echo", tmp_path, caps=[], name="first", call_alias="waft/shared")
+    second = resign("echo", tmp_path, caps=[], name="second", call_alias="waft/shared")
+    async with running_host(nats_url=nats_url, prefix=lattice_prefix, cluster_seed=cluster.seed) as host:
+        pool = await host.start_actor(first)
+        with pytest.raises(StartError, match="call alias 'waft/shared' is already claimed by actor " + pool.public_key):
+            await host.start_actor(second)
+        assert host.cache.find_alias("waft/shared") == pool.public_key
+        await host.start_actor(first)  # more instances of the same actor
+        assert pool.count == 2
+
+
+async def test_a_lattice_cache_stream_with_other_settings_is_reconciled(nats_url, lattice_prefix):
+    from waft.lattice import subjects
+
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    name = subjects.lattice_cache_stream(lattice_prefix)
+    try:
+        await js.add_stream(name=name, subjects=[subjects.lattice_cache(lattice_prefix, ">")],
+                            max_msgs_per_subject=50)  # e.g. made by hand or by an older version
+        cluster = KeyPair.generate(Role.CLUSTER)
+        async with running_host(nats_url=nats_url, prefix=lattice_prefix, cluster_seed=cluster.seed):
+            assert (await js.stream_info(name)).config.max_msgs_per_subject == 1
+    finally:
+        await nc.close()

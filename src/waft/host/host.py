@@ -230,6 +230,12 @@ class Host:
                      f"{pool.image_ref}. To upgrade an actor, use live update.")
             await self.events.publish(lattice_events.actor_start_failed(image_ref, error))
             raise StartError(error)
+        alias = claims.summary().get("call_alias", "")
+        taken = [k for k in self.cache.alias_owners(alias) if k != claims.subject] if alias else []
+        if pool is None and taken:
+            error = f"call alias {alias!r} is already claimed by actor {taken[0]}; an alias names one actor"
+            await self.events.publish(lattice_events.actor_start_failed(image_ref, error))
+            raise StartError(error)
         if pool is None:
             try:
                 module = await asyncio.get_running_loop().run_in_executor(

@@ -18,11 +18,16 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from waft.errors import WaftError
 from waft.lattice import subjects
 from waft.lattice.codec import DecodeError
 from waft.lattice.types import LinkDefinition
 
 log = logging.getLogger("waft.host.cache")
+
+
+class AmbiguousAlias(WaftError):
+    """Two actors in the lattice claim one call alias."""
 
 
 class LatticeCache:
@@ -43,10 +48,30 @@ class LatticeCache:
         try:
             await js.add_stream(stream)
         except nats.js.errors.BadRequestError:
-            pass  # another host created it first with the same config
+            await self._reconcile(js, stream)  # there already: by another host, or with another config
         self._sub = await js.subscribe(subjects.lattice_cache(self._prefix, ">"), cb=self._on_message,
                                        ordered_consumer=True,
                                        deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT)
+
+    async def _reconcile(self, js: Any, wanted: js_api.StreamConfig) -> None:
+        """A stream kept with other settings (another version, a hand-made one) is brought to ours: silently
+        keeping, say, several messages per subject or other subjects would make hosts disagree."""
+        info = await js.stream_info(wanted.name)
+        current = info.config
+        fields = ("subjects", "max_msgs_per_subject", "storage")
+        differs = [f for f in fields if getattr(current, f) != getattr(wanted, f)]
+        if not differs:
+            return
+        if current.storage != wanted.storage:  # JetStream cannot change a stream's storage in place
+            log.error("lattice cache stream %s uses %s storage, not %s; leaving it (recreate it to change)",
+                      wanted.name, current.storage, wanted.storage)
+            differs.remove("storage")
+            if not differs:
+                return
+        for f in differs:
+            setattr(current, f, getattr(wanted, f))
+        await js.update_stream(current)
+        log.warning("lattice cache stream %s had other %s; reconciled", wanted.name, ", ".join(differs))
 
     async def stop(self) -> None:
         if self._sub is not None:
@@ -101,10 +126,15 @@ class LatticeCache:
         await self._publish(("claims", public_key), claims)
 
     def find_alias(self, alias: str) -> str | None:
-        for public_key, claims in self.claims.items():
-            if alias and claims.get("call_alias") == alias:
-                return public_key
-        return None
+        """The one actor claiming `alias`; None when none does. Two claiming it is an error, never a guess:
+        the first match would depend on which claims a host happened to see first."""
+        owners = self.alias_owners(alias)
+        if len(owners) > 1:
+            raise AmbiguousAlias(f"call alias {alias!r} is claimed by {len(owners)} actors ({', '.join(owners)})")
+        return owners[0] if owners else None
+
+    def alias_owners(self, alias: str) -> list[str]:
+        return sorted(k for k, claims in self.claims.items() if alias and claims.get("call_alias") == alias)
 
     def links_for_provider(self, provider_id: str, link_name: str) -> list[LinkDefinition]:
         return [ld for ld in self.links.values() if ld.provider_id == provider_id and ld.link_name == link_name]

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from waft.errors import WaftError
 from waft.host.actors import ActorPool, Instance
 from waft.host.builtins import BUILTINS, call_builtin
 from waft.host.wapc import HOST_ERROR_KINDS, ActorTrap, GuestError, HostCall, HostCallError
@@ -110,7 +111,10 @@ class HostCallRouter:
         if namespace.startswith("M") and len(namespace) == 56:
             target_key: str | None = namespace
         else:
-            target_key = self.links.find_alias(namespace)
+            try:
+                target_key = self.links.find_alias(namespace)
+            except WaftError as exc:  # two actors claim the alias: refuse rather than pick one
+                raise HostCallError(str(exc), kind="failed") from None
         if target_key is None:
             if ":" in namespace:
                 if namespace not in caps:
