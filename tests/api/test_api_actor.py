@@ -588,9 +588,10 @@ def test_v2_errors_carry_the_message_in_error(api: WapcInstance, host: FakeHost)
 
 def test_v2_model_config_as_triton_writes_it(api: WapcInstance) -> None:
     config = http(api, "GET", "/v2/models/effnetlite0/config").json()
+    tensor_in = {"name": EFFNET_META["input_name"], "data_type": "TYPE_FP32", "dims": [1, 3, 224, 224]}
+    tensor_out = {"name": EFFNET_META["output_name"], "data_type": "TYPE_FP32", "dims": [1, 1000]}
     assert config == {"name": "effnetlite0", "platform": "onnx_onnxv1", "backend": "onnxruntime", "max_batch_size": 0,
-                      "input": [{"name": EFFNET_META["input_name"], "data_type": "TYPE_FP32", "dims": [1, 3, 224, 224]}],
-                      "output": [{"name": EFFNET_META["output_name"], "data_type": "TYPE_FP32", "dims": [1, 1000]}]}
+                      "input": [tensor_in], "output": [tensor_out]}
     assert http(api, "GET", "/v2/models/effnetlite0/versions/1/config").json() == config
     assert_error(http(api, "GET", "/v2/models/effnetlite0/versions/2/config"), 404, "unknown version")
 
