@@ -79,17 +79,21 @@ static const char *platform_of(waft_str encoding) {
     return "unknown";
 }
 
-static void write_meta_tensor(waft_json *j, const metadata *md, const char *name_key, const char *fallback,
-                              const char *dims_key, const char *datatype) {
+/* {"name": ..., <type_key>: <datatype>, <dims_key_out>: [dims]} of the metadata's input or output: a dimension
+ * the metadata leaves unknown is -1; with no dimensions at all, `unknown_shape` ([-1] for KServe's metadata,
+ * [] for Triton's config). */
+static void write_tensor_entry(waft_json *j, const metadata *md, const char *name_key, const char *fallback,
+                               const char *dims_key, const char *type_key, const char *datatype,
+                               const char *shape_key, int unknown_shape) {
     waft_mp_reader r;
     waft_str name = meta_str(md, name_key);
     waft_json_object_begin(j);
     waft_json_key_c(j, "name");
     if (name.ptr) waft_json_string(j, name.ptr, name.len);
     else waft_json_string_c(j, fallback);
-    waft_json_key_c(j, "datatype");
+    waft_json_key_c(j, type_key);
     waft_json_string_c(j, datatype);
-    waft_json_key_c(j, "shape");
+    waft_json_key_c(j, shape_key);
     waft_json_array_begin(j);
     uint32_t n;
     if (mp_at(md->p, md->n, dims_key, &r) && waft_mp_peek(&r) == WAFT_MP_ARRAY && waft_mp_read_array(&r, &n)) {
@@ -99,11 +103,35 @@ static void write_meta_tensor(waft_json *j, const metadata *md, const char *name
             else if (!waft_mp_read_i64(&r, &d)) break;
             waft_json_i64(j, d);
         }
-    } else {
+    } else if (unknown_shape) {
         waft_json_i64(j, -1);
     }
     waft_json_array_end(j);
     waft_json_object_end(j);
+}
+
+static void write_meta_tensor(waft_json *j, const metadata *md, const char *name_key, const char *fallback,
+                              const char *dims_key, const char *datatype) {
+    write_tensor_entry(j, md, name_key, fallback, dims_key, "datatype", datatype, "shape", 1);
+}
+
+static void write_config_tensor(waft_json *j, const metadata *md, const char *name_key, const char *fallback,
+                                const char *dims_key, const char *datatype);
+
+typedef void (*tensor_writer)(waft_json *j, const metadata *md, const char *name_key, const char *fallback,
+                              const char *dims_key, const char *datatype);
+
+/* The model's one input and one output as two single-entry lists, in `writer`'s form. */
+static void write_io(waft_json *j, const metadata *md, const char *in_key, const char *out_key, const char *dt_in,
+                     const char *dt_out, tensor_writer writer) {
+    waft_json_key_c(j, in_key);
+    waft_json_array_begin(j);
+    writer(j, md, "input_name", "input0", "tensor_dimensions_in", dt_in);
+    waft_json_array_end(j);
+    waft_json_key_c(j, out_key);
+    waft_json_array_begin(j);
+    writer(j, md, "output_name", "output0", "tensor_dimensions_out", dt_out);
+    waft_json_array_end(j);
 }
 
 static int v2_model_metadata(waft_str model, waft_buf *out) {
@@ -125,14 +153,7 @@ static int v2_model_metadata(waft_str model, waft_buf *out) {
     waft_json_key_c(&j, "platform");
     waft_str enc = meta_str(&md, "graph_encoding");
     waft_json_string_c(&j, platform_of(enc.ptr ? enc : (waft_str){"onnx", 4}));
-    waft_json_key_c(&j, "inputs");
-    waft_json_array_begin(&j);
-    write_meta_tensor(&j, &md, "input_name", "input0", "tensor_dimensions_in", dt_in);
-    waft_json_array_end(&j);
-    waft_json_key_c(&j, "outputs");
-    waft_json_array_begin(&j);
-    write_meta_tensor(&j, &md, "output_name", "output0", "tensor_dimensions_out", dt_out);
-    waft_json_array_end(&j);
+    write_io(&j, &md, "inputs", "outputs", dt_in, dt_out, write_meta_tensor);
     waft_json_object_end(&j);
     respond_json(out, 200, &body);
     waft_buf_free(&body);
@@ -144,31 +165,11 @@ static int v2_model_metadata(waft_str model, waft_buf *out) {
  * no batch dimension declared (max_batch_size 0: the dims are the whole shape, as the metadata gives it). */
 static void write_config_tensor(waft_json *j, const metadata *md, const char *name_key, const char *fallback,
                                 const char *dims_key, const char *datatype) {
-    waft_mp_reader r;
-    waft_str name = meta_str(md, name_key);
-    waft_json_object_begin(j);
-    waft_json_key_c(j, "name");
-    if (name.ptr) waft_json_string(j, name.ptr, name.len);
-    else waft_json_string_c(j, fallback);
-    waft_json_key_c(j, "data_type");
     char type[24] = "TYPE_";
-    size_t tl = strlen(datatype);
-    memcpy(type + 5, datatype, tl < sizeof type - 6 ? tl : sizeof type - 6);
-    type[5 + (tl < sizeof type - 6 ? tl : sizeof type - 6)] = 0;
-    waft_json_string_c(j, type);
-    waft_json_key_c(j, "dims");
-    waft_json_array_begin(j);
-    uint32_t n;
-    if (mp_at(md->p, md->n, dims_key, &r) && waft_mp_peek(&r) == WAFT_MP_ARRAY && waft_mp_read_array(&r, &n)) {
-        for (uint32_t i = 0; i < n && !r.err; i++) {
-            int64_t d = -1;
-            if (waft_mp_peek(&r) == WAFT_MP_NIL) waft_mp_read_nil(&r);
-            else if (!waft_mp_read_i64(&r, &d)) break;
-            waft_json_i64(j, d);
-        }
-    }
-    waft_json_array_end(j);
-    waft_json_object_end(j);
+    size_t tl = strlen(datatype) < sizeof type - 6 ? strlen(datatype) : sizeof type - 6;
+    memcpy(type + 5, datatype, tl);
+    type[5 + tl] = 0;
+    write_tensor_entry(j, md, name_key, fallback, dims_key, "data_type", type, "dims", 0);
 }
 
 static const char *backend_of(waft_str encoding) {
@@ -197,14 +198,7 @@ static int v2_model_config(waft_str model, waft_buf *out) {
     waft_json_string_c(&j, backend_of(enc));
     waft_json_key_c(&j, "max_batch_size");
     waft_json_u64(&j, 0);
-    waft_json_key_c(&j, "input");
-    waft_json_array_begin(&j);
-    write_config_tensor(&j, &md, "input_name", "input0", "tensor_dimensions_in", dt_in);
-    waft_json_array_end(&j);
-    waft_json_key_c(&j, "output");
-    waft_json_array_begin(&j);
-    write_config_tensor(&j, &md, "output_name", "output0", "tensor_dimensions_out", dt_out);
-    waft_json_array_end(&j);
+    write_io(&j, &md, "input", "output", dt_in, dt_out, write_config_tensor);
     waft_json_object_end(&j);
     respond_json(out, 200, &body);
     waft_buf_free(&body);

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from waft_testing import built_actor
+from waft_testing import echo_app_manifest
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -41,21 +41,7 @@ def processes_mentioning(text: str) -> list[str]:
 
 def test_up_serves_an_app_and_stops_everything(tmp_path: Path) -> None:
     port = free_port()
-    manifest = tmp_path / "app.yaml"
-    manifest.write_text(f"""
-name: echo-test
-actors:
-  - name: echo
-    image: {built_actor("echo")}
-providers:
-  - name: http
-    image: python:waft_httpserver
-links:
-  - actor: echo
-    provider: http
-    contract: wasmcloud:httpserver
-    values: {{address: "127.0.0.1:{port}"}}
-""")
+    manifest = echo_app_manifest(tmp_path / "app.yaml", "echo-test", port)
     home = tmp_path / "home"
     env = {**os.environ, "WAFT_HOME": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "waft", "up", "--nats-port", "0", "--bindle-address",

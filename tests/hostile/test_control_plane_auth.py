@@ -28,7 +28,7 @@ from pathlib import Path
 import nats
 import nats.errors
 import pytest
-from waft_testing import built_actor, run_waft, running_host
+from waft_testing import echo_app_manifest, run_waft, running_host
 
 from waft.claims import KeyPair, Role
 from waft.embedded_nats import EmbeddedNats
@@ -60,21 +60,7 @@ class Up:
 def waft_up(tmp_path: Path, *extra: str) -> Iterator[Up]:
     """`waft up` on free ports with the echo app, its own $WAFT_HOME; SIGTERM (and a check it exited 0) after."""
     port = free_port()
-    manifest = tmp_path / "app.yaml"
-    manifest.write_text(f"""
-name: echo-auth
-actors:
-  - name: echo
-    image: {built_actor("echo")}
-providers:
-  - name: http
-    image: python:waft_httpserver
-links:
-  - actor: echo
-    provider: http
-    contract: wasmcloud:httpserver
-    values: {{address: "127.0.0.1:{port}"}}
-""")
+    manifest = echo_app_manifest(tmp_path / "app.yaml", "echo-auth", port)
     home = tmp_path / "up-home"
     home.mkdir()
     log = tmp_path / "up.log"

@@ -113,3 +113,22 @@ def run_waft(*args: str, home: Path, cwd: Path | None = None, timeout: float = 1
     env = {**os.environ, "WAFT_HOME": str(home), "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "waft", *args], capture_output=True, text=True, env=env,
                           timeout=timeout, cwd=cwd)
+
+
+def echo_app_manifest(path: Path, name: str, port: int) -> Path:
+    """A manifest of the echo actor behind the httpserver on `port` (what `waft up --app` tests serve)."""
+    path.write_text(f"""
+name: {name}
+actors:
+  - name: echo
+    image: {built_actor("echo")}
+providers:
+  - name: http
+    image: python:waft_httpserver
+links:
+  - actor: echo
+    provider: http
+    contract: wasmcloud:httpserver
+    values: {{address: "127.0.0.1:{port}"}}
+""")
+    return path
