@@ -49,13 +49,7 @@ def install(entry: models.ModelEntry, path: Path) -> dict[str, Any]:
         sha = models.verify_file(path, entry)
     except models.ModelFileMismatch as exc:
         raise ModelStoreError(f"refusing {path}: {exc}") from None
-    directory = models.user_dir() / entry.route
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / entry.model_file
-    if path.resolve() != target.resolve():
-        part = directory / f".{entry.model_file}.part"
-        shutil.copyfile(path, part)
-        part.replace(target)
+    directory, target = _copy_in(path, entry.route, entry.model_file)
     input_name, output_name = tensor_names(entry, target)
     models.write_model_dir(entry, directory, input_name=input_name, output_name=output_name)
     return {"route": entry.route, "bindle_id": entry.bindle_id, "sha256": sha, "path": str(directory)}
@@ -114,13 +108,7 @@ def add_local(name: str, path: Path, *, labels: Path | None = None, spec: dict[s
         input_name, output_name = tensor_names(entry, path)
     except Exception as exc:
         raise ModelStoreError(f"{path.name} is not a readable {encoding} model: {exc}") from None
-    directory = models.user_dir() / name
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / path.name
-    if path.resolve() != target.resolve():
-        part = directory / f".{path.name}.part"
-        shutil.copyfile(path, part)
-        part.replace(target)
+    directory, target = _copy_in(path, name, path.name)
     models.write_model_dir(entry, directory, input_name=input_name, output_name=output_name, labels_file=labels)
     return {"route": name, "bindle_id": entry.bindle_id, "sha256": models.sha256_file(target), "path": str(directory),
             "input_spec": "given" if input_spec else "derived by the provider"}
@@ -144,6 +132,19 @@ def _check_spec(spec: models.InputSpec) -> None:
             raise ModelStoreError(f"bad --spec: {key} must be three numbers (one per channel)")
     if any(v == 0 for v in spec.std):
         raise ModelStoreError("bad --spec: std must be non-zero")
+
+
+def _copy_in(path: Path, route: str, file_name: str) -> tuple[Path, Path]:
+    """`path` as `$WAFT_HOME/models/<route>/<file_name>`, written to a part file and renamed, so a
+    half-copied model is never in place; (the model's directory, the file)."""
+    directory = models.user_dir() / route
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / file_name
+    if path.resolve() != target.resolve():
+        part = directory / f".{file_name}.part"
+        shutil.copyfile(path, part)
+        part.replace(target)
+    return directory, target
 
 
 def tensor_names(entry: models.ModelEntry, path: Path) -> tuple[str | None, str | None]:
