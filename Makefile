@@ -23,12 +23,13 @@ $(STAMP): pyproject.toml $(PROVIDERS) constraints.txt
 	touch $(STAMP)
 
 # Debian packages the tests drive for real (OCI registry, headless browser); installed only when missing.
-# Debian bookworm's versions: docker-registry 2.8.2+ds1, chromium 156.
-APT_PACKAGES := docker-registry chromium
+# Debian bookworm's versions: docker-registry 2.8.2+ds1, chromium 156, libb64-0d 1.2 (perf_analyzer links it).
+APT_PACKAGES := docker-registry chromium libb64-0d
 system-deps:
 	@missing=""; \
 	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -e /usr/lib/x86_64-linux-gnu/libb64.so.0d || missing="$$missing libb64-0d"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
