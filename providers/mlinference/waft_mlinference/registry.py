@@ -26,6 +26,7 @@ import numpy as np
 from waft.interfaces.mlinference import (
     CONTEXT_NOT_FOUND,
     HEALTH_MODELS,
+    HEALTH_STATS,
     INVALID_MODEL,
     MODEL_LOADING,
     RUNTIME_ERROR,
@@ -286,7 +287,10 @@ class ModelRegistry:
         message says the same in a sentence for people and for 0.x hosts, which read only the message."""
         statuses = sorted((m.status() for m in self.models.values()), key=lambda m: m.name)
         failed = [m for m in statuses if m.state is ModelState.FAILED]
-        details = {HEALTH_MODELS: [m.to_wire() for m in statuses]}
+        details: dict[str, Any] = {HEALTH_MODELS: [m.to_wire() for m in statuses]}
+        stats = {m.name: m.runner.statistics.to_triton() for m in self.models.values() if m.runner is not None}
+        if stats:
+            details[HEALTH_STATS] = stats
         if not statuses:
             return HealthCheckResponse(True, "healthy: no models linked", details)
         parts = []

@@ -4,7 +4,8 @@ The httpserver provider publishes an `AccessRecord` (`waft.interfaces.httpserver
 `subjects.access_log(prefix)` for every request it answers. `AccessMetrics` folds them into
 
 * Prometheus series in a registry of its own (requests, errors, latency histogram by model and route),
-  plus a collector that reads the lattice model at scrape time (actor instances, provider restarts);
+  plus a collector that reads the lattice model at scrape time (actor instances, provider restarts, and the
+  model server's own counters per model from its health details: queue wait, compute time, batch sizes);
 * per-model one-second buckets (requests/s, p50/p95 latency, errors) for the page's charts.
 """
 
@@ -18,11 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from waft import __version__
 from waft.interfaces.httpserver import AccessRecord, BadAccessRecord
+from waft.interfaces.mlinference import stats_in_health
 
 #: Seconds of history kept for the charts.
 WINDOW_S = 120
@@ -32,6 +41,13 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 MAX_LABEL_VALUES = 200
 OTHER = "other"
 NO_MODEL = "-"
+
+
+#: Batch-size buckets: a model server batches up to a few hundred rows.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: Triton's compute phases, as the `phase` label of waft_model_compute_seconds.
+COMPUTE_PHASES = {"input": "compute_input", "infer": "compute_infer", "output": "compute_output"}
+NS = 1e-9
 
 
 #: Path segments a route template keeps; deeper paths are cut (the label set stays bounded either way).
@@ -131,8 +147,66 @@ class _Bounded:
         return value
 
 
+def _duration(stats: Any, key: str) -> tuple[float, float]:
+    """(count, seconds) of one of Triton's {count, ns} durations; zeros for anything unreadable."""
+    entry = stats.get(key) if isinstance(stats, dict) else None
+    if not isinstance(entry, dict):
+        return 0.0, 0.0
+    count, ns = entry.get("count"), entry.get("ns")
+    ok = all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in (count, ns))
+    return (float(count), float(ns) * NS) if ok else (0.0, 0.0)  # type: ignore[arg-type]
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else 0.0
+
+
+class _ModelFamilies:
+    """The model server's per-model counters as Prometheus families: what Triton's statistics extension counts,
+    named as Prometheus expects (`_seconds` summaries, `_total` counters, a batch-size histogram)."""
+
+    LABELS = ["model", "provider", "link_name", "host"]
+
+    def __init__(self) -> None:
+        labels = self.LABELS
+        self.queue = SummaryMetricFamily("waft_model_queue_seconds", "Time requests waited in the model server for "
+                                         "a slot (and a batch), per request row", labels=labels)
+        self.compute = SummaryMetricFamily("waft_model_compute_seconds", "Model server time per phase: input "
+                                           "(decode, checks), infer (the engine, per row), output (encoding)",
+                                           labels=[*labels, "phase"])
+        self.requests = SummaryMetricFamily("waft_model_request_duration_seconds", "Predict requests the model "
+                                            "server answered and their time in it, by outcome",
+                                            labels=[*labels, "outcome"])
+        self.inferences = CounterMetricFamily("waft_model_inferences", "Rows inferred (a batch of 8 counts 8)",
+                                              labels=labels)
+        self.executions = CounterMetricFamily("waft_model_executions", "Engine runs (a batch counts once)",
+                                              labels=labels)
+        self.batch = HistogramMetricFamily("waft_model_batch_size", "Rows per engine run", labels=labels)
+
+    def add(self, labels: list[str], stats: Any) -> None:
+        inference = stats.get("inference_stats") if isinstance(stats, dict) else None
+        self.queue.add_metric(labels, *_duration(inference, "queue"))
+        for phase, key in COMPUTE_PHASES.items():
+            self.compute.add_metric([*labels, phase], *_duration(inference, key))
+        for outcome in ("success", "fail"):
+            self.requests.add_metric([*labels, outcome], *_duration(inference, outcome))
+        self.inferences.add_metric(labels, _number(stats.get("inference_count")))
+        self.executions.add_metric(labels, _number(stats.get("execution_count")))
+        runs: dict[int, float] = {}
+        for entry in stats.get("batch_stats") or ():
+            if isinstance(entry, dict) and isinstance(entry.get("batch_size"), int):
+                runs[entry["batch_size"]] = runs.get(entry["batch_size"], 0.0) + _duration(entry, "compute_infer")[0]
+        buckets = [(floatToGoString(le), sum(n for size, n in runs.items() if size <= le)) for le in BATCH_BUCKETS]
+        buckets.append(("+Inf", sum(runs.values())))
+        self.batch.add_metric(labels, buckets, sum_value=sum(size * n for size, n in runs.items()))
+
+    def families(self) -> Iterator[Metric]:
+        yield from (self.queue, self.compute, self.requests, self.inferences, self.executions, self.batch)
+
+
 class LatticeCollector(Collector):
-    """Actor instances and provider restarts, read from the lattice model at scrape time."""
+    """Actor instances, provider restarts and the model server's counters, read from the lattice model at
+    scrape time."""
 
     def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         self._snapshot = snapshot
@@ -147,6 +221,7 @@ class LatticeCollector(Collector):
                                       labels=["provider", "name", "link_name", "host"])
         hosts = GaugeMetricFamily("waft_hosts", "Hosts seen on the lattice")
         hosts.add_metric([], len(state.get("hosts", {})))
+        models = _ModelFamilies()
         for host_id, host in state.get("hosts", {}).items():
             for actor in host.get("actors", []):
                 instances.add_metric([actor["id"], actor.get("name", ""), host_id], len(actor.get("instances", [])))
@@ -154,10 +229,14 @@ class LatticeCollector(Collector):
                 labels = [prov["id"], prov.get("name", ""), prov.get("link_name", ""), host_id]
                 restarts.add_metric(labels, float(prov.get("restarts") or 0))
                 providers.add_metric(labels, 1.0 if prov.get("healthy") else 0.0)
+                details = prov.get("health_details")
+                for model, stats in stats_in_health(details if isinstance(details, dict) else {}).items():
+                    models.add([model, *labels[:1], labels[2], host_id], dict(stats))
         yield hosts
         yield instances
         yield restarts
         yield providers
+        yield from models.families()
 
 
 class AccessMetrics:

@@ -523,6 +523,19 @@ class ModelStatus:
 
 #: The key of `details` under which the mlinference provider's health lists its models.
 HEALTH_MODELS = "models"
+#: The key of `details` under which it puts each loaded model's counters, by model name, in the form of Triton's
+#: statistics extension (`{inference_count, execution_count, inference_stats: {success, fail, queue,
+#: compute_input, compute_infer, compute_output: {count, ns}}, batch_stats: [{batch_size, compute_infer}]}`):
+#: the dashboard turns them into Prometheus series without asking every actor's ListModels.
+HEALTH_STATS = "stats"
+
+
+def stats_in_health(details: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Each model's Triton-form counters in a provider's health details (empty when it reports none)."""
+    listed = details.get(HEALTH_STATS)
+    if not isinstance(listed, Mapping):
+        return {}
+    return {str(name): stats for name, stats in listed.items() if isinstance(stats, Mapping)}
 
 
 def models_in_health(details: Mapping[str, Any]) -> list[ModelStatus] | None:
