@@ -1,26 +1,40 @@
 """A user's own models, with no input spec and no labels, through the whole path (real host, providers,
-actors, HTTP): the spec is derived from each model's input, the original's `/mnist/matches` route feeds
-28x28 grey digits, and the answers are index labels.
+actors, HTTP, our bindle server): the spec is derived from each model's input, the original's
+`/mnist/matches` route feeds 28x28 grey digits, and the answers are index labels.
 
-The models are built here (not shipped): an NHWC float classifier and a uint8 28x28x1 "digit" model with
-fixed random weights. Untrained, so what is checked is that every answer equals onnxruntime run directly
-on the pixels Pillow makes from the same image with the documented spec, the independent reference.
+Every model is built here, none is shipped:
+- an NHWC float ONNX classifier and a uint8 28x28x1 ONNX "digit" model with fixed random weights. Untrained,
+  so what is checked is that every answer equals onnxruntime run directly on the pixels Pillow makes from the
+  same image with the documented spec, the independent reference;
+- a real digit reader: a uint8 TF Lite model trained on scikit-learn's `load_digits` by `user_digit_model.py`
+  (the user's own script, run as its own process), added with `waft models add digits model.tflite --push`,
+  and the same file in a bindle carrying only the original system's metadata JSON. Held to the true digit of
+  held-out test pictures, and to LiteRT run directly on Pillow's pixels of the same PNGs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import io
 import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import pytest_asyncio
+from e2e_support import Lattice, chelsea_jpeg, ml_lattice, skip_if_missing, wait_model_ready
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
 
 
 def _save(graph: onnx.GraphProto, path: Path) -> None:
@@ -43,7 +57,7 @@ def nhwc_classifier(path: Path) -> None:
     _save(graph, path)
 
 
-def digit_model(path: Path) -> None:
+def grey28_model(path: Path) -> None:
     """uint8 [1,28,28,1] (raw grey pixels, as TF Lite digit models take them) -> 10 scores."""
     w = np.random.default_rng(2).normal(0, 0.01, (28 * 28, 10)).astype(np.float32)
     nodes = [helper.make_node("Cast", ["pixels"], ["f"], to=TensorProto.FLOAT),
@@ -57,37 +71,102 @@ def digit_model(path: Path) -> None:
     _save(graph, path)
 
 
-def add(name: str, build: object, tmp: Path) -> str:
-    """`waft models add NAME FILE` as a user runs it (no --spec, no --labels): the library call it makes."""
-    from waft.models.store import add_local
+HERE = Path(__file__).resolve().parent
+#: What the original system's users put in a model bindle's metadata parcel: its fields only, no Waft
+#: `input_spec`, `labels`, `outputs_probabilities` or tensor names.
+ORIGINAL_METADATA = {"model_name": "digits", "graph_encoding": "tf_lite", "execution_target": "cpu",
+                     "tensor_type": "U8", "tensor_dimensions_in": [1, 28, 28, 1], "tensor_dimensions_out": [1, 10]}
+ORIGINAL_ID = "digits-original/0.1.0"
 
-    file = tmp / f"{name}-download.onnx"
-    build(file)  # type: ignore[operator]
-    return str(add_local(name, file)["bindle_id"])
+
+@dataclass
+class Served:
+    lattice: Lattice
+    models: Path  # $WAFT_HOME/models of this module
+    user: Path  # what the user's training script wrote: model.tflite, held_out/<digit>.png
+    bindle_url: str
+
+
+def original_bindle(directory: Path, model: Path) -> Path:
+    """A bindle directory as the original's users wrote one: the model and the metadata parcel, each in its group."""
+    from waft import models
+
+    directory.mkdir(parents=True)
+    (directory / model.name).write_bytes(model.read_bytes())
+    (directory / models.METADATA_FILE).write_text(json.dumps(ORIGINAL_METADATA))
+    name, version = ORIGINAL_ID.split("/")
+    parcels = [models.Parcel(directory / model.name, models.MEDIA_TYPES["model"], "model"),
+               models.Parcel(directory / models.METADATA_FILE, models.MEDIA_TYPES["metadata"], "metadata")]
+    doc = {"bindleVersion": "1.0.0", "bindle": {"name": name, "version": version, "authors": ["a user"]},
+           "group": [{"name": p.group, "required": True, "satisfiedBy": "allOf"} for p in parcels],
+           "parcel": [{"label": {"sha256": models.sha256_file(p.path), "mediaType": p.media_type, "name": p.path.name,
+                                 "size": p.path.stat().st_size}, "conditions": {"memberOf": [p.group]}}
+                      for p in parcels]}
+    (directory / models.INVOICE_FILE).write_text(models.invoice_toml(doc))
+    return directory
+
+
+async def run(*argv: str, env: dict[str, str] | None = None, timeout: float = 240) -> str:
+    """A command as its own process (never blocking this loop, which serves the bindle server); its stdout."""
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                env=env)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, (argv, err.decode(errors="replace")[-4000:])
+    return out.decode()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served(nats_server: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    skip_if_missing()
+    for module in ("tensorflow", "sklearn", "ai_edge_litert"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"python package {module} is not installed")
+    from mlinference_support import bindle_server, link_values
+
+    from waft.bindle.client import BindleClient
+    from waft.models.store import add_local, push_local, push_model
+
+    tmp = tmp_path_factory.mktemp("own-models")
+    home, user = tmp / "home", tmp / "user"
+    await run(sys.executable, str(HERE / "user_digit_model.py"), str(user))  # the user's own training
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WAFT_HOME", str(home))  # `models add` keeps models in $WAFT_HOME/models
+        for name, build in (("nhwc", nhwc_classifier), ("grey28", grey28_model)):
+            file = tmp / f"{name}-download.onnx"
+            build(file)
+            add_local(name, file)  # what `waft models add NAME FILE` runs (no --spec, no --labels)
+        async with bindle_server(tmp / "bindle", routes=()) as bindle:
+            await push_local(bindle.url, ["nhwc", "grey28"])
+            added = await run(sys.executable, "-m", "waft", "models", "add", "digits", str(user / "model.tflite"),
+                              "--push", "--bindle-url", bindle.url, env={**os.environ, "WAFT_HOME": str(home)})
+            assert "digits/1.0.0" in added, added
+            async with BindleClient(bindle.url) as client:
+                await push_model(client, original_bindle(tmp / "original", user / "model.tflite"))
+            zoo = {"nhwc": "nhwc/1.0.0", "grey28": "grey28/1.0.0", "digits": "digits/1.0.0"}
+            async with ml_lattice(nats_server.url, f"townmodels{os.getpid()}", link_values(zoo, bindle_url=bindle.url),
+                                  ready=tuple(zoo)) as lattice:
+                yield Served(lattice, home / "models", user, bindle.url)
 
 
 def top(scores: np.ndarray, k: int) -> list[str]:
     return [str(i) for i in np.argsort(-scores.ravel(), kind="stable")[:k]]
 
 
-async def test_own_models_without_spec_or_labels(nats_url: str, lattice_prefix: str, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_matches import chelsea_jpeg, missing_part
+async def listed_models(session: Any, url: str) -> dict[str, dict[str, Any]]:
+    async with session.get(f"{url}/models") as response:
+        assert response.status == 200
+        return {m["name"]: m for m in json.loads(await response.read())["models"]}
 
-    reason = missing_part()
-    if reason:
-        pytest.skip(reason)
+
+async def test_own_models_without_spec_or_labels(served: Served, tmp_path: Path) -> None:
     import aiohttp
-    from httpserver_support import free_port, wait_serving
-    from mlinference_support import link_values
-    from waft_testing import built_actor, running_host
 
-    from waft.claims import KeyPair, Role
-    from waft.lattice.types import LinkDefinition
-
-    monkeypatch.setenv("WAFT_HOME", str(tmp_path / "home"))  # `models add` keeps models in $WAFT_HOME/models
-    zoo = {"nhwc": add("nhwc", nhwc_classifier, tmp_path), "digits": add("digits", digit_model, tmp_path)}
-    models = tmp_path / "home" / "models"
+    url, models = served.lattice.url, served.models
     jpeg = chelsea_jpeg(tmp_path / "chelsea.jpg")
     photo = Image.open(io.BytesIO(jpeg))
     # The references: Pillow's pixels under the derived specs, run by onnxruntime directly.
@@ -95,54 +174,112 @@ async def test_own_models_without_spec_or_labels(nats_url: str, lattice_prefix: 
     nhwc_scores = ort.InferenceSession(str(models / "nhwc" / "nhwc-download.onnx")).run(
         None, {"image": ((rgb - np.float32(127.5)) / np.float32(127.5))[None]})[0]
     grey = np.asarray(photo.convert("L").resize((28, 28), Image.Resampling.BILINEAR), np.uint8)
-    digit_scores = ort.InferenceSession(str(models / "digits" / "digits-download.onnx")).run(
+    digit_scores = ort.InferenceSession(str(models / "grey28" / "grey28-download.onnx")).run(
         None, {"pixels": grey[None, :, :, None]})[0]
 
-    cluster = KeyPair.generate(Role.CLUSTER)
-    async with running_host(nats_url=nats_url, prefix=lattice_prefix, cluster_seed=cluster.seed,
-                            rpc_timeout_s=30) as host:
-        api = await host.start_actor(str(built_actor("api")))
-        await host.start_actor(str(built_actor("preprocessor")))
-        await host.start_actor(str(built_actor("postprocessor")))
-        ml = await host.start_provider("python:waft_mlinference")
-        web = await host.start_provider("python:waft_httpserver")
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        await host.put_link(LinkDefinition(api.public_key, ml.public_key, "wasmcloud:mlinference", "default",
-                                           link_values(zoo, model_dir=models)))
-        await host.put_link(LinkDefinition(api.public_key, web.public_key, "wasmcloud:httpserver", "default",
-                                           {"address": f"127.0.0.1:{port}"}))
-        await wait_serving(f"{url}/healthz")
-        async with aiohttp.ClientSession() as session:
-            from test_matches import wait_model_ready
+    async with aiohttp.ClientSession() as session:
+        listed = await listed_models(session, url)
+        assert listed["grey28"]["inputSpecSource"] == "derived"
+        spec = listed["grey28"]["inputSpec"]
+        assert (spec["size"], spec["color"], spec["dtype"], spec["layout"]) == ([28, 28], "GRAY", "u8", "NHWC")
+        assert listed["nhwc"]["inputSpec"]["layout"] == "NHWC"
 
-            for route in zoo:
-                await wait_model_ready(session, url, route)
-            async with session.get(f"{url}/models") as response:
-                listed = {m["name"]: m for m in json.loads(await response.read())["models"]}
-            assert listed["digits"]["inputSpecSource"] == "derived"
-            spec = listed["digits"]["inputSpec"]
-            assert (spec["size"], spec["color"], spec["dtype"], spec["layout"]) == ([28, 28], "GRAY", "u8", "NHWC")
-            assert listed["nhwc"]["inputSpec"]["layout"] == "NHWC"
+        async def matches(path: str) -> list[dict[str, object]]:
+            async with session.put(f"{url}{path}", data=jpeg) as response:
+                body = await response.read()
+                assert response.status == 200, body
+                return json.loads(body)
 
-            async def matches(path: str) -> list[dict[str, object]]:
-                async with session.put(f"{url}{path}", data=jpeg) as response:
-                    body = await response.read()
-                    assert response.status == 200, body
-                    return json.loads(body)
+        # an NHWC model with no labels parcel: index labels, in onnxruntime's order
+        assert [m["label"] for m in await matches("/nhwc/matches?k=7")] == top(nhwc_scores, 7)
+        # the original's digit route, and the same model through /matches with its derived spec
+        assert [m["label"] for m in await matches("/grey28/mnist/matches?k=10")] == top(digit_scores, 10)
+        assert [m["label"] for m in await matches("/grey28/matches?k=3")] == top(digit_scores, 3)
 
-            # an NHWC model with no labels parcel: index labels, in onnxruntime's order
-            assert [m["label"] for m in await matches("/nhwc/matches?k=7")] == top(nhwc_scores, 7)
-            # the original's digit route, and the same model through /matches with its derived spec
-            assert [m["label"] for m in await matches("/digits/mnist/matches?k=10")] == top(digit_scores, 10)
-            assert [m["label"] for m in await matches("/digits/matches?k=3")] == top(digit_scores, 3)
+        # Triton's statistics extension counts what was just served, from the provider's own clock
+        async with session.get(f"{url}/v2/models/grey28/stats") as response:
+            assert response.status == 200, await response.read()
+            (stats,) = json.loads(await response.read())["model_stats"]
+        assert stats["name"] == "grey28" and stats["inference_count"] == stats["execution_count"] == 2
+        inference = stats["inference_stats"]
+        assert inference["success"]["count"] == 2 and inference["fail"]["count"] == 0
+        assert all(inference[k]["ns"] > 0 for k in ("success", "queue", "compute_input", "compute_infer"))
+        assert inference["success"]["ns"] >= inference["compute_infer"]["ns"]
 
-            # Triton's statistics extension counts what was just served, from the provider's own clock
-            async with session.get(f"{url}/v2/models/digits/stats") as response:
-                assert response.status == 200, await response.read()
-                (stats,) = json.loads(await response.read())["model_stats"]
-            assert stats["name"] == "digits" and stats["inference_count"] == stats["execution_count"] == 2
-            inference = stats["inference_stats"]
-            assert inference["success"]["count"] == 2 and inference["fail"]["count"] == 0
-            assert all(inference[k]["ns"] > 0 for k in ("success", "queue", "compute_input", "compute_infer"))
-            assert inference["success"]["ns"] >= inference["compute_infer"]["ns"]
+
+def litert_scores(model: Path, png: bytes) -> np.ndarray:
+    """The reference: LiteRT run directly on Pillow's grey pixels of the PNG, dequantized with the output's
+    own scale and zero point, then the post-processor's softmax (the metadata does not say the outputs are
+    probabilities)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model))
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L").resize((28, 28), Image.Resampling.BILINEAR))
+    interpreter.set_tensor(inp["index"], pixels[None, :, :, None].astype(np.uint8))
+    interpreter.invoke()
+    scale, zero = out["quantization"]
+    v = (np.float32(scale) * (interpreter.get_tensor(out["index"]).astype(np.float32) - np.float32(zero))).ravel()
+    p = np.exp(v.astype(np.float64) - v.max())
+    return (p / p.sum()).astype(np.float32)
+
+
+async def read_digits(session: Any, served: Served, path: str) -> dict[int, list[dict[str, Any]]]:
+    """Each held-out digit PNG sent as `curl -T 4.png URL/PATH` sends it; the answers by true digit."""
+    answers = {}
+    for digit in range(10):
+        async with session.put(f"{served.lattice.url}{path}?k=3",
+                               data=(served.user / "held_out" / f"{digit}.png").read_bytes()) as response:
+            body = await response.read()
+            assert response.status == 200, (digit, body)
+            answers[digit] = json.loads(body)
+    return answers
+
+
+def check_digits(served: Served, answers: dict[int, list[dict[str, Any]]]) -> None:
+    """The true digit first for at least 9 of the 10, and every answer what LiteRT says of the same pixels."""
+    model = served.user / "model.tflite"
+    right = [digit for digit, matches in answers.items() if matches[0]["label"] == str(digit)]
+    assert len(right) >= 9, answers
+    for digit, matches in answers.items():
+        reference = litert_scores(model, (served.user / "held_out" / f"{digit}.png").read_bytes())
+        for m in matches:
+            assert m["label"] in [str(i) for i in range(10)], matches
+            np.testing.assert_allclose(m["probability"], reference[int(m["label"])], rtol=1e-5, atol=1e-7)
+        assert matches[0]["probability"] == pytest.approx(float(reference.max()), rel=1e-5), (digit, matches)
+
+
+async def test_a_users_tflite_digit_model_reads_held_out_digits(served: Served) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        listed = await listed_models(session, served.lattice.url)
+        digits = listed["digits"]
+        assert digits["status"] == "ready" and digits["inputSpecSource"] == "derived", digits
+        spec = digits["inputSpec"]
+        assert (spec["size"], spec["color"], spec["dtype"], spec["layout"]) == ([28, 28], "GRAY", "u8", "NHWC")
+        check_digits(served, await read_digits(session, served, "/digits/mnist/matches"))
+        check_digits(served, await read_digits(session, served, "/digits/matches"))
+
+
+async def test_the_same_model_with_only_the_originals_metadata(served: Served) -> None:
+    """The link changed to the bindle a user of the original would have pushed: the route reloads from it
+    (its bindle id shows in /models) and reads the digits through /digits/matches with a spec derived from
+    the model and the original's `tensor_type`/`tensor_dimensions_in`. Last in the module: it re-links."""
+    import aiohttp
+    from mlinference_support import link_values
+
+    zoo = {"nhwc": "nhwc/1.0.0", "grey28": "grey28/1.0.0", "digits": ORIGINAL_ID}
+    await served.lattice.link_models(link_values(zoo, bindle_url=served.bindle_url))
+    async with aiohttp.ClientSession() as session:
+        for _ in range(1200):  # polls, each answered at once; no timing asserted
+            digits = (await listed_models(session, served.lattice.url)).get("digits", {})
+            if digits.get("bindleId") == ORIGINAL_ID and digits.get("status") == "ready":
+                break
+            await asyncio.sleep(0.1)
+        assert digits.get("bindleId") == ORIGINAL_ID and digits.get("status") == "ready", digits
+        await wait_model_ready(session, served.lattice.url, "digits")
+        assert digits["inputSpecSource"] == "derived", digits
+        assert (digits["inputSpec"]["size"], digits["inputSpec"]["color"]) == ([28, 28], "GRAY"), digits
+        check_digits(served, await read_digits(session, served, "/digits/matches"))
