@@ -16,7 +16,7 @@ SUPPORT = Path(__file__).resolve().parent / "support"
 if str(SUPPORT) not in sys.path:  # test modules import their helpers from here (waft_testing)
     sys.path.insert(0, str(SUPPORT))
 
-from waft_testing import built_actor, running_host  # noqa: E402  (re-exported for older imports)
+from waft_testing import built_actor, built_issuers, running_host  # noqa: E402  (re-exported for older imports)
 
 __all__ = ["built_actor", "running_host"]
 
@@ -28,13 +28,23 @@ TEST_PYTHON_PROVIDERS = ("waft_httpserver", "waft_mlinference", "waft_testprovid
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Keys and caches of the suite never touch the developer's ~/.waft (built actors keep theirs); the models
     `make models` built in this checkout are the ones every test (and every `waft` it starts) serves. The test
-    doubles (tests/support) join the allowed `python:<module>` providers here, never by default."""
+    doubles (tests/support) join the allowed `python:<module>` providers here, never by default.
+
+    The actors in build/actors were signed by the key store that built them (the developer's, or a clean
+    clone's `make actors`), not this throwaway one: their issuers, and this home's own account (which signs
+    what is built during the run), are trusted through WAFT_TRUSTED_ISSUERS, so every host the suite starts,
+    whatever its `$WAFT_HOME`, runs under the default trust policy."""
     home = tmp_path_factory.mktemp("waft-home")
-    old = {k: os.environ.get(k) for k in ("WAFT_HOME", "PYTHONPATH", "WAFT_MODELS_DIR", "WAFT_PYTHON_PROVIDERS")}
+    old = {k: os.environ.get(k) for k in ("WAFT_HOME", "PYTHONPATH", "WAFT_MODELS_DIR", "WAFT_PYTHON_PROVIDERS",
+                                          "WAFT_TRUSTED_ISSUERS")}
     os.environ["WAFT_HOME"] = str(home)
     os.environ["WAFT_MODELS_DIR"] = old["WAFT_MODELS_DIR"] or str(ROOT / "build" / "models")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), old["PYTHONPATH"]]))
     os.environ["WAFT_PYTHON_PROVIDERS"] = ",".join(TEST_PYTHON_PROVIDERS)
+    from waft.claims import Role, keystore
+
+    own = keystore.load_or_create("account", Role.ACCOUNT).public_key
+    os.environ["WAFT_TRUSTED_ISSUERS"] = ",".join(sorted({*built_issuers(), own}))
     yield
     for key, value in old.items():
         if value is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import wasmtime
-from waft_testing import built_actor, running_host
+from waft_testing import built_actor, running_host, trusted_account
 
 from waft.claims import KeyPair, Role, sign_actor
 from waft.lattice.types import LinkDefinition
@@ -117,7 +117,7 @@ WAT_TRAP = """(module (memory (export "memory") 1)
 def wat_actor(tmp_path: Path, name: str, wat: str) -> Path:
     """A signed waPC actor from WAT, allowed to receive HTTP requests."""
     module = wasmtime.wat2wasm(wat)
-    signed = sign_actor(bytes(module), issuer=KeyPair.generate(Role.ACCOUNT), subject=KeyPair.generate(Role.MODULE),
+    signed = sign_actor(bytes(module), issuer=trusted_account(), subject=KeyPair.generate(Role.MODULE),
                         name=name, caps=[CONTRACT])
     path = tmp_path / f"{name}_s.wasm"
     path.write_bytes(signed)
@@ -127,7 +127,7 @@ def wat_actor(tmp_path: Path, name: str, wat: str) -> Path:
 def resigned_echo(tmp_path: Path, name: str) -> Path:
     """The echo actor under another module key: a second actor to link on a second port."""
     module = built_actor("echo", signed=False).read_bytes()
-    signed = sign_actor(module, issuer=KeyPair.generate(Role.ACCOUNT), subject=KeyPair.generate(Role.MODULE),
+    signed = sign_actor(module, issuer=trusted_account(), subject=KeyPair.generate(Role.MODULE),
                         name=name, caps=[CONTRACT])
     path = tmp_path / f"{name}_s.wasm"
     path.write_bytes(signed)

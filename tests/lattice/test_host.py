@@ -13,7 +13,7 @@ from collections import Counter
 import msgpack
 import nats
 import pytest
-from waft_testing import built_actor, running_host
+from waft_testing import built_actor, running_host, trusted_account
 
 from waft.claims import KeyPair, Role, sign_actor
 from waft.ctl import CtlClient, CtlError, wait_for_event
@@ -40,7 +40,7 @@ async def lattice_client(url: str, prefix: str, cluster: KeyPair):
 def resign(path, tmp_path, *, caps, name="variant", **kwargs) -> str:
     """Sign the unsigned build of an actor with other claims (for the refusal tests)."""
     module = built_actor(path, signed=False).read_bytes()
-    signed = sign_actor(module, issuer=kwargs.pop("issuer", KeyPair.generate(Role.ACCOUNT)),
+    signed = sign_actor(module, issuer=kwargs.pop("issuer", trusted_account()),
                         subject=kwargs.pop("subject", KeyPair.generate(Role.MODULE)), name=name, caps=caps, **kwargs)
     out = tmp_path / f"{name}_s.wasm"
     out.write_bytes(signed)
@@ -146,7 +146,7 @@ async def test_provider_link_calls_and_restart_after_sigkill(nats_url, lattice_p
 
 async def test_refusals_leave_the_host_serving(nats_url, lattice_prefix, tmp_path):
     cluster = KeyPair.generate(Role.CLUSTER)
-    trusted = KeyPair.generate(Role.ACCOUNT)
+    trusted = trusted_account()
     async with running_host(nats_url=nats_url, prefix=lattice_prefix, cluster_seed=cluster.seed,
                             allowed_issuers=[trusted.public_key]) as host:
         good = await host.start_actor(resign("hostcheck", tmp_path, caps=["wasmcloud:builtin:logging"],

@@ -18,7 +18,7 @@ import nats
 import numpy as np
 from aiohttp import web
 from waft_mlinference.engines import IOSpec
-from waft_testing import ROOT, built_actor
+from waft_testing import ROOT, built_actor, trusted_account
 
 from waft.claims import KeyPair, Role, sign_actor
 from waft.interfaces.mlinference import (
@@ -62,7 +62,7 @@ def ensure_models() -> Path:
 def mlcheck_actor(tmp_path: Path) -> str:
     """hostcheck, signed with `wasmcloud:mlinference` (its own build claims only `waft:test`)."""
     module = built_actor("hostcheck", signed=False).read_bytes()
-    signed = sign_actor(module, issuer=KeyPair.generate(Role.ACCOUNT), subject=KeyPair.generate(Role.MODULE),
+    signed = sign_actor(module, issuer=trusted_account(), subject=KeyPair.generate(Role.MODULE),
                         name="mlcheck", caps=[CONTRACT_ID])
     out = tmp_path / "mlcheck_s.wasm"
     out.write_bytes(signed)

@@ -40,11 +40,16 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 @pytest.fixture(autouse=True)
-def oci_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test pulls into an empty cache and keeps its keys to itself."""
+def oci_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, artifacts: Artifacts) -> Path:
+    """Each test pulls into an empty cache and keeps its keys to itself; it trusts the account that made the
+    archive (another user's, as a pulled archive is), with `waft keys trust`'s store."""
+    from waft.claims import trust
+    from waft.oci import par as parlib
+
     home = tmp_path / "waft-home"
     home.mkdir()
     monkeypatch.setenv("WAFT_HOME", str(home))
+    trust.trust(parlib.load_par(artifacts.httpserver_par.read_bytes()).issuer)
     return home
 
 

@@ -13,7 +13,7 @@ import aiohttp
 import msgpack
 import nats
 import pytest
-from waft_testing import ROOT, running_host
+from waft_testing import ROOT, running_host, trusted_account
 
 from waft.app import Manifest, read_state, reconcile, status, undeploy
 from waft.claims import KeyPair, Role
@@ -115,12 +115,12 @@ async def test_host_refusals_by_ref(nats_url, lattice_prefix, registry, pushed, 
             await host.start_provider(pushed["echo"])
         # provider archives from files: a changed target, a forged claim, a broken tarball
         good = parlib.create_par("waft_testprovider", capid="waft:test", vendor="waft", name="Test provider",
-                                 issuer=KeyPair.generate(Role.ACCOUNT), subject=KeyPair.generate(Role.SERVICE),
+                                 issuer=trusted_account(), subject=KeyPair.generate(Role.SERVICE),
                                  source=ROOT / "tests" / "support")
         archive = parlib.load_par(good)
         altered = parlib.pack_archive(archive.token, {"py3-none-any": archive.targets["py3-none-any"] + b"\0"})
         forged = parlib.pack_archive(parlib.sign_provider(
-            archive.targets, issuer=KeyPair.generate(Role.ACCOUNT), subject=KeyPair.generate(Role.SERVICE),
+            archive.targets, issuer=trusted_account(), subject=KeyPair.generate(Role.SERVICE),
             name="x", capid="waft:test", vendor="v").rsplit(".", 1)[0] + "." + archive.token.rsplit(".", 1)[1],
             archive.targets)
         for name, data, why in (("altered.par", altered, "hash mismatch"), ("forged.par", forged, "Invalid signature"),
@@ -148,7 +148,7 @@ async def test_provider_runs_the_code_in_its_archive(nats_url, lattice_prefix, o
     marker = tmp_path / "marker"
     monkeypatch.setenv("WAFT_PAR_MARKER", str(marker))
     data = parlib.create_par("waft_testprovider", capid="waft:test", vendor="waft", name="Test provider",
-                             issuer=KeyPair.generate(Role.ACCOUNT), subject=KeyPair.generate(Role.SERVICE),
+                             issuer=trusted_account(), subject=KeyPair.generate(Role.SERVICE),
                              source=source, rev=3, compress=True)
     par_file = tmp_path / "testprovider.par.gz"
     par_file.write_bytes(data)

@@ -8,7 +8,7 @@ import json
 import tarfile
 
 import pytest
-from waft_testing import ROOT, built_actor, run_waft
+from waft_testing import ROOT, built_actor, run_waft, trusted_account
 
 from waft.claims import KeyPair, Role, sign_actor
 from waft.claims.jwt import b64url, b64url_decode
@@ -23,7 +23,7 @@ LAYER_TYPES = {"echo": "application/vnd.module.wasm.content.layer.v1+wasm",
 def fresh_actor() -> bytes:
     """An echo actor signed with new keys: bytes (and so a blob digest) no other test shares."""
     module = built_actor("echo", signed=False).read_bytes()
-    return sign_actor(module, issuer=KeyPair.generate(Role.ACCOUNT), subject=KeyPair.generate(Role.MODULE),
+    return sign_actor(module, issuer=trusted_account(), subject=KeyPair.generate(Role.MODULE),
                       name="echo-variant", caps=["wasmcloud:httpserver"])
 
 
@@ -155,7 +155,7 @@ async def test_kind_mismatch_and_digest_refs(registry, pushed, oci_home):
 # --------------------------------------------------------------------------------- provider archives
 def make_par(tmp_path, **overrides) -> bytes:
     return parlib.create_par("waft_testprovider", capid="waft:test", vendor="waft", name="Test provider",
-                             issuer=KeyPair.generate(Role.ACCOUNT), subject=KeyPair.generate(Role.SERVICE),
+                             issuer=trusted_account(), subject=KeyPair.generate(Role.SERVICE),
                              source=ROOT / "tests" / "support", **overrides)
 
 

@@ -31,6 +31,28 @@ async def running_host(**config: object) -> AsyncIterator[object]:
         await asyncio.wait_for(task, 30)
 
 
+def trusted_account() -> object:
+    """A fresh account key the suite's hosts trust, through `waft keys trust`'s own store (not by turning the
+    trust policy off): tests that sign with throwaway keys still run under the default policy."""
+    from waft.claims import trust
+    from waft.claims.keys import KeyPair, Role
+
+    account = KeyPair.generate(Role.ACCOUNT)
+    trust.trust(account.public_key)
+    return account
+
+
+def built_issuers() -> list[str]:
+    """The issuers of the actors already built in build/actors (signed by whoever's key store built them)."""
+    from waft.claims import inspect_actor
+
+    found = set()
+    for path in sorted((ROOT / "build" / "actors").glob("*_s.wasm")):
+        with contextlib.suppress(Exception):  # a half-written or foreign file is not our concern here
+            found.add(inspect_actor(path.read_bytes()).issuer)
+    return sorted(found)
+
+
 def built_actor(name: str, signed: bool = True) -> Path:
     """A built actor from build/actors; built on demand so a bare `pytest` works too."""
     path = ROOT / "build" / "actors" / (f"{name}_s.wasm" if signed else f"{name}.wasm")

@@ -10,6 +10,7 @@ from typing import Any
 from waft.claims import jwt, wasm
 from waft.claims.jwt import ClaimsError
 from waft.claims.keys import KeyPair, Role
+from waft.claims.trust import TrustPolicy
 
 DAY = 86400
 
@@ -95,7 +96,7 @@ def inspect_actor(module: bytes) -> ActorClaims:
 
 
 def verify_actor(module: bytes, *, allowed_issuers: Iterable[str] | None = None,
-                 now: float | None = None) -> ActorClaims:
+                 now: float | None = None, trust: TrustPolicy | None = None) -> ActorClaims:
     """Everything a host checks before it runs a module; raise ClaimsError naming the first failure."""
     token = wasm.read_token(module)
     if token is None:
@@ -110,4 +111,6 @@ def verify_actor(module: bytes, *, allowed_issuers: Iterable[str] | None = None,
     allowed = set(allowed_issuers or ())
     if allowed and claims.issuer not in allowed:
         raise ClaimsError(f"issuer {claims.issuer} is not on this host's allow-list")
+    if trust is not None:
+        trust.check(claims.issuer, f"actor {claims.name or claims.subject}")
     return claims

@@ -1,10 +1,11 @@
-"""`waft keys gen|get|list`: nkeys for every role, kept under `$WAFT_HOME/keys`."""
+"""`waft keys gen|get|list`: nkeys for every role, kept under `$WAFT_HOME/keys`; `trust|untrust|trusted`: whose
+signed actors and provider archives this machine's hosts run besides its own account keys (`waft.claims.trust`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from waft.claims import keystore
+from waft.claims import keystore, trust
 from waft.claims.keys import KeyPair, Role
 from waft.cli.output import CliError, add_output_flag, emit
 
@@ -27,6 +28,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls = sub.add_parser("list", help="list stored keys")
     add_output_flag(ls)
     ls.set_defaults(handler=_list)
+
+    add = sub.add_parser("trust", help="trust an account key as an issuer of actors and provider archives")
+    add.add_argument("public_key", help="an account public key (A…)")
+    add_output_flag(add)
+    add.set_defaults(handler=_trust)
+
+    remove = sub.add_parser("untrust", help="stop trusting an issuer added with `waft keys trust`")
+    remove.add_argument("public_key")
+    add_output_flag(remove)
+    remove.set_defaults(handler=_untrust)
+
+    trusted = sub.add_parser("trusted", help="list the trusted issuers and why each is trusted")
+    add_output_flag(trusted)
+    trusted.set_defaults(handler=_trusted)
 
 
 def _gen(args: argparse.Namespace) -> int:
@@ -55,4 +70,35 @@ def _list(args: argparse.Namespace) -> int:
     rows = [{"name": name, "role": pair.role.name.lower(), "public_key": pair.public_key}
             for name, pair in keystore.list_keys()]
     emit(args, rows, columns=["name", "role", "public_key"], rows=rows, title=str(keystore.keys_dir()))
+    return 0
+
+
+def _trust(args: argparse.Namespace) -> int:
+    try:
+        path = trust.trust(args.public_key)
+    except trust.UntrustedIssuer as exc:
+        raise CliError(str(exc)) from None
+    emit(args, {"trusted": args.public_key, "path": str(path)})
+    return 0
+
+
+def _untrust(args: argparse.Namespace) -> int:
+    try:
+        removed = trust.untrust(args.public_key)
+    except trust.UntrustedIssuer as exc:
+        raise CliError(str(exc)) from None
+    if not removed:
+        local = " (it is a local account key, always trusted)" if args.public_key in trust.local_accounts() else ""
+        raise CliError(f"{args.public_key} was not added with `waft keys trust`{local}")
+    emit(args, {"untrusted": args.public_key})
+    return 0
+
+
+def _trusted(args: argparse.Namespace) -> int:
+    policy = trust.TrustPolicy.from_settings()
+    rows = [{"public_key": key, "source": "key store"} for key in trust.local_accounts()]
+    rows += [{"public_key": key, "source": "waft keys trust"} for key in trust.stored_trusted()]
+    rows += [{"public_key": key, "source": "WAFT_TRUSTED_ISSUERS"} for key in policy.extra]
+    title = {True: "WAFT_ALLOWED_ISSUERS replaces this list", False: f"policy: {policy.mode}"}[bool(policy.only)]
+    emit(args, rows, columns=["public_key", "source"], rows=rows, title=title)
     return 0

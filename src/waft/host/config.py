@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from waft.claims.keys import Role
+from waft.claims.trust import TRUST_KEYS, TrustPolicy
 from waft.config import int_setting, setting
 from waft.host.wapc import Limits
 from waft.lattice import subjects
@@ -24,6 +25,11 @@ class HostConfig:
     cluster_seed: str | None = None
     cluster_issuers: list[str] = field(default_factory=list)
     allowed_issuers: list[str] = field(default_factory=list)
+    #: Whose actors and provider archives run (`waft.claims.trust`): "keys" (the local account keys,
+    #: `waft keys trust`, `trusted_issuers`) or "any"; a non-empty `allowed_issuers` replaces both.
+    #: None: the `trust` / `trusted_issuers` settings, read when the policy is built.
+    trust: str | None = None
+    trusted_issuers: list[str] | None = None
     rpc_timeout_s: float = 2.0
     limits: Limits = field(default_factory=Limits)
     labels: dict[str, str] = field(default_factory=dict)
@@ -42,6 +48,9 @@ class HostConfig:
     #: Modules a `python:<module>` provider ref may name (None: the `python_providers` setting, else
     #: `provider_refs.DEFAULT_PYTHON_PROVIDERS`): a ctl user must not run any importable module.
     python_providers: list[str] | None = None
+    #: Stand as a candidate for the lattice's reconciler (`waft.reconciler`), which keeps deployed apps as
+    #: declared; `WAFT_RECONCILER=0` keeps this host out of it.
+    reconciler: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> HostConfig:
@@ -57,6 +66,8 @@ class HostConfig:
         config.cluster_seed = setting("cluster_seed", wasmcloud="cluster_seed", env=env)
         config.cluster_issuers = _list(setting("cluster_issuers", wasmcloud="cluster_issuers", env=env))
         config.allowed_issuers = _list(setting("allowed_issuers", env=env))
+        config.trust = (setting("trust", TRUST_KEYS, env=env) or TRUST_KEYS).strip().lower()
+        config.trusted_issuers = _list(setting("trusted_issuers", env=env))
         timeout_ms = int_setting("rpc_timeout_ms", 0, wasmcloud="rpc_timeout_ms", env=env)
         if timeout_ms:
             config.rpc_timeout_s = timeout_ms / 1000
@@ -66,12 +77,19 @@ class HostConfig:
         config.limits = Limits.from_settings(env)
         if (python := setting("python_providers", env=env)) is not None:
             config.python_providers = _list(python)
+        config.reconciler = (setting("reconciler", "1", env=env) or "1").lower() not in ("0", "false", "off", "no")
         # wasmCloud's convention: HOST_<NAME>=value labels the host <name>=value.
         config.labels = {k[5:].lower(): v for k, v in env.items() if k.startswith("HOST_") and len(k) > 5}
         for key, value in overrides.items():
             if value is not None:
                 setattr(config, key, value)
         return config
+
+    def trust_policy(self) -> TrustPolicy:
+        defaults = TrustPolicy.from_settings() if self.trust is None or self.trusted_issuers is None else None
+        mode = self.trust if self.trust is not None else defaults.mode  # type: ignore[union-attr]
+        extra = tuple(self.trusted_issuers) if self.trusted_issuers is not None else defaults.extra  # type: ignore[union-attr]
+        return TrustPolicy(mode, extra, tuple(self.allowed_issuers))
 
     def with_stored_cluster_key(self) -> HostConfig:
         """Hosts started from the CLI share the cluster key kept in the key store, so `waft ctl call`

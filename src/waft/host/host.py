@@ -175,7 +175,10 @@ class Host:
         await session.control.unsubscribe()
         for pool in list(self.actors.values()):
             await self._stop_pool(pool)
+        provider_keys = {p.public_key for p in session.providers.running.values()}
         await session.providers.stop_all()
+        for public_key in sorted(provider_keys):
+            await session.cache.release(public_key, self.host_id)
         await session.events.publish(lattice_events.host_stopped(self.labels))
         await session.cache.stop()
         await wait_closed(session.nc)
@@ -219,7 +222,7 @@ class Host:
         """Verify and start `count` instances of the actor at `image_ref` (a file path or OCI ref)."""
         try:
             module_bytes = await self._fetch_actor(image_ref)
-            claims = verify_actor(module_bytes, allowed_issuers=self.config.allowed_issuers)
+            claims = verify_actor(module_bytes, trust=self.config.trust_policy())
         except (WaftError, OSError) as exc:  # bad claims, a registry refusal, an unreadable file
             error = f"cannot start actor {image_ref}: {exc}"
             await self.events.publish(lattice_events.actor_start_failed(image_ref, error))
@@ -246,6 +249,7 @@ class Host:
             pool = ActorPool(module, claims, image_ref, self.config.limits, self.executor,
                              self.session.router.host_call_for)
             self.actors[claims.subject] = pool
+            await self.cache.hold(claims.subject, self.host_id)
             await self.cache.put_claims(claims.subject, claims.summary())
             pool.subscription = await self.nc.subscribe(
                 subjects.actor_rpc(self.config.prefix, claims.subject),
@@ -298,6 +302,7 @@ class Host:
         for instance in list(pool.instances):
             await self.events.publish(lattice_events.actor_stopped(pool.public_key, instance.instance_id))
         await pool.close()
+        await self.cache.release(pool.public_key, self.host_id)
         # The server must drop our subscription before stop_actor returns: a request sent after it
         # must find no responders, not a subscriber that silently ignores it.
         with contextlib.suppress(Exception):
@@ -351,11 +356,13 @@ class Host:
         try:
             spec = await resolve_provider(provider_ref, allow_latest=self.config.allow_latest,
                                           allowed_insecure=self.config.allowed_insecure,
-                                          python_providers=self.config.python_providers)
+                                          python_providers=self.config.python_providers,
+                                          trust=self.config.trust_policy())
             provider = await self.providers.start(spec, link_name, config_json, annotations)
         except (WaftError, OSError) as exc:
             await self.events.publish(lattice_events.provider_start_failed(provider_ref, link_name, str(exc)))
             raise StartError(f"cannot start provider {provider_ref}: {exc}") from None
+        await self.cache.hold(spec.public_key, self.host_id)
         await self.cache.put_claims(spec.public_key, {"iss": spec.claims.get("iss", ""), "name": spec.name,
                                                       "sub": spec.public_key, "caps": spec.contract_id,
                                                       "version": spec.claims.get("version", ""),
@@ -364,7 +371,10 @@ class Host:
         return provider
 
     async def stop_provider(self, public_key: str, link_name: str) -> bool:
-        return await self.providers.stop(public_key, link_name) is not None
+        stopped = await self.providers.stop(public_key, link_name) is not None
+        if stopped and not any(p.public_key == public_key for p in self.providers.running.values()):
+            await self.cache.release(public_key, self.host_id)
+        return stopped
 
     async def put_link(self, link: LinkDefinition) -> None:
         previous = self.cache.links.get(link.key)

@@ -3,6 +3,14 @@
 As in wasmCloud 0.x (§5.2) it is a JetStream stream, `LATTICECACHE_{prefix}` over `lc.{prefix}.>`,
 one message kept per subject. Every host follows it with an ordered consumer, so a link put through
 any host (or before a host joined) reaches all of them and survives host restarts.
+
+Claims are removed when the last host running an actor (or provider) stops it: 0.x left them for ever, so
+`get claims` listed, and call aliases resolved to, actors nobody ran. Each host keeps a presence entry
+`lc.{prefix}.running.{public_key}.{host_id}` while it runs one; a host that stops its last instance purges
+its own entry, then, if no other presence is left at the server, writes an empty claims message (a
+tombstone) conditional on the claims being the ones it looked at, so a host starting the actor meanwhile
+(presence first, then claims) always keeps them. A claim put again (a new revision) supersedes the old
+one in place: the stream keeps one message per subject.
 """
 
 from __future__ import annotations
@@ -91,7 +99,10 @@ class LatticeCache:
         if kind == "linkdefs":
             self._apply_link(body)
         elif kind == "claims":
-            self.claims[parts[3]] = {str(k): str(v) for k, v in body.items()}
+            if body:
+                self.claims[parts[3]] = {str(k): str(v) for k, v in body.items()}
+            else:  # the tombstone of the last host that ran it
+                self.claims.pop(parts[3], None)
         self.on_change()
 
     def _apply_link(self, body: dict[str, Any]) -> None:
@@ -124,6 +135,37 @@ class LatticeCache:
     async def put_claims(self, public_key: str, claims: dict[str, str]) -> None:
         self.claims[public_key] = claims
         await self._publish(("claims", public_key), claims)
+
+    async def hold(self, public_key: str, host_id: str) -> None:
+        """Say this host runs `public_key`; call before `put_claims` (see the module docstring for why)."""
+        await self._publish(("running", public_key, host_id), {"host_id": host_id})
+
+    async def release(self, public_key: str, host_id: str) -> bool:
+        """This host no longer runs `public_key`; remove its claims if no other host does. True if removed."""
+        js = self._nc.jetstream()
+        stream = subjects.lattice_cache_stream(self._prefix)
+        claims_subject = subjects.lattice_cache(self._prefix, "claims", public_key)
+        try:
+            await js.purge_stream(stream, subject=subjects.lattice_cache(self._prefix, "running", public_key, host_id))
+            try:
+                last = await js.get_last_msg(stream, claims_subject)
+            except nats.js.errors.NotFoundError:
+                return False
+            others = await js.stream_info(stream, subjects_filter=subjects.lattice_cache(
+                self._prefix, "running", public_key, "*"))
+            if others.state.subjects or not last.data:
+                return False
+            await js.publish(claims_subject, b"", timeout=5,
+                             headers={"Nats-Expected-Last-Subject-Sequence": str(last.seq)})
+        except nats.js.errors.APIError as exc:  # 10071: the claims changed since we looked: someone started it
+            log.info("claims of %s kept: %s", public_key, exc)
+            return False
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.warning("could not release %s in the lattice cache (%s); its claims may stay", public_key, exc)
+            return False
+        self.claims.pop(public_key, None)
+        self.on_change()
+        return True
 
     def find_alias(self, alias: str) -> str | None:
         """The one actor claiming `alias`; None when none does. Two claiming it is an error, never a guess:

@@ -16,6 +16,7 @@ import importlib
 
 from waft.claims import keystore
 from waft.claims.keys import Role
+from waft.claims.trust import TrustPolicy
 from waft.config import setting
 from waft.host.providers import ProviderSpec, ProviderStartError, python_provider_command
 
@@ -34,7 +35,8 @@ def allowed_python_providers(configured: list[str] | None = None) -> list[str]:
 
 
 async def resolve_provider(ref: str, *, allow_latest: bool = False, allowed_insecure: list[str] | None = None,
-                           python_providers: list[str] | None = None) -> ProviderSpec:
+                           python_providers: list[str] | None = None,
+                           trust: TrustPolicy | None = None) -> ProviderSpec:
     if ref.startswith("python:"):
         module_name = ref.removeprefix("python:")
         allowed = allowed_python_providers(python_providers)
@@ -47,7 +49,8 @@ async def resolve_provider(ref: str, *, allow_latest: bool = False, allowed_inse
             from waft.oci.par import resolve_par_provider
         except ImportError:
             raise ProviderStartError(f"provider archives are not supported by this build: {ref}") from None
-        return await resolve_par_provider(ref, allow_latest=allow_latest, allowed_insecure=allowed_insecure or [])
+        return await resolve_par_provider(ref, allow_latest=allow_latest, allowed_insecure=allowed_insecure or [],
+                                          trust=trust)
     raise ProviderStartError(f"unknown provider reference {ref!r}: use python:<module>, a .par file or an OCI ref")
 
 

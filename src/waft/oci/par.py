@@ -44,6 +44,7 @@ from typing import Any
 from waft.claims import jwt
 from waft.claims.jwt import ClaimsError
 from waft.claims.keys import KeyError_, KeyPair, Role, decode_public_key
+from waft.claims.trust import TrustPolicy
 from waft.config import int_setting, waft_home
 from waft.oci.refs import OciError
 
@@ -462,17 +463,21 @@ def _is_oci(ref: str) -> bool:
     return "/" in ref and (":" in head or "." in head or head == "localhost") and not ref.startswith(("./", "../"))
 
 
-def resolve_par_provider_sync(ref: str, *, allow_latest: bool = False, allowed_insecure: list[str] | None = None):
+def resolve_par_provider_sync(ref: str, *, allow_latest: bool = False, allowed_insecure: list[str] | None = None,
+                              trust: TrustPolicy | None = None):
+    """The issuer is judged before anything is extracted: an untrusted archive writes nothing to the cache."""
     from waft.host.providers import ProviderStartError
 
     try:
         archive = load_par(read_par_ref(ref, allow_latest=allow_latest, allowed_insecure=allowed_insecure))
+        (trust or TrustPolicy.from_settings()).check(archive.issuer, f"provider archive {archive.name or ref}")
         return provider_spec(archive, ref)
-    except OciError as exc:  # ParError included
+    except (OciError, ClaimsError) as exc:  # ParError and UntrustedIssuer included
         raise ProviderStartError(str(exc)) from None
 
 
-async def resolve_par_provider(ref: str, *, allow_latest: bool = False, allowed_insecure: list[str] | None = None):
-    """A ProviderSpec for the provider archive at `ref` (file or OCI), verified and extracted."""
+async def resolve_par_provider(ref: str, *, allow_latest: bool = False, allowed_insecure: list[str] | None = None,
+                               trust: TrustPolicy | None = None):
+    """A ProviderSpec for the provider archive at `ref` (file or OCI), verified, trusted and extracted."""
     return await asyncio.to_thread(resolve_par_provider_sync, ref, allow_latest=allow_latest,
-                                   allowed_insecure=allowed_insecure)
+                                   allowed_insecure=allowed_insecure, trust=trust)
