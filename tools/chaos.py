@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tools.paths import ROOT
+from tools.paths import ROOT, built_actor_issuers
 from waft.embedded_nats import EmbeddedNats
 
 
@@ -102,7 +102,8 @@ class ChaosLattice:
     def __init__(self, workload: Workload, home: Path) -> None:
         self.workload = workload
         self.home = home
-        self.env = {**os.environ, "WAFT_HOME": str(home)}
+        self.env = {**os.environ, "WAFT_HOME": str(home), "WAFT_TRUSTED_ISSUERS": ",".join(filter(None, (
+            os.environ.get("WAFT_TRUSTED_ISSUERS"), built_actor_issuers())))}
         self.nats = EmbeddedNats(home / "nats")
         self.bindle: asyncio.subprocess.Process | None = None
         self.host_a: asyncio.subprocess.Process | None = None

@@ -39,6 +39,7 @@ import yaml
 from tools.bench import peer_setup
 from tools.bench.common import latency_pair, percentile, row
 from tools.bench.cpu import TreeMeter
+from tools.paths import built_actor_issuers
 from waft.loadgen import LoadResult, open_loop
 
 ROOT = peer_setup.ROOT
@@ -119,7 +120,9 @@ async def waft_lattice(body: bytes, *, ready_timeout: float = 180.0) -> AsyncIte
     with tempfile.TemporaryDirectory(prefix="waft-e2e-") as tmp:
         port = peer_setup.free_port()
         manifest = bench_manifest(port, Path(tmp) / "ml-app.yaml")
-        env = {"WAFT_MODELS_DIR": str(MODELS), **os.environ, "WAFT_HOME": str(Path(tmp) / "home")}
+        env = {"WAFT_MODELS_DIR": str(MODELS), **os.environ, "WAFT_HOME": str(Path(tmp) / "home"),
+               "WAFT_TRUSTED_ISSUERS": ",".join(filter(None, (os.environ.get("WAFT_TRUSTED_ISSUERS"),
+                                                               built_actor_issuers())))}
         command = [*_waft_command(), "up", "--nats-port", "0", "--bindle-address", "127.0.0.1:0", "--no-dashboard",
                    "--push-models", "--app", str(manifest)]
         log_path = WORK / "waft-up.log"

@@ -27,7 +27,7 @@ import onnxruntime as ort
 
 from tools.bench.common import percentile, row
 from tools.paths import MODELS, ROOT
-from waft.claims import KeyPair, Role, sign_actor
+from waft.claims import KeyPair, Role, keystore, sign_actor
 from waft.embedded_nats import EmbeddedNats
 from waft.host.host import Host, HostConfig
 from waft.interfaces.mlinference import CONTRACT_ID, MODEL_LOADING, OP_PREDICT, InferenceOutput, predict_request
@@ -46,7 +46,8 @@ def _actor(tmp: Path) -> str:
     """hostcheck re-signed with the mlinference capability (its build claims only `waft:test`)."""
     module = (ROOT / "build" / "actors" / "hostcheck.wasm").read_bytes()
     path = tmp / "mlbench_s.wasm"
-    path.write_bytes(sign_actor(module, issuer=KeyPair.generate(Role.ACCOUNT), subject=KeyPair.generate(Role.MODULE),
+    account = keystore.load_or_create("account", Role.ACCOUNT)  # the local account: the host's policy trusts it
+    path.write_bytes(sign_actor(module, issuer=account, subject=KeyPair.generate(Role.MODULE),
                                 name="mlbench", caps=[CONTRACT_ID]))
     return str(path)
 
