@@ -37,6 +37,7 @@ from waft.bindle.cache import ParcelCache
 from waft.bindle.ids import BindleId, check_sha
 from waft.bindle.invoice import Invoice, InvoiceError, Label, label_from_dict
 from waft.bindle.search import Matches
+from waft.bindle.signing import ConsumerPolicy, SignatureError
 from waft.config import int_setting, setting
 from waft.errors import WaftError
 
@@ -95,6 +96,14 @@ class ServerError(BindleError):
     """5xx, or the server could not be reached."""
 
 
+class InvoiceRefused(BindleError):
+    """An invoice whose signatures fail this client's policy (`signing.ConsumerPolicy`)."""
+
+
+class InvoiceMismatch(BindleError):
+    """`push` found the server already holding this id with other content: reusing it would serve other files."""
+
+
 def max_parcel_bytes() -> int:
     """`WAFT_BINDLE_MAX_DOWNLOAD_BYTES`: a parcel whose label declares more is refused before it is fetched."""
     return int_setting("bindle_max_download_bytes", MAX_PARCEL_BYTES)
@@ -127,7 +136,8 @@ class BindleClient:
 
     def __init__(self, base_url: str | None = None, *, auth: tuple[str, str] | None = None,
                  cache_dir: Path | None = None, progress: bool = False,
-                 read_timeout: float = READ_TIMEOUT, write_auth: tuple[str, str] | None = None) -> None:
+                 read_timeout: float = READ_TIMEOUT, write_auth: tuple[str, str] | None = None,
+                 policy: ConsumerPolicy | None = None) -> None:
         base = base_url or default_url()
         self.base_url = base if base.endswith("/") else base + "/"
         # A plain header (aiohttp's BasicAuth helper is deprecated); sent on every request, GET included.
@@ -142,6 +152,7 @@ class BindleClient:
             token = base64.b64encode(f"{write_auth[0]}:{write_auth[1]}".encode()).decode("ascii")
             self._write_headers["Authorization"] = f"Basic {token}"
         self.cache = ParcelCache(cache_dir)
+        self.policy = policy or ConsumerPolicy.from_settings()
         #: sha256 -> size, from every invoice this client read: how much each parcel may be.
         self._sizes: dict[str, int] = {}
         self.progress = progress
@@ -194,6 +205,10 @@ class BindleClient:
         _, body = await self._request("GET", f"_i/{bid}", "invoice",
                                       query={"yanked": "true"} if yanked else None)
         invoice: Invoice = _decode(lambda: Invoice.from_toml(body))
+        try:
+            self.policy.check(invoice)
+        except SignatureError as exc:
+            raise InvoiceRefused(str(exc)) from None
         self._sizes.update({p.label.sha256.lower(): p.label.size for p in invoice.parcels})
         return invoice
 
@@ -323,6 +338,10 @@ class BindleClient:
             created = True
         except InvoiceAlreadyExists:
             stored = await self.get_invoice(invoice.id)
+            if differences := invoice_differences(stored, invoice):
+                raise InvoiceMismatch(f"bindle {invoice.id} already exists on {self.base_url} with other content "
+                                      f"({'; '.join(differences)}); an invoice is immutable: push a new version",
+                                      409) from None
             missing = await self.missing_parcels(invoice.id)
             created = False
         uploaded, absent = [], []
@@ -337,6 +356,31 @@ class BindleClient:
             except ParcelAlreadyExists:  # another push won the race; the content is the same
                 pass
         return PushResult(stored, created, uploaded, absent)
+
+
+def _content(invoice: Invoice) -> dict[str, Any]:
+    """What an invoice says, without what a server adds to it (its signatures, the yank)."""
+    doc = invoice.to_dict()
+    for key in ("signature", "yanked", "yankedSignature"):
+        doc.pop(key, None)
+    return doc
+
+
+def invoice_differences(stored: Invoice, local: Invoice) -> list[str]:
+    """The top-level fields (parcels by sha) in which two invoices with one id differ; [] when the same."""
+    a, b = _content(stored), _content(local)
+    found = []
+    for key in sorted(set(a) | set(b)):
+        if key == "parcel":
+            left = {p["label"]["sha256"]: p for p in a.get(key) or []}
+            right = {p["label"]["sha256"]: p for p in b.get(key) or []}
+            if only := sorted(set(left) ^ set(right)):
+                found.append(f"parcels {', '.join(sha[:12] for sha in only)} are on one side only")
+            elif left != right:
+                found.append("parcel labels differ")
+        elif a.get(key) != b.get(key):
+            found.append(f"{key}: server {a.get(key)!r}, local {b.get(key)!r}")
+    return found
 
 
 # --------------------------------------------------------------------------------------- sync facade

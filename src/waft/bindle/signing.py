@@ -219,3 +219,51 @@ def _verify_one(sig: Signature, message: bytes) -> bytes:
     except BadSignatureError:
         raise SignatureError(f"signatures `{sig.key}` cannot be verified") from None
     return public
+
+
+# ------------------------------------------------------------------------------------ the consumer
+
+@dataclass(frozen=True)
+class ConsumerPolicy:
+    """What a client (the mlinference provider, `waft bindle get`) checks on every invoice it reads.
+
+    v0.7.1 clients trusted whatever the server sent. Here every signature an invoice carries must verify (an
+    invoice edited at rest or on the way without re-signing is refused), `require_signed` refuses unsigned
+    invoices, and a `keyring` makes one signature by a known key necessary, so a server that re-signs a
+    swapped invoice with its own fresh key is refused too."""
+
+    require_signed: bool = False
+    keyring: KeyRing | None = None
+
+    @classmethod
+    def from_settings(cls) -> ConsumerPolicy:
+        from waft.config import setting
+
+        required = (setting("bindle_require_signed", "") or "").strip().lower() in ("1", "true", "yes")
+        keyring_path = setting("bindle_keyring")
+        keyring = None
+        if keyring_path:
+            path = Path(keyring_path)
+            if not path.is_file():
+                raise SignatureError(f"WAFT_BINDLE_KEYRING names {path}, which is not a file")
+            keyring = KeyRing.load(path)
+        return cls(required, keyring)
+
+    def check(self, invoice: Invoice) -> None:
+        """Raise SignatureError naming the invoice and what failed."""
+        what = f"invoice {invoice.name}/{invoice.version}"
+        if not invoice.signature:
+            if self.require_signed or self.keyring is not None:
+                wants = "WAFT_BINDLE_KEYRING" if self.keyring is not None else "WAFT_BINDLE_REQUIRE_SIGNED"
+                raise SignatureError(f"{what} is not signed, and {wants} wants a signature")
+            return
+        known = False
+        for sig in invoice.signature:
+            try:
+                public = _verify_one(sig, cleartext(invoice, sig.by, sig.role))
+            except SignatureError as exc:
+                raise SignatureError(f"{what}: the {sig.role} signature by {sig.by!r} does not verify ({exc}); "
+                                     "the invoice was changed after it was signed") from None
+            known = known or (self.keyring is not None and self.keyring.contains(public))
+        if self.keyring is not None and not known:
+            raise SignatureError(f"{what} is signed only by keys that are not in WAFT_BINDLE_KEYRING")
