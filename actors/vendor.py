@@ -9,7 +9,8 @@ naming the package, where it comes from and how to seed the cache by hand.
 - wuffs: the PyPI sdist pywuffs 2.0.1 (`libs/wuffs/release/c/wuffs-unsupported-snapshot.c`), modules BASE,
   BMP, GIF, LZW only: BMP and GIF.
 - libwebp: 1.5.0, Debian's `libwebp_1.5.0.orig.tar.gz` (the Debian 13 version) from the Debian pool; the
-  decoder only (`src/dec`, `src/dsp`, `src/utils`, `src/webp`): WebP, lossy and lossless.
+  decoder (`src/dec`, `src/dsp`, `src/utils`, `src/webp`) and the demuxer (`src/demux/demux.c`, which finds
+  an animation's first frame): WebP, lossy, lossless and animated.
 """
 
 from __future__ import annotations
@@ -83,10 +84,10 @@ PACKAGES: dict[str, Package] = {
         name="libwebp", version="1.5.0", archive="libwebp_1.5.0.orig.tar.gz",
         sha256="7d6fab70cf844bf6769077bd5d7a74893f8ffd4dfb42861745750c63c2a5c92c",
         how="debian-orig", source="pool/main/libw/libwebp/libwebp_1.5.0.orig.tar.gz", top="libwebp-1.5.0",
-        extract=("src/dec", "src/dsp", "src/utils", "src/webp", "src/enc/histogram_enc.h",
+        extract=("src/dec", "src/demux/demux.c", "src/dsp", "src/utils", "src/webp", "src/enc/histogram_enc.h",
                  "src/enc/backward_references_enc.h", "COPYING", "PATENTS"),  # dsp/lossless.h includes the two
         sources=(*(f"src/dec/{n}.c" for n in _WEBP_DEC), *(f"src/dsp/{n}.c" for n in _WEBP_DSP),
-                 *(f"src/utils/{n}.c" for n in _WEBP_UTILS)),
+                 *(f"src/utils/{n}.c" for n in _WEBP_UTILS), "src/demux/demux.c"),
         includes=(".", "src"),
         cflags=("-DNDEBUG",),  # no WEBP_USE_THREAD: single-threaded, no pthreads in the sandbox
     ),

@@ -13,6 +13,7 @@
 #include "wuffs-unsupported-snapshot.c"
 
 #include "webp/decode.h"
+#include "webp/demux.h"
 
 static char reason_text[160];
 
@@ -239,40 +240,87 @@ static const char *webp_reason(VP8StatusCode code) {
     }
 }
 
+/* An animated WebP is its first frame as Pillow shows it: libwebp's animation decoder (which Pillow uses)
+ * decodes frame 1 into a zeroed canvas without blending (the canvas background colour is only a hint),
+ * and convert("RGB") drops alpha; so the frame's own RGB at its offset, black around it. The demuxer finds
+ * the frame; its bitstream is decoded straight into the canvas, so memory stays 3 bytes a canvas pixel. */
+static const char *first_frame(const uint8_t *data, size_t len, int canvas_w, int canvas_h, WebPDemuxer **demux,
+                               WebPIterator *iter) {
+    WebPData whole = {data, len};
+    WebPDemuxState state;
+    *demux = WebPDemuxPartial(&whole, &state);
+    if (!*demux || state == WEBP_DEMUX_PARSE_ERROR) return "bad WebP data: animation";
+    if (!WebPDemuxGetFrame(*demux, 1, iter)) return state == WEBP_DEMUX_DONE ? "animated WebP has no frames"
+                                                                             : "truncated WebP";
+    if (!iter->complete) return "truncated WebP";
+    if (iter->x_offset < 0 || iter->y_offset < 0 || iter->width <= 0 || iter->height <= 0 ||
+        iter->x_offset + iter->width > canvas_w || iter->y_offset + iter->height > canvas_h)
+        return "bad WebP data: frame outside the canvas";
+    WebPBitstreamFeatures ff;
+    if (WebPGetFeatures(iter->fragment.bytes, iter->fragment.size, &ff) != VP8_STATUS_OK ||
+        ff.width != iter->width || ff.height != iter->height)
+        return "bad WebP data: frame size";
+    return NULL;
+}
+
 static const char *decode_webp(const uint8_t *data, size_t len, uint64_t max_pixels, waft_image *img) {
     WebPBitstreamFeatures f;
     VP8StatusCode code = WebPGetFeatures(data, len, &f);
     if (code != VP8_STATUS_OK) return webp_reason(code);
-    if (f.has_animation) return "unsupported WebP: animation";
     if (f.width <= 0 || f.height <= 0) return "WebP has no pixels";
-    uint64_t pixels = (uint64_t)f.width * (uint64_t)f.height;
+    uint64_t pixels = (uint64_t)f.width * (uint64_t)f.height; /* an animation's canvas */
     if (pixels > max_pixels || pixels > (SIZE_MAX / 8))
         return too_large((uint64_t)f.width, (uint64_t)f.height, max_pixels);
-    size_t stride = (size_t)f.width * 3, nbytes = stride * (size_t)f.height;
-    uint8_t *rgb = malloc(nbytes);
-    if (!rgb) return "out of memory while decoding";
-    /* The default options (fancy upsampling, no dithering), as Pillow's libwebp decode. */
+    const uint8_t *bits = data;
+    size_t nbits = len, offset = 0;
+    WebPDemuxer *demux = NULL;
+    WebPIterator iter;
     WebPDecoderConfig config;
+    uint8_t *rgb = NULL;
+    memset(&iter, 0, sizeof iter);
+    size_t stride = (size_t)f.width * 3, nbytes = stride * (size_t)f.height;
+    const char *err = NULL;
+    if (f.has_animation) {
+        err = first_frame(data, len, f.width, f.height, &demux, &iter);
+        if (err) goto done;
+        bits = iter.fragment.bytes;
+        nbits = iter.fragment.size;
+        offset = (size_t)iter.y_offset * stride + (size_t)iter.x_offset * 3;
+    }
+    /* calloc: what an animation's first frame does not cover is black */
+    rgb = f.has_animation ? calloc(nbytes, 1) : malloc(nbytes);
+    if (!rgb) {
+        err = "out of memory while decoding";
+        goto done;
+    }
+    /* The default options (fancy upsampling, no dithering), as Pillow's libwebp decode. */
     if (!WebPInitDecoderConfig(&config)) {
         free(rgb);
-        return "WebP decoder version mismatch";
+        err = "WebP decoder version mismatch";
+        goto done;
     }
     config.output.colorspace = MODE_RGB;
     config.output.is_external_memory = 1;
-    config.output.u.RGBA.rgba = rgb;
+    config.output.u.RGBA.rgba = rgb + offset;
     config.output.u.RGBA.stride = (int)stride;
-    config.output.u.RGBA.size = nbytes;
-    code = WebPDecode(data, len, &config);
+    config.output.u.RGBA.size = nbytes - offset;
+    code = WebPDecode(bits, nbits, &config);
     WebPFreeDecBuffer(&config.output);
     if (code != VP8_STATUS_OK) {
         free(rgb);
-        return webp_reason(code);
+        err = webp_reason(code);
+        goto done;
     }
     img->pixels = rgb;
     img->width = (uint32_t)f.width;
     img->height = (uint32_t)f.height;
     img->channels = 3;
-    return NULL;
+done:
+    if (demux) {
+        WebPDemuxReleaseIterator(&iter);
+        WebPDemuxDelete(demux);
+    }
+    return err;
 }
 
 const char *waft_formats_decode(const uint8_t *data, size_t len, uint64_t max_pixels, waft_image *img) {

@@ -1,5 +1,6 @@
-/* BMP, GIF (first frame) and WebP (lossy and lossless) for the pre-processor, through vendored libraries:
- * Wuffs for BMP and GIF, libwebp's decoder for WebP (both fetched at build time: actors/vendor.py).
+/* BMP, GIF (first frame) and WebP (lossy and lossless; an animation's first frame) for the pre-processor,
+ * through vendored libraries: Wuffs for BMP and GIF, libwebp's decoder and demuxer for WebP (both fetched
+ * at build time: actors/vendor.py).
  *
  * Output matches Pillow's `Image.open(...).convert("RGB")`: always 3 channels (RGB8); alpha is dropped,
  * not composited (Pillow's convert("RGB") drops it); palettes are looked up. */

@@ -8,7 +8,8 @@
  *
  * Pipeline (the reference is Pillow: decode, convert("RGB"), resize, crop, normalise):
  *   1. sniff the format from magic bytes (PNG signature, JPEG SOI + marker; "BM", "GIF8[79]a",
- *      "RIFF....WEBP" go to formats.c: Wuffs for BMP and GIF's first frame, libwebp for WebP);
+ *      "RIFF....WEBP" go to formats.c: Wuffs for BMP and GIF's first frame, libwebp for WebP and an
+ *      animated WebP's first frame);
  *   2. decode to 8-bit grey or RGB (png.c; jpeg.c for JPEG, which may decode at 1/2, 1/4 or 1/8 scale
  *      in the IDCT when the image is much larger than the model needs);
  *   3. resize ("shorter_side": shorter side to resize_to, longer side truncated like the Python

@@ -89,6 +89,32 @@ def bmp_rle8(width: int = 37, height: int = 21) -> bytes:
     return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + info + palette + bytes(rows)
 
 
+def _le24(value: int) -> bytes:
+    return struct.pack("<I", value)[:3]
+
+
+def _chunk(tag: bytes, payload: bytes) -> bytes:
+    return tag + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) % 2 else b"")
+
+
+def animated_webp(canvas: tuple[int, int], frames: list[tuple[Image.Image, int, int, dict[str, Any]]],
+                  alpha: bool = False) -> bytes:
+    """An animated WebP laid out by hand (Pillow's encoder always writes a first frame as big as the canvas):
+    VP8X with the animation flag, ANIM with a blue background colour (a hint players may ignore; libwebp's
+    animation decoder, which Pillow uses, does), then one ANMF per frame at its (even) offset, each holding
+    the chunks Pillow writes for that frame as a still image."""
+    body = _chunk(b"VP8X", bytes([0x02 | (0x10 if alpha else 0), 0, 0, 0]) + _le24(canvas[0] - 1)
+                  + _le24(canvas[1] - 1))
+    body += _chunk(b"ANIM", bytes([255, 0, 0, 255]) + struct.pack("<H", 0))
+    for image, x, y, params in frames:
+        still = encode(image, "WEBP", **params)[12:]
+        if still[:4] == b"VP8X":  # lossy with alpha: keep its ALPH and VP8 chunks
+            still = still[18:]
+        body += _chunk(b"ANMF", _le24(x // 2) + _le24(y // 2) + _le24(image.width - 1) + _le24(image.height - 1)
+                       + _le24(100) + b"\0" + still)
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
 def samples() -> dict[str, bytes]:
     rgba = cat().convert("RGBA")
     rgba.putalpha(Image.fromarray(np.tile(np.arange(210, dtype=np.uint8), (160, 1))))
@@ -116,6 +142,12 @@ def samples() -> dict[str, bytes]:
         "webp-lossy-odd": encode(cat().crop((1, 1, 150, 99)), "WEBP", quality=50),
         "webp-lossy-alpha": encode(rgba, "WEBP", quality=90),
         "webp-lossy-grey": encode(grey(), "WEBP", quality=75),
+        # animated: the first frame, as Pillow's Image.open shows it
+        "webp-animated": encode(cat(), "WEBP", save_all=True, append_images=[cat().rotate(180)], quality=85),
+        "webp-animated-lossless-offset": animated_webp((240, 200), [(cat(), 6, 4, {"lossless": True}),
+                                                                    (cat().rotate(90), 0, 0, {"lossless": True})]),
+        "webp-animated-lossy-alpha-offset": animated_webp((230, 170), [(rgba, 10, 8, {"quality": 80}),
+                                                                       (cat(), 0, 0, {})], alpha=True),
     }
 
 
@@ -179,6 +211,7 @@ HUGE = {
     "gif": gif_header(65_535, 65_535),
     "webp-lossless": webp_lossless_header(16_384, 16_384),
     "webp-lossy": webp_lossy_header(16_383, 16_383),
+    "webp-animated": animated_webp((16_384, 16_384), []),  # the canvas alone, no frame
 }
 
 
@@ -213,7 +246,7 @@ def test_max_pixels_applies(inst: WapcInstance, name: str) -> None:
     assert convert(inst, data, {**DEFAULT_SPEC, "max_pixels": w * h, "resize_to": 150, "size": [128, 128]}).size
 
 
-@pytest.mark.parametrize("name", sorted(set(SAMPLES) - {"gif-second-frame-ignored"}))
+@pytest.mark.parametrize("name", sorted(n for n in SAMPLES if n != "gif-second-frame-ignored" and "animated" not in n))
 def test_every_truncation_is_an_invalid_encoding(inst: WapcInstance, name: str) -> None:
     data = SAMPLES[name]
     cuts = sorted({*range(0, 64), *range(64, len(data), max(1, len(data) // 40))})
@@ -237,6 +270,22 @@ def test_a_gif_cut_in_its_second_frame_still_decodes_the_first(inst: WapcInstanc
     first_only = encode(Image.open(io.BytesIO(data)), "GIF")  # Pillow saves the frame it has open: the first
     np.testing.assert_array_equal(decode(inst, data[:len(data) - 200]), pillow_rgb(first_only))
     assert "truncated GIF" in convert_error(inst, data[:len(first_only) // 2])
+
+
+def test_an_animated_webp_cut_in_its_second_frame_still_decodes_the_first(inst: WapcInstance) -> None:
+    data = SAMPLES["webp-animated-lossless-offset"]
+    whole = decode(inst, data)
+    np.testing.assert_array_equal(whole, pillow_rgb(data))
+    assert not whole[:4].any() and not whole[:, :6].any()  # outside the first frame: black, not the ANIM blue
+    np.testing.assert_array_equal(decode(inst, data[:len(data) - 100]), whole)
+    first_frame_end = data.index(b"ANMF", data.index(b"ANMF") + 4)
+    for cut in (20, 40, 60, first_frame_end // 2, first_frame_end - 1):
+        assert convert_error(inst, data[:cut]) == "truncated WebP", cut
+
+
+def test_an_animation_whose_first_frame_leaves_the_canvas_is_refused(inst: WapcInstance) -> None:
+    data = animated_webp((100, 80), [(cat(), 0, 0, {"lossless": True})])  # 210 x 160 on a 100 x 80 canvas
+    assert convert_error(inst, data) == "bad WebP data: animation"
 
 
 @pytest.mark.parametrize(("data", "expected"), [

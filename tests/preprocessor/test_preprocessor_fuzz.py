@@ -85,7 +85,7 @@ def seeds() -> list[bytes]:
     cat.quantize(64).save(buf, "PNG")
     out.append(buf.getvalue())
     # BMP, GIF and WebP (vendored Wuffs and libwebp, issue 15): palette and direct BMPs, a two-frame GIF,
-    # lossless and lossy WebP (with alpha too).
+    # lossless, lossy (with alpha too) and animated WebP.
     rgba = cat.convert("RGBA")
     rgba.putalpha(grey.resize(cat.size))
     for image, fmt, params in (
@@ -93,6 +93,7 @@ def seeds() -> list[bytes]:
         (cat.quantize(64), "GIF", {"save_all": True, "append_images": [grey], "interlace": True}),
         (grey, "GIF", {}), (cat, "WEBP", {"lossless": True}), (rgba, "WEBP", {"lossless": True}),
         (cat, "WEBP", {"quality": 70}), (rgba, "WEBP", {"quality": 50}),
+        (cat, "WEBP", {"save_all": True, "append_images": [grey.resize(cat.size).convert("RGB")], "quality": 60}),
     ):
         buf = io.BytesIO()
         image.save(buf, fmt, **params)
