@@ -73,11 +73,9 @@ class AppStore:
     @classmethod
     async def open(cls, nc: NATS, prefix: str) -> AppStore:
         """The lattice's bucket, created on first use."""
-        js = nc.jetstream()
-        try:
-            return cls(await js.key_value(bucket_name(prefix)))
-        except nats.js.errors.BucketNotFoundError:
-            return cls(await js.create_key_value(bucket=bucket_name(prefix), history=1))
+        from waft.lattice.replication import open_replicated_kv
+
+        return cls(await open_replicated_kv(nc, bucket_name(prefix), history=1))
 
     async def get(self, name: str) -> Record | None:
         try:

@@ -51,5 +51,7 @@ def waft_home(env: Mapping[str, str] | None = None) -> Path:
 
 def without_credentials(url: str) -> str:
     """`nats://user:password@host:port` -> `nats://host:port`: for anything printed or shown to others."""
+    if "," in url:  # several servers (a cluster's members)
+        return ",".join(without_credentials(part) for part in url.split(","))
     scheme, sep, rest = url.rpartition("://")
     return f"{scheme}{sep}{rest.rpartition('@')[2]}"

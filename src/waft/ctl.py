@@ -19,7 +19,7 @@ from nats.aio.client import Client as NATS
 from waft.config import without_credentials
 from waft.errors import WaftError
 from waft.lattice import subjects
-from waft.lattice.credentials import host_connect_options
+from waft.lattice.credentials import host_connect_options, server_urls
 from waft.lattice.events import Event, EventError, parse_event
 
 
@@ -49,8 +49,9 @@ class CtlClient:
             # max_reconnect_attempts=0 means "never give up on the server" to nats-py's first connect, so
             # a dead NATS would hang the command; one attempt and no error logging fails fast instead.
             # the operator's key `waft up` stored, when there is one: the CLI needs no credentials flag
-            nc = await nats.connect(url, connect_timeout=timeout, max_reconnect_attempts=1, reconnect_time_wait=0,
-                                    allow_reconnect=False, error_cb=_quiet, **host_connect_options(url))
+            nc = await nats.connect(server_urls(url), connect_timeout=timeout, max_reconnect_attempts=1,
+                                    reconnect_time_wait=0, allow_reconnect=False, error_cb=_quiet,
+                                    **host_connect_options(url))
         except (nats.errors.Error, OSError) as exc:
             raise CtlError(f"cannot reach NATS at {without_credentials(url)} ({type(exc).__name__}); "
                            "is the lattice up? (`waft up`)") from None

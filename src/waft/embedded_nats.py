@@ -10,6 +10,15 @@ instead (what `waft up` passes: nkey users with per-subject permissions, `waft.l
 `url` then carries no credentials, and each client brings its own seed. `monitor_port` turns on the
 HTTP monitoring endpoint (`/varz`, `/connz`, `/subsz`) on 127.0.0.1 (-1: a port the kernel picks), at
 `monitor_url`.
+
+Clustering is nats-server's own (`cluster`, `leaf`): `cluster=ClusterOptions(...)` makes the server a
+member of a full-mesh cluster (a cluster name, its own route listen address, routes to its peers) with
+JetStream clustered over it, so streams can keep replicas on several members; `server_name` must then be
+unique per member, and each member keeps its own store under its `data_dir`. Routes carry their own
+user/password (`ClusterOptions.credentials`), never the client users: a route is a server, not a client,
+and nats-server does not apply client permissions to it. `leaf=LeafRemote(url, credentials)` instead makes
+the server a leaf node of a remote cluster (its clients see the remote's subjects), with its own
+JetStream domain so the two never mix streams.
 """
 
 from __future__ import annotations
@@ -23,12 +32,63 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 MAX_PAYLOAD = 8 * 1024 * 1024
 PING_INTERVAL = "1s"
 PING_MAX = 2
 URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+NAME_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Membership of a nats-server cluster: every member names the same `name` and routes to the others
+    (listing itself among `routes` is harmless, so every member can be given one list)."""
+
+    name: str
+    listen: str  # HOST:PORT where peers' routes come in
+    routes: tuple[str, ...] = ()  # nats-route://HOST:PORT of the other members
+    credentials: tuple[str, str] | None = None  # user/password every route presents and requires
+
+    def __post_init__(self) -> None:
+        if not self.name or not set(self.name) <= NAME_SAFE:
+            raise ValueError(f"cluster name {self.name!r} must be letters, digits, - and _")
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"cluster listen address must be HOST:PORT, got {self.listen!r}")
+        for route in self.routes:
+            if not route.startswith("nats-route://") and not route.startswith("nats://"):
+                raise ValueError(f"a route must be nats-route://HOST:PORT, got {route!r}")
+        if self.credentials and not all(part and set(part) <= URL_SAFE for part in self.credentials):
+            raise ValueError("route user and password must be non-empty and use only letters, digits and -._~")
+
+    def route_urls(self) -> list[str]:
+        """The routes with the shared credentials written in (nats-server reads them from the URL)."""
+        urls = []
+        for route in self.routes:
+            scheme, rest = route.split("://", 1)
+            rest = rest.rsplit("@", 1)[-1]
+            creds = f"{self.credentials[0]}:{self.credentials[1]}@" if self.credentials else ""
+            urls.append(f"{scheme}://{creds}{rest}")
+        return urls
+
+
+@dataclass(frozen=True)
+class LeafRemote:
+    """Leaf-node mode: connect out to `url` (nats-leaf://HOST:7422), authenticated by `credentials`: a NATS
+    credentials file (user JWT + seed, as `nsc` writes them), or an nkey seed file (`$WAFT_HOME/keys/*.nk`)
+    for a hub whose leaf users are nkeys, as `waft up --leaf-listen` makes them."""
+
+    url: str
+    credentials: Path | None = None
+
+    def __post_init__(self) -> None:
+        if "://" not in self.url:
+            raise ValueError(f"leaf remote must be a URL such as nats-leaf://HOST:7422, got {self.url!r}")
+        if self.credentials is not None and not Path(self.credentials).is_file():
+            raise ValueError(f"leaf credentials file {self.credentials} does not exist")
 
 
 def nats_server_binary() -> str:
@@ -46,7 +106,10 @@ class EmbeddedNats:
 
     def __init__(self, data_dir: Path | None = None, *, host: str = "127.0.0.1", port: int = -1,
                  max_payload: int = MAX_PAYLOAD, auth: tuple[str, str] | None = None,
-                 monitor_port: int | None = None, authorization: str | None = None) -> None:
+                 monitor_port: int | None = None, authorization: str | None = None, server_name: str | None = None,
+                 cluster: ClusterOptions | None = None, leaf: LeafRemote | None = None,
+                 js_domain: str | None = None, leaf_listen: str | None = None,
+                 leaf_user: str | None = None) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="waft-nats-"))
         self.host = host
@@ -60,6 +123,20 @@ class EmbeddedNats:
         self.auth = auth
         self.authorization = authorization
         self.monitor_port = monitor_port
+        if cluster and leaf:
+            raise ValueError("a server is a cluster member or a leaf node of a remote cluster, not both here")
+        if server_name is not None and (not server_name or not set(server_name) <= NAME_SAFE):
+            raise ValueError(f"server name {server_name!r} must be letters, digits, - and _")
+        if cluster and not server_name:
+            raise ValueError("a cluster member needs a server name of its own (JetStream tells peers apart by it)")
+        self.server_name = server_name
+        self.cluster = cluster
+        self.leaf = leaf
+        if leaf and leaf_listen:
+            raise ValueError("a leaf node does not take leaf connections itself here")
+        self.leaf_listen = leaf_listen
+        self.leaf_user = leaf_user
+        self.js_domain = js_domain or ("leaf" if leaf else None)
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
         #: `url` without credentials: what a client that must be refused would dial.
@@ -70,19 +147,55 @@ class EmbeddedNats:
         store = self.data_dir / "jetstream"
         # A client that stops answering pings (a frozen host) is dropped after ~3 s, so its queue
         # subscriptions stop receiving work that would only time out; the default is 2 minutes.
+        jetstream: dict[str, object] = {"store_dir": str(store)}
+        if self.js_domain:
+            jetstream["domain"] = self.js_domain
         return (f'listen: "{self.host}:{self.port}"\n'
-                f"max_payload: {self.max_payload}\n"
+                + (f"server_name: {json.dumps(self.server_name)}\n" if self.server_name else "")
+                + f"max_payload: {self.max_payload}\n"
                 f'ping_interval: "{PING_INTERVAL}"\nping_max: {PING_MAX}\n'
-                f'jetstream {{ store_dir: "{store}" }}\n'
+                f"jetstream {json.dumps(jetstream)}\n"
+                + self._cluster_block() + self._leaf_block()
                 + (f"authorization {{ user: {json.dumps(self.auth[0])}, password: {json.dumps(self.auth[1])} }}\n"
                    if self.auth else "")
                 + (self.authorization or "")
                 + (f'http: "127.0.0.1:{self.monitor_port}"\n' if self.monitor_port is not None else ""))
 
+    def _cluster_block(self) -> str:
+        if not self.cluster:
+            return ""
+        block: dict[str, object] = {"name": self.cluster.name, "listen": self.cluster.listen,
+                                    "routes": self.cluster.route_urls()}
+        if self.cluster.credentials:
+            block["authorization"] = {"user": self.cluster.credentials[0], "password": self.cluster.credentials[1]}
+        return f"cluster {json.dumps(block)}\n"
+
+    def _leaf_block(self) -> str:
+        if self.leaf_listen:  # the hub side: leaf nodes come in here, signing for the nkey `leaf_user`
+            block: dict[str, object] = {"listen": self.leaf_listen}
+            if self.leaf_user:
+                block["authorization"] = {"nkey": self.leaf_user}
+            return f"leafnodes {json.dumps(block)}\n"
+        if not self.leaf:
+            return ""
+        remote: dict[str, str] = {"url": self.leaf.url}
+        if self.leaf.credentials is not None:
+            path = Path(self.leaf.credentials).resolve()
+            text = path.read_text(errors="replace")
+            if "NATS USER JWT" in text:
+                remote["credentials"] = str(path)
+            else:  # a bare nkey seed
+                remote["nkey"] = text.strip()
+        return f"leafnodes {json.dumps({'remotes': [remote]})}\n"
+
     def start(self, timeout: float = 10.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats.conf"
-        conf.write_text(self._config())
+        # 0600 from open(2): with a cluster it holds the route password
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file left by an older version may be wider
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self._config())
         ports_dir = self.data_dir / "ports"
         ports_dir.mkdir(exist_ok=True)
         for stale in ports_dir.glob("*.ports"):

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from waft.bindle.auth import ensure_bindle_credentials
 from waft.config import setting, waft_home
-from waft.embedded_nats import EmbeddedNats
+from waft.embedded_nats import ClusterOptions, EmbeddedNats, LeafRemote
 from waft.errors import WaftError
-from waft.lattice.credentials import authorization_config, ensure_credentials, insecure_no_auth
+from waft.lattice.credentials import authorization_config, ensure_credentials, insecure_no_auth, route_credentials
 
 log = logging.getLogger("waft.up")
 
@@ -52,6 +52,14 @@ class UpConfig:
     app_ready_timeout_s: float = 120.0  # how long `up` waits for the app's HTTP route and models after deploy
     host_overrides: dict[str, object] = field(default_factory=dict)
     insecure_no_auth: bool = False  # True: NATS, bindle writes and dashboard writes open to anyone who reaches them
+    nats_host: str = "127.0.0.1"  # where the embedded server listens for clients (0.0.0.0: every interface)
+    server_name: str | None = None  # the embedded server's name; a cluster member needs one of its own
+    cluster_name: str = "waft"
+    cluster_listen: str | None = None  # HOST:PORT for peers' routes: makes the embedded server a cluster member
+    routes: tuple[str, ...] = ()  # nats-route://HOST:PORT of the other members
+    leaf_url: str | None = None  # nats-leaf://HOST:7422: the embedded server is a leaf node of that cluster
+    leaf_credentials: Path | None = None
+    jetstream_wait_s: float = 300.0  # how long a cluster member waits for a majority to form
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -89,18 +97,21 @@ async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | N
         if config.nats_url:
             nats_url = config.nats_url
         else:
-            if config.nats_port and not _port_free("127.0.0.1", config.nats_port):
+            if config.nats_port and not _port_free(config.nats_host, config.nats_port):
                 raise UpError(f"port {config.nats_port} is in use; to join the NATS server there, run "
-                              f"`waft up --nats-url nats://127.0.0.1:{config.nats_port}`")
+                              f"`waft up --nats-url nats://{config.nats_host}:{config.nats_port}`")
             authorization = None
-            if secure:
-                authorization = authorization_config(ensure_credentials(), [config.prefix])
+            credentials = ensure_credentials() if secure else None
+            if credentials:
+                authorization = authorization_config(credentials, [config.prefix])
             else:
                 log.warning("NATS, bindle writes and dashboard writes are open to every local process "
                             "(--insecure-no-auth)")
-            # port 0 lets the kernel pick (nats-server spells that -1)
-            nats_server = EmbeddedNats(home / "nats", port=config.nats_port or -1, authorization=authorization)
+            nats_server = _embedded_nats(config, home, authorization,
+                                         route_credentials(credentials) if credentials else None)
             nats_url = await asyncio.to_thread(nats_server.start)
+            if config.cluster_listen:
+                await _wait_jetstream(nats_url, config.jetstream_wait_s)
         urls["nats"] = nats_url
         host_config = HostConfig.from_env(nats_url=nats_url, prefix=config.prefix, **config.host_overrides)
         host = Host(host_config.with_stored_cluster_key().with_stored_nats_credentials())
@@ -142,6 +153,42 @@ async def up(config: UpConfig, *, on_ready: Callable[[dict[str, str]], None] | N
     finally:
         if nats_server is not None:
             await asyncio.to_thread(nats_server.stop)
+
+
+def _embedded_nats(config: UpConfig, home: Path, authorization: str | None,
+                   route_auth: tuple[str, str] | None) -> EmbeddedNats:
+    """The embedded server as `config` asks: alone, a cluster member (routes carry `route_auth`, which the
+    members derive from the shared host key), or a leaf node of a remote cluster."""
+    cluster = leaf = None
+    try:
+        if config.cluster_listen:
+            cluster = ClusterOptions(config.cluster_name, config.cluster_listen, tuple(config.routes), route_auth)
+        if config.leaf_url:
+            leaf = LeafRemote(config.leaf_url, config.leaf_credentials)
+        name = config.server_name or (f"{socket.gethostname()}-{config.cluster_listen.replace(':', '-')}"
+                                      .replace(".", "-") if cluster else None)
+        # port 0 lets the kernel pick (nats-server spells that -1)
+        return EmbeddedNats(home / "nats", host=config.nats_host, port=config.nats_port or -1,
+                            authorization=authorization, server_name=name, cluster=cluster, leaf=leaf)
+    except ValueError as exc:
+        raise UpError(str(exc)) from None
+
+
+async def _wait_jetstream(nats_url: str, timeout_s: float) -> None:
+    import nats
+
+    from waft.lattice.credentials import host_connect_options, server_urls
+    from waft.lattice.replication import wait_jetstream
+
+    log.info("waiting for the NATS cluster's JetStream (a majority of members must be up)")
+    nc = await nats.connect(server_urls(nats_url), **host_connect_options(nats_url))
+    try:
+        await wait_jetstream(nc, timeout_s)
+    except TimeoutError:
+        raise UpError(f"the NATS cluster's JetStream did not form within {timeout_s:g} s: start the other "
+                      "members (`waft up --cluster-listen ... --route ...` on each)") from None
+    finally:
+        await nc.close()
 
 
 async def _start_bindle(tasks: asyncio.TaskGroup, address: str, stop: asyncio.Event, *,

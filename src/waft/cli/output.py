@@ -92,7 +92,8 @@ def default_nats_url() -> str:
 
 def add_lattice_flags(parser: argparse.ArgumentParser) -> None:
     """Which NATS and which lattice on it, for every command that joins one."""
-    parser.add_argument("--nats-url", default=default_nats_url())
+    parser.add_argument("--nats-url", default=default_nats_url(),
+                        help="NATS server; members of one cluster comma-separated (any that is up is used)")
     add_prefix_flag(parser)
 
 

@@ -21,6 +21,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--nats-url", help="join this NATS server instead of starting one")
     up.add_argument("--join", action="store_true", help="join the NATS server on 127.0.0.1:4222 (a second host)")
     up.add_argument("--nats-port", type=int, default=4222)
+    up.add_argument("--nats-host", default="127.0.0.1",
+                    help="where the embedded NATS server listens for clients (0.0.0.0: every interface)")
+    cluster = up.add_argument_group("NATS cluster (docs/scale-out.md)")
+    cluster.add_argument("--cluster-listen", metavar="HOST:PORT",
+                         help="make the embedded NATS server a cluster member, taking routes here")
+    cluster.add_argument("--route", action="append", default=[], metavar="nats-route://HOST:PORT",
+                         help="another member's cluster address (repeatable, or comma-separated)")
+    cluster.add_argument("--cluster-name", default="waft", help="the same on every member")
+    cluster.add_argument("--server-name", help="this member's name (default: machine name and cluster port)")
+    cluster.add_argument("--leaf-remote", metavar="nats-leaf://HOST:7422",
+                         help="run the embedded NATS server as a leaf node of this remote cluster")
+    cluster.add_argument("--leaf-credentials", type=Path, metavar="FILE",
+                         help="NATS credentials file (user JWT and seed) for the leaf connection")
     add_prefix_flag(up)
     up.add_argument("--bindle-address", default="127.0.0.1:8080")
     up.add_argument("--no-bindle", action="store_true")
@@ -59,7 +72,10 @@ def _up(args: argparse.Namespace) -> int:
     config = UpConfig(nats_url=nats_url, nats_port=args.nats_port, prefix=args.lattice_prefix,
                       bindle_address=None if args.no_bindle or args.join else args.bindle_address,
                       dashboard_address=None if args.no_dashboard or args.join else args.dashboard_address,
-                      app=args.app, push_models=args.push_models, insecure_no_auth=args.insecure_no_auth)
+                      app=args.app, push_models=args.push_models, insecure_no_auth=args.insecure_no_auth,
+                      nats_host=args.nats_host, cluster_listen=args.cluster_listen, cluster_name=args.cluster_name,
+                      routes=tuple(r.strip() for arg in args.route for r in arg.split(",") if r.strip()),
+                      server_name=args.server_name, leaf_url=args.leaf_remote, leaf_credentials=args.leaf_credentials)
 
     def ready(urls: dict[str, str]) -> None:
         for name, url in urls.items():

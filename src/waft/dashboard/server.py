@@ -42,7 +42,7 @@ from waft.interfaces.httpserver import AccessRecord, BadAccessRecord
 from waft.interfaces.mlinference import CONTRACT_ID as MLINFERENCE_CONTRACT
 from waft.lattice import events as lattice_events
 from waft.lattice import subjects
-from waft.lattice.credentials import host_connect_options, insecure_no_auth
+from waft.lattice.credentials import host_connect_options, insecure_no_auth, server_urls
 from waft.lattice.events import Event, EventError, parse_event
 
 log = logging.getLogger("waft.dashboard")
@@ -202,7 +202,7 @@ class Dashboard:
             log.debug("NATS: %s", exc)
 
         try:
-            return await nats.connect(self.config.nats_url, connect_timeout=5, max_reconnect_attempts=-1,
+            return await nats.connect(server_urls(self.config.nats_url), connect_timeout=5, max_reconnect_attempts=-1,
                                       reconnect_time_wait=1, reconnected_cb=reconnected,
                                       disconnected_cb=disconnected, error_cb=error,
                                       **host_connect_options(self.config.nats_url))

@@ -39,7 +39,7 @@ from waft.host.routing import HostCallRouter, describe_failure, failure_kind
 from waft.host.wapc import ActorTrap, GuestError, HostCallError, Runtime
 from waft.lattice import events as lattice_events
 from waft.lattice import subjects
-from waft.lattice.credentials import connect_options
+from waft.lattice.credentials import connect_options, server_urls
 from waft.lattice.events import EventPublisher
 from waft.lattice.host_data import HostData
 from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, wait_closed
@@ -129,7 +129,7 @@ class Host:
     async def run(self) -> None:
         """Serve until `stop()` is called; clean up everything on the way out."""
         config = self.config
-        nc = await nats.connect(config.nats_url, name=f"waft host {self.host_id[:8]}",
+        nc = await nats.connect(server_urls(config.nats_url), name=f"waft host {self.host_id[:8]}",
                                 max_reconnect_attempts=-1, reconnect_time_wait=0.25,
                                 **connect_options(config.nats_url, config.nats_seed))
         try:

@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 from waft.errors import WaftError
 from waft.lattice import subjects
 from waft.lattice.codec import DecodeError
+from waft.lattice.replication import create_replicated, too_many_replicas, wait_jetstream, wanted_replicas
 from waft.lattice.types import LinkDefinition
 
 log = logging.getLogger("waft.host.cache")
@@ -47,15 +48,22 @@ class LatticeCache:
         self._sub: Any = None
         self.on_change: Callable[[], None] = lambda: None
 
-    async def start(self) -> None:
+    async def start(self, jetstream_wait_s: float = 60.0) -> None:
+        await wait_jetstream(self._nc, jetstream_wait_s)  # a cluster still electing its leader
         js = self._nc.jetstream()
         stream = js_api.StreamConfig(
             name=subjects.lattice_cache_stream(self._prefix),
             subjects=[subjects.lattice_cache(self._prefix, ">")],
-            storage=js_api.StorageType.FILE, max_msgs_per_subject=1)
-        try:
+            storage=js_api.StorageType.FILE, max_msgs_per_subject=1, num_replicas=wanted_replicas(self._nc))
+
+        async def create(replicas: int) -> None:
+            stream.num_replicas = replicas
             await js.add_stream(stream)
+
+        try:
+            await create_replicated(create, stream.num_replicas or 1)
         except nats.js.errors.BadRequestError:
+            stream.num_replicas = wanted_replicas(self._nc)
             await self._reconcile(js, stream)  # there already: by another host, or with another config
         self._sub = await js.subscribe(subjects.lattice_cache(self._prefix, ">"), cb=self._on_message,
                                        ordered_consumer=True,
@@ -68,6 +76,8 @@ class LatticeCache:
         current = info.config
         fields = ("subjects", "max_msgs_per_subject", "storage")
         differs = [f for f in fields if getattr(current, f) != getattr(wanted, f)]
+        if (current.num_replicas or 1) < (wanted.num_replicas or 1):  # raised, never lowered (replication.py)
+            differs.append("num_replicas")
         if not differs:
             return
         if current.storage != wanted.storage:  # JetStream cannot change a stream's storage in place
@@ -78,7 +88,13 @@ class LatticeCache:
                 return
         for f in differs:
             setattr(current, f, getattr(wanted, f))
-        await js.update_stream(current)
+        try:
+            await js.update_stream(current)
+        except nats.js.errors.Error as exc:
+            if "num_replicas" not in differs or not too_many_replicas(exc):
+                raise
+            log.warning("lattice cache stream %s: %s; keeping its replicas for now", wanted.name, exc)
+            return
         log.warning("lattice cache stream %s had other %s; reconciled", wanted.name, ", ".join(differs))
 
     async def stop(self) -> None:

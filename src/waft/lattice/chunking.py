@@ -8,6 +8,9 @@ that way when a reader never comes or cannot be trusted:
   whose caller gave up, or whose receiver died, expires instead of filling the server's disk;
 - a request's payload is deleted only once its invocation has been verified (`LatticeRpc.receive`),
   so an unsigned invocation that names someone else's payload cannot make it vanish.
+
+On a NATS cluster the bucket keeps `min(3, members)` replicas (`replication.py`), so a payload in flight
+survives the loss of the member that took it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from nats.js.object_store import OBJ_STREAM_TEMPLATE, ObjectStore
 
 from waft.config import int_setting
 from waft.errors import WaftError
+from waft.lattice.replication import create_replicated, raise_replicas, wanted_replicas
 from waft.lattice.subjects import object_store_bucket
 
 log = logging.getLogger(__name__)
@@ -55,13 +59,15 @@ class ChunkStore:
         async with self._lock:
             if self._store is None:
                 js = self._nc.jetstream()
+                wanted = wanted_replicas(self._nc)
                 try:
                     self._store = await js.object_store(self._bucket)
                 except nats.js.errors.BucketNotFoundError:
-                    self._store = await js.create_object_store(
-                        self._bucket, config=js_api.ObjectStoreConfig(ttl=self.ttl_s))
+                    self._store = await create_replicated(lambda r: js.create_object_store(
+                        self._bucket, config=js_api.ObjectStoreConfig(ttl=self.ttl_s, replicas=r)), wanted)
                 else:
                     await self._give_ttl(js)
+                    await raise_replicas(js, OBJ_STREAM_TEMPLATE.format(bucket=self._bucket), wanted)
             return self._store
 
     async def _give_ttl(self, js: nats.js.JetStreamContext) -> None:

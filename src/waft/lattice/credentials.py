@@ -73,8 +73,15 @@ def stored_provider_seed() -> str | None:
     return _stored_seed(PROVIDER_KEY)
 
 
+def server_urls(url: str) -> list[str]:
+    """`nats://a:4222,nats://b:4222` -> both: a client given several members of a cluster tries each, so it
+    joins whichever is up (and fails over to the others), as `nats` CLI's comma-separated `--server`."""
+    return [part.strip() for part in url.split(",") if part.strip()] or [url]
+
+
 def has_userinfo(url: str) -> bool:
-    return urlsplit(url if "://" in url else f"nats://{url}").username is not None
+    first = server_urls(url)[0]
+    return urlsplit(first if "://" in first else f"nats://{first}").username is not None
 
 
 def connect_options(url: str, seed: str | None) -> dict[str, Any]:
@@ -117,6 +124,17 @@ def provider_permissions(prefixes: list[str]) -> dict[str, Any]:
         "_INBOX.>",
     ]
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}, "allow_responses": True}
+
+
+def route_credentials(credentials: LatticeCredentials) -> tuple[str, str]:
+    """The user/password every route of a `waft up` cluster presents and requires, derived from the host
+    seed: members that share the lattice's keys (which they must, for clients to pass on any of them)
+    agree on it without another secret to copy, and nobody without the seed can join a route."""
+    import hashlib
+    import hmac
+
+    digest = hmac.new(credentials.host.seed.encode(), b"waft nats route", hashlib.sha256).hexdigest()
+    return "waft-route", digest
 
 
 def authorization_config(credentials: LatticeCredentials, prefixes: list[str]) -> str:
