@@ -59,6 +59,7 @@ class UpConfig:
     routes: tuple[str, ...] = ()  # nats-route://HOST:PORT of the other members
     leaf_url: str | None = None  # nats-leaf://HOST:7422: the embedded server is a leaf node of that cluster
     leaf_credentials: Path | None = None
+    leaf_listen: str | None = None  # HOST:PORT where leaf nodes connect in (they sign with the lattice host key)
     jetstream_wait_s: float = 300.0  # how long a cluster member waits for a majority to form
 
 
@@ -168,8 +169,10 @@ def _embedded_nats(config: UpConfig, home: Path, authorization: str | None,
         name = config.server_name or (f"{socket.gethostname()}-{config.cluster_listen.replace(':', '-')}"
                                       .replace(".", "-") if cluster else None)
         # port 0 lets the kernel pick (nats-server spells that -1)
+        leaf_user = ensure_credentials().host.public_key if config.leaf_listen and route_auth else None
         return EmbeddedNats(home / "nats", host=config.nats_host, port=config.nats_port or -1,
-                            authorization=authorization, server_name=name, cluster=cluster, leaf=leaf)
+                            authorization=authorization, server_name=name, cluster=cluster, leaf=leaf,
+                            leaf_listen=config.leaf_listen, leaf_user=leaf_user)
     except ValueError as exc:
         raise UpError(str(exc)) from None
 

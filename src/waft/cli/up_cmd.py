@@ -33,7 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cluster.add_argument("--leaf-remote", metavar="nats-leaf://HOST:7422",
                          help="run the embedded NATS server as a leaf node of this remote cluster")
     cluster.add_argument("--leaf-credentials", type=Path, metavar="FILE",
-                         help="NATS credentials file (user JWT and seed) for the leaf connection")
+                         help="for the leaf connection: a NATS credentials file (user JWT and seed) or an nkey "
+                              "seed file such as the hub's $WAFT_HOME/keys/nats_host.nk")
+    cluster.add_argument("--leaf-listen", metavar="HOST:PORT",
+                         help="accept leaf nodes here (they must sign with this lattice's host key)")
     add_prefix_flag(up)
     up.add_argument("--bindle-address", default="127.0.0.1:8080")
     up.add_argument("--no-bindle", action="store_true")
@@ -75,7 +78,8 @@ def _up(args: argparse.Namespace) -> int:
                       app=args.app, push_models=args.push_models, insecure_no_auth=args.insecure_no_auth,
                       nats_host=args.nats_host, cluster_listen=args.cluster_listen, cluster_name=args.cluster_name,
                       routes=tuple(r.strip() for arg in args.route for r in arg.split(",") if r.strip()),
-                      server_name=args.server_name, leaf_url=args.leaf_remote, leaf_credentials=args.leaf_credentials)
+                      server_name=args.server_name, leaf_url=args.leaf_remote, leaf_credentials=args.leaf_credentials,
+                      leaf_listen=args.leaf_listen)
 
     def ready(urls: dict[str, str]) -> None:
         for name, url in urls.items():
