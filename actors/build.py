@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -167,7 +168,8 @@ def compile_actor(spec: ActorSpec, output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     objects, includes = vendor_objects(spec)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    cmd = [sys.executable, "-m", "ziglang", "cc", *CFLAGS, *spec.cflags, f"-I{SDK_DIR}",
+    cmd = [sys.executable, "-m", "ziglang", "cc", *CFLAGS, f'-DWAFT_VERSION="{waft_version()}"', *spec.cflags,
+           f"-I{SDK_DIR}",
            *(f"-I{i}" for i in includes), *map(str, sorted(SDK_DIR.glob("*.c"))), *map(str, spec.sources),
            *map(str, objects), "-o", str(tmp)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -194,8 +196,20 @@ def sign(spec: ActorSpec, unsigned: Path, signed: Path) -> None:
     os.replace(tmp, signed)
 
 
+#: Where the package version lives: actors see it as the WAFT_VERSION macro (the API's GET /v2 says it).
+VERSION_PY = REPO / "src" / "waft" / "__init__.py"
+
+
+def waft_version() -> str:
+    """The package's version, read from its source so a build needs no installed waft."""
+    found = re.search(r'^__version__ = "([^"]+)"', VERSION_PY.read_text(), re.M)
+    if found is None:
+        raise BuildError(f"{VERSION_PY} has no __version__")
+    return found.group(1)
+
+
 def _needs_compile(spec: ActorSpec, unsigned: Path) -> bool:
-    return not _is_fresh(unsigned, [*sdk_files(), *spec.sources, spec.folder / "actor.toml",
+    return not _is_fresh(unsigned, [*sdk_files(), *spec.sources, spec.folder / "actor.toml", VERSION_PY,
                                     Path(__file__).resolve(), *([VENDOR_PY] if spec.vendor else [])])
 
 

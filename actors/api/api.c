@@ -11,12 +11,13 @@
  *                                  model's size (the original's route for quantized TF Lite models)
  *   GET /models                    MlInference.ListModels as JSON
  *   GET /healthz                   {"status":"ok"}
- *   KServe v2 / Open Inference Protocol: GET /v2 (extensions: model_configuration, statistics),
+ *   KServe v2 / Open Inference Protocol (kserve_v2.c): GET /v2 (the package version, the extensions),
  *   /v2/health/live, /v2/health/ready, /v2/models/{m}, /v2/models/{m}/ready, /v2/models/{m}/config (Triton's
  *   model configuration), /v2/models/{m}/stats (Triton's statistics: counts and ns kept by the provider);
- *   POST /v2/models/{m}/infer (JSON data, or the binary tensor extension's input side); `/versions/1`
- *   after the model name (each model has one version; another is 404). Errors under /v2 are the
- *   protocol's {"error": "<what>: <why>", "code": "<what>"}.
+ *   POST /v2/models/{m}/infer (named inputs and outputs, binary tensor data both ways, classification);
+ *   POST /v2/repository/index, /v2/repository/models/{m}/load|unload; `/versions/1` after the model name
+ *   (each model has one version; another is 404). Errors under /v2 are the protocol's
+ *   {"error": "<what>: <why>", "code": "<what>"}.
  * `healthz`, `models` and `v2` are therefore not usable as model names over HTTP.
  *
  * Errors are JSON {"error": "<what>", "detail": "<why>"} (design: Conventions): 400 bad tensor JSON or

@@ -74,10 +74,14 @@ int mp_at(const uint8_t *m, size_t n, const char *key, waft_mp_reader *r);
 int host_error(waft_buf *out, const char *what, const waft_buf *err);
 int get_metadata(waft_str model, metadata *md, waft_buf *out);
 void metadata_free(metadata *md);
+/* Drop this instance's cached metadata of `model` (after the repository extension loaded or unloaded it). */
+void metadata_forget(waft_str model);
 waft_str meta_str(const metadata *md, const char *key);
 int list_models(waft_buf *answer, waft_buf *out);
 int predict(waft_str model, const uint8_t *tensor_mp, size_t tensor_len, const call_result *pre,
             call_result *c, waft_buf *out);
+/* MlInference.Predict with an InferenceInput the caller encoded (the /v2 route names inputs and outputs). */
+int predict_message(waft_str model, const waft_buf *req, call_result *c, waft_buf *out);
 /* Which pixels a route feeds: the model's input spec (given or derived by the provider), or one of the
  * original's fixed forms: 28x28 grey digits (/mnist/...) and raw RGB8 HWC at the model's size (/rgb8). */
 typedef enum { PIXELS_MODEL, PIXELS_MNIST, PIXELS_RGB8 } pixels_kind;

@@ -157,6 +157,8 @@ static void cache_drop(waft_str model) {
     if (s) slot_clear(s);
 }
 
+void metadata_forget(waft_str model) { cache_drop(model); }
+
 /* Store a copy (replacing the model's slot, else a free one, else the least recently used). */
 static cache_slot *cache_put(waft_str model, const uint8_t *meta, size_t len) {
     cache_slot *s = cache_find(model);
@@ -314,6 +316,15 @@ static int read_output(call_result *c, waft_buf *out, waft_str model, const char
 
 /* MlInference.Predict with `tensor_mp` (an encoded Tensor map) spliced in as is, and the pre-processor's
  * `normalize` map when `pre` deferred it. */
+int predict_message(waft_str model, const waft_buf *req, call_result *c, waft_buf *out) {
+    waft_buf_init(&c->answer);
+    if (req->failed)
+        return FAIL(http_error(out, 413, "request too large", "out of memory encoding the inference request"));
+    if (waft_host_call(ML_LINK, ML_CONTRACT, "MlInference.Predict", req->data, req->len, &c->answer) != WAFT_OK)
+        return FAIL(host_error(out, "MlInference.Predict", &c->answer));
+    return read_output(c, out, model, "MlInference.Predict", 0);
+}
+
 int predict(waft_str model, const uint8_t *tensor_mp, size_t tensor_len, const call_result *pre,
             call_result *c, waft_buf *out) {
     waft_buf req = WAFT_BUF_INIT;

@@ -571,8 +571,11 @@ def test_too_large_json_is_413(api: WapcInstance, host: FakeHost) -> None:
 # ------------------------------------------------------------------------------------------ KServe v2
 
 def test_v2_server_metadata_and_liveness(api: WapcInstance) -> None:
-    assert http(api, "GET", "/v2").json() == {"name": "waft", "version": "0.1.0",
-                                              "extensions": ["model_configuration", "statistics"]}
+    """The version is the package's (the build passes it in), the extensions those Triton's docs name."""
+    from waft import __version__
+
+    assert http(api, "GET", "/v2").json() == {"name": "waft", "version": __version__, "extensions": [
+        "binary_tensor_data", "classification", "model_repository", "model_configuration", "statistics"]}
     assert http(api, "GET", "/v2/health/live").json() == {"live": True}
 
 
@@ -649,8 +652,10 @@ def infer_body(data: Any, shape: list[int], datatype: str = "FP32", **extra: Any
 def test_v2_infer_fp32(api: WapcInstance, host: FakeHost, data: Any) -> None:
     r = http(api, "POST", "/v2/models/identity/infer", infer_body(data, [1, 4], id="r1", outputs=[{"name": "1"}]))
     assert r.status == 200, r.body
-    assert host.calls[-1].request == {"model": "identity", "index": 0, "tensor": {
-        "dimensions": [1, 4], "valueTypes": ["ValueF32"], "flags": 0, "data": struct.pack("<4f", 1, 2, 3, 4)}}
+    tensor = {"dimensions": [1, 4], "valueTypes": ["ValueF32"], "flags": 0, "data": struct.pack("<4f", 1, 2, 3, 4)}
+    # the one tensor for readers of one input, and Waft's named `inputs` and requested `outputs`
+    assert host.calls[-1].request == {"model": "identity", "index": 0, "tensor": tensor,
+                                      "inputs": [{"name": "0", "tensor": tensor}], "outputs": ["1"]}
     assert r.json() == {"model_name": "identity", "model_version": "1", "id": "r1", "outputs": [
         {"name": "1", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
 
@@ -711,11 +716,16 @@ def test_v2_infer_binary_extension(api: WapcInstance, host: FakeHost) -> None:
     (infer_body([1, 2, 3, 4], [4], "BOOL"), ["BOOL"], None),
     (json.dumps({"inputs": []}).encode(), ["one input"], None),
     (json.dumps({"id": "x"}).encode(), ["one input"], None),
-    (json.dumps({"inputs": [{"shape": [1], "datatype": "FP32", "data": [1]}] * 2}).encode(), ["one input"], None),
-    (json.dumps({"inputs": [{"shape": [1], "data": [1]}]}).encode(), ["datatype"], None),
-    (json.dumps({"inputs": [{"shape": [1], "datatype": "FP32"}]}).encode(), ["needs data"], None),
+    (json.dumps({"inputs": [{"shape": [1], "datatype": "FP32", "data": [1]}]}).encode(), ["needs a name"], None),
+    (json.dumps({"inputs": [{"name": "0", "shape": [1], "data": [1]}]}).encode(), ["datatype"], None),
+    (json.dumps({"inputs": [{"name": "0", "shape": [1], "datatype": "FP32"}]}).encode(), ["needs data"], None),
+    (json.dumps({"inputs": [{"name": "0", "shape": [1], "datatype": "FP32", "data": [1]}],
+                 "outputs": [{"name": "1", "parameters": {"classification": 0}}]}).encode(), ["classification"], None),
+    (json.dumps({"inputs": [{"name": "0", "shape": [1], "datatype": "FP32", "data": [1]}],
+                 "outputs": [{"name": "1"}, {"name": "1"}]}).encode(), ["requested twice"], None),
     (json.dumps({"id": 5, "inputs": []}).encode(), ["id must be a string"], None),
-    (json.dumps({"inputs": [{"shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]}).encode(),
+    (json.dumps({"inputs": [{"name": "0", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]}
+                ).encode(),
      ["binary_data_size"], None),
     (b'{"inputs": [{"shape": [1], "datatype": "FP32", "data": [1]}]}', ["Inference-Header-Content-Length"],
      {"Inference-Header-Content-Length": ["x"]}),

@@ -66,6 +66,26 @@ class MlInferenceProvider(Provider):
     async def list_models(self, ctx: InvocationContext, payload: bytes) -> bytes:
         return msgpack.packb({"models": self.registry.describe(ctx.actor_id)}, use_bin_type=True)
 
+    @operation("MlInference.LoadModel")
+    async def load_model(self, ctx: InvocationContext, payload: bytes) -> bytes:
+        """`{model}` -> `{}`: an unloaded route starts loading again (Triton's repository load)."""
+        model = _model_of(payload, "MlInference.LoadModel")
+        try:
+            self.registry.load(ctx.actor_id, model)
+        except ModelError as exc:
+            return msgpack.packb({"error": {exc.variant: exc.message}}, use_bin_type=True)
+        return msgpack.packb({}, use_bin_type=True)
+
+    @operation("MlInference.UnloadModel")
+    async def unload_model(self, ctx: InvocationContext, payload: bytes) -> bytes:
+        """`{model}` -> `{}`: the route's model is unloaded (Triton's repository unload)."""
+        model = _model_of(payload, "MlInference.UnloadModel")
+        try:
+            await self.registry.unload(ctx.actor_id, model)
+        except ModelError as exc:
+            return msgpack.packb({"error": {exc.variant: exc.message}}, use_bin_type=True)
+        return msgpack.packb({}, use_bin_type=True)
+
     @operation("MlInference.GetMetadata")
     async def get_metadata(self, ctx: InvocationContext, payload: bytes) -> bytes:
         """`{model}` -> the metadata map (+ labels), or `{"error": {variant: message}}` when the model is
@@ -82,3 +102,14 @@ class MlInferenceProvider(Provider):
         except ModelError as exc:
             answer = {"error": {exc.variant: exc.message}}
         return msgpack.packb(answer, use_bin_type=True)
+
+
+def _model_of(payload: bytes, what: str) -> str:
+    try:
+        request = msgpack.unpackb(payload, raw=False)
+    except Exception as exc:
+        raise ProviderError(f"malformed {what} request: {exc}") from None
+    model = request.get("model") if isinstance(request, dict) else None
+    if not isinstance(model, str) or not model:
+        raise ProviderError(f"malformed {what} request: expected {{model: str}}")
+    return model

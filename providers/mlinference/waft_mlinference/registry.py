@@ -25,6 +25,7 @@ import numpy as np
 
 from waft.interfaces.mlinference import (
     CONTEXT_NOT_FOUND,
+    CORRUPT_INPUT_TENSOR,
     HEALTH_MODELS,
     HEALTH_STATS,
     INVALID_MODEL,
@@ -96,6 +97,8 @@ class ModelRegistry:
         self.load_timeout_s = load_timeout_s
         self.models: dict[ModelKey, Model] = {}
         self.routes: dict[str, dict[str, ModelKey]] = {}  # actor -> route -> model
+        self.unloaded: dict[str, dict[str, ModelKey]] = {}  # actor -> route -> model, unloaded on request
+        self.sources: dict[str, ModelSource] = {}  # actor -> where its link loads models from
 
     # --------------------------------------------------------------------------------------- links
     def source_for(self, settings: LinkSettings) -> ModelSource:
@@ -110,18 +113,51 @@ class ModelRegistry:
         routes: dict[str, ModelKey] = {}
         for route, bindle_id in settings.zoo.items():
             key = ModelKey(source.description, bindle_id, settings.options_for(route))
-            model = self.models.get(key)
-            if model is None:
-                model = self.models[key] = Model(key, route)
-                model.task = asyncio.create_task(self._load(model, source), name=f"load {bindle_id}")
-                log.info("loading model %s (%s) from %s", route, bindle_id, source.description)
-            model.users.add(actor_id)
+            self._use(actor_id, route, key, source)
             routes[route] = key
         self.routes[actor_id] = routes
+        self.unloaded.pop(actor_id, None)
+        self.sources[actor_id] = source
+
+    def _use(self, actor_id: str, route: str, key: ModelKey, source: ModelSource) -> None:
+        """The actor uses the model `key`: shared when it is loaded or loading, else loaded now."""
+        model = self.models.get(key)
+        if model is None:
+            model = self.models[key] = Model(key, route)
+            model.task = asyncio.create_task(self._load(model, source), name=f"load {key.bindle_id}")
+            log.info("loading model %s (%s) from %s", route, key.bindle_id, source.description)
+        model.users.add(actor_id)
+
+    async def unload(self, actor_id: str, route: str) -> None:
+        """Triton's unload for one of the actor's routes: the route stays known (ListModels says `unloaded`)
+        and the model is unloaded once no other actor uses it. Unloading an unloaded route is a no-op."""
+        if route in self.unloaded.get(actor_id, {}):
+            return
+        self.lookup(actor_id, route)  # contextNotFoundError for a route the link does not name
+        key = self.routes[actor_id].pop(route)
+        self.unloaded.setdefault(actor_id, {})[route] = key
+        model = self.models.get(key)
+        if model is not None:
+            model.users.discard(actor_id)
+            if not model.users:
+                del self.models[key]
+                await self._unload(model)
+
+    def load(self, actor_id: str, route: str) -> None:
+        """Triton's load for one of the actor's routes: an unloaded one starts loading again (a loaded or
+        loading one is left as it is); ready, failed or still loading shows in ListModels as for any model."""
+        key = self.unloaded.get(actor_id, {}).pop(route, None)
+        if key is None:
+            self.lookup(actor_id, route)  # known and not unloaded: nothing to do
+            return
+        self._use(actor_id, route, key, self.sources[actor_id])
+        self.routes[actor_id][route] = key
 
     async def detach(self, actor_id: str) -> list[str]:
         """Forget the actor's routes; unload each model no other actor uses. Returns the unloaded ids."""
         unloaded = []
+        self.unloaded.pop(actor_id, None)
+        self.sources.pop(actor_id, None)
         for key in self.routes.pop(actor_id, {}).values():
             model = self.models.get(key)
             if model is None:
@@ -134,7 +170,7 @@ class ModelRegistry:
         return unloaded
 
     async def close(self) -> None:
-        models, self.models, self.routes = list(self.models.values()), {}, {}
+        models, self.models, self.routes, self.unloaded = list(self.models.values()), {}, {}, {}
         await asyncio.gather(*(self._unload(m) for m in models), return_exceptions=True)
 
     async def _unload(self, model: Model) -> None:
@@ -201,6 +237,9 @@ class ModelRegistry:
         routes = self.routes.get(actor_id, {})
         key = routes.get(route)
         model = self.models.get(key) if key is not None else None
+        if model is None and route in self.unloaded.get(actor_id, {}):
+            raise ModelError(CONTEXT_NOT_FOUND, f"model {route!r} was unloaded; load it again "
+                                                f"(POST /v2/repository/models/{route}/load)")
         if model is None:
             served = ", ".join(sorted(routes)) or "no models"
             raise ModelError(CONTEXT_NOT_FOUND, f"unknown model {route!r}; this actor's link serves: {served}")
@@ -220,26 +259,56 @@ class ModelRegistry:
         runner: ModelRunner | None = None
         try:
             model, runner = self.ready(actor_id, request.model)
-            array = request.to_numpy(max_bytes=model.key.options.max_tensor_bytes)
-            runner.statistics.compute_input.add(time.perf_counter_ns() - begun)
-            outputs = await runner.predict(array)
+            if request.outputs:  # before any work: a name the model lacks is the request's fault
+                names = [spec.name for spec in runner.engine.outputs]
+                unknown = [n for n in request.outputs if n not in names]
+                if unknown:
+                    raise ModelError(CORRUPT_INPUT_TENSOR, f"model {request.model!r} has no output "
+                                                           f"{', '.join(unknown)}; its outputs: {', '.join(names)}")
+            limit = model.key.options.max_tensor_bytes
+            if request.inputs is not None:
+                if not request.inputs:
+                    raise ModelError(CORRUPT_INPUT_TENSOR, "InferenceInput.inputs is empty")
+                feeds = {name: tensor.to_numpy(max_bytes=limit) for name, tensor in request.inputs}
+                if sum(a.nbytes for a in feeds.values()) > limit:
+                    raise ModelError(CORRUPT_INPUT_TENSOR, f"the inputs need more than max_tensor_bytes ({limit})")
+                array = next(iter(feeds.values()))
+                input_ns = time.perf_counter_ns() - begun
+                outputs = await runner.predict_named(feeds)
+            else:
+                array = request.to_numpy(max_bytes=limit)
+                input_ns = time.perf_counter_ns() - begun
+                outputs = await runner.predict(array)
             encoding = time.perf_counter_ns()
-            if request.index >= len(outputs):
-                raise ModelError(RUNTIME_ERROR, f"output index {request.index} is out of range: model "
-                                                f"{request.model!r} has {len(outputs)} output(s)")
-            output = np.asarray(outputs[request.index])
-            answer = InferenceOutput(Tensor.from_numpy(output, flags=request.tensor.flags))
+            if request.outputs is not None:
+                answer = self._named_outputs(runner, request, outputs)
+            else:
+                if request.index >= len(outputs):
+                    raise ModelError(RUNTIME_ERROR, f"output index {request.index} is out of range: model "
+                                                    f"{request.model!r} has {len(outputs)} output(s)")
+                output = np.asarray(outputs[request.index])
+                answer = InferenceOutput(Tensor.from_numpy(output, flags=request.tensor.flags))
             done = time.perf_counter_ns()
             stats = runner.statistics
+            stats.compute_input.add(input_ns)  # the phases count successful requests only, as Triton's do
             stats.compute_output.add(done - encoding)
             stats.success.add(done - begun)
-            stats.inference_count += array.shape[0] if array.ndim else 1
+            stats.inference_count += 1  # per request: the config declares no batch dimension
             stats.last_inference_ms = int(time.time() * 1000)
             return answer
         except ModelError as exc:
             if runner is not None:
                 runner.statistics.fail.add(time.perf_counter_ns() - begun)
             return InferenceOutput.failure(exc)
+
+    @staticmethod
+    def _named_outputs(runner: ModelRunner, request: InferenceInput, outputs: list[np.ndarray]) -> InferenceOutput:
+        """The outputs the request named (all, in the model's order, when it named none)."""
+        names = [spec.name for spec in runner.engine.outputs]
+        wanted = list(request.outputs or names)  # names checked before the run
+        named = tuple((n, Tensor.from_numpy(np.asarray(outputs[names.index(n)]), flags=request.tensor.flags))
+                      for n in wanted)
+        return InferenceOutput(named[0][1], outputs=named)
 
     # ------------------------------------------------------------------------------------- reports
     def describe(self, actor_id: str) -> list[dict[str, Any]]:
@@ -263,7 +332,10 @@ class ModelRegistry:
                            "batchesRun": runner.batches_run},
                           "loadSeconds": model.load_seconds, "stats": runner.statistics.to_triton()}
             out.append(entry)
-        return out
+        for route, key in sorted(self.unloaded.get(actor_id, {}).items()):
+            out.append({"name": route, "bindleId": key.bindle_id, "status": "unloaded",
+                        "reason": "unloaded on request (POST /v2/repository/models/{m}/load loads it again)"})
+        return sorted(out, key=lambda e: e["name"])
 
     def metadata(self, actor_id: str, route: str) -> dict[str, Any]:
         """The metadata parcel, with the input spec in use (the given one, or one derived from the model's
@@ -275,6 +347,9 @@ class ModelRegistry:
             meta["labels"] = model.labels
         spec, source = self._input_spec(model.metadata, runner)
         meta["input_spec"], meta["input_spec_source"] = spec, source
+        # Every input and output as the engine declares them: the API lists them under /v2 (the parcel names one)
+        meta["inputs"] = [s.spec().to_wire() for s in runner.engine.inputs]
+        meta["outputs"] = [s.spec().to_wire() for s in runner.engine.outputs]
         return meta
 
     @staticmethod

@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from waft.interfaces.mlinference import OVERLOADED, RUNTIME_ERROR, ModelError
+from waft.interfaces.mlinference import CORRUPT_INPUT_TENSOR, OVERLOADED, RUNTIME_ERROR, ModelError
 from waft_mlinference.engines import Engine, check_input
 from waft_mlinference.settings import ModelOptions
 
@@ -44,7 +45,9 @@ class Duration:
 class ModelStats:
     """What Triton's statistics extension reports per model (counts and cumulative nanoseconds): `queue` is the
     wait for a slot (and a batch), `compute_input` the decode and checks before the run, `compute_infer` the
-    engine, `compute_output` the answer's encoding; `success`/`fail` the whole request."""
+    engine, `compute_output` the answer's encoding; `success`/`fail` the whole request. Every count is of
+    requests (`inference_count` too: the config declares no batch dimension), `batches` is keyed by the
+    requests one engine run served."""
 
     success: Duration = field(default_factory=Duration)
     fail: Duration = field(default_factory=Duration)
@@ -106,14 +109,10 @@ class ModelRunner:
     async def predict(self, array: np.ndarray) -> list[np.ndarray]:
         """Outputs of the model for `array` (already checked against nothing; checked here)."""
         if len(self.engine.inputs) != 1:
-            raise ModelError(RUNTIME_ERROR, f"model {self.name!r} has {len(self.engine.inputs)} inputs; "
-                                            "MlInference.Predict feeds exactly one")
+            raise ModelError(RUNTIME_ERROR, f"model {self.name!r} has {len(self.engine.inputs)} inputs "
+                                            f"({', '.join(i.name for i in self.engine.inputs)}); send each by name")
         check_input(self.name, self.engine.inputs[0], array)
-        limit = self.options.max_concurrent + self.options.max_queue
-        if self._pending >= limit:
-            raise ModelError(OVERLOADED, f"model {self.name!r} is overloaded: {self._pending} requests in flight "
-                                         f"(limits: max_concurrent {self.options.max_concurrent}, max_queue "
-                                         f"{self.options.max_queue}); retry later")
+        self._admit()
         self._pending += 1
         try:
             if self.batching is not None:
@@ -121,6 +120,39 @@ class ModelRunner:
             return await self._run(array)
         finally:
             self._pending -= 1
+
+    async def predict_named(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Outputs of the model for one array per input, by name: every input must be given, and nothing else.
+        Not micro-batched (rows of several inputs would have to be gathered together)."""
+        declared = {spec.name: spec for spec in self.engine.inputs}
+        unknown = sorted(set(feeds) - set(declared))
+        missing = [name for name in declared if name not in feeds]
+        if unknown or missing:
+            raise ModelError(CORRUPT_INPUT_TENSOR, f"model {self.name!r} takes inputs {', '.join(declared)}"
+                                                   + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                                                   + (f"; missing: {', '.join(missing)}" if missing else ""))
+        for name, array in feeds.items():
+            check_input(self.name, declared[name], array)
+        run_named = getattr(self.engine, "run_named", None)
+        if run_named is None:
+            if len(feeds) != 1:
+                raise ModelError(RUNTIME_ERROR, f"model {self.name!r}: its engine ({self.engine.encoding}) feeds "
+                                                "one input only")
+            return await self.predict(next(iter(feeds.values())))
+        self._admit()
+        self._pending += 1
+        try:
+            first = next(iter(feeds.values()))
+            return await self._run(first, lambda: run_named(feeds))
+        finally:
+            self._pending -= 1
+
+    def _admit(self) -> None:
+        limit = self.options.max_concurrent + self.options.max_queue
+        if self._pending >= limit:
+            raise ModelError(OVERLOADED, f"model {self.name!r} is overloaded: {self._pending} requests in flight "
+                                         f"(limits: max_concurrent {self.options.max_concurrent}, max_queue "
+                                         f"{self.options.max_queue}); retry later")
 
     async def _acquire(self) -> None:
         try:
@@ -131,27 +163,33 @@ class ModelRunner:
                                          f"{self.slot_timeout_s:g} s (max_concurrent {self.options.max_concurrent})"
                                          ) from None
 
-    async def _run(self, array: np.ndarray) -> list[np.ndarray]:
+    async def _run(self, array: np.ndarray, call: Callable[[], list[np.ndarray]] | None = None,
+                   requests: int = 1) -> list[np.ndarray]:
+        """Run `call` (default: the engine on `array`) in a slot, for `requests` requests (a micro-batch's).
+
+        Counted as Triton counts a model without a batch dimension it manages (its config says max_batch_size
+        0): per request, each request of a shared run charged the whole run, so queue, compute_input,
+        compute_infer and compute_output all count requests (perf_analyzer refuses counts that differ)."""
         waited = time.perf_counter_ns()
         await self._acquire()
         started = time.perf_counter_ns()
-        self.statistics.queue.add(started - waited, array.shape[0] if array.ndim else 1)
         self._running += 1
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._call, array)
+            outputs = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._call, call or (lambda: self.engine.run(array)))
         finally:
             self._running -= 1
             self._slots.release()
         ran = time.perf_counter_ns() - started
-        rows = array.shape[0] if array.ndim else 1
-        self.statistics.compute_infer.add(ran, rows)
+        self.statistics.queue.add((started - waited) * requests, requests)  # counted with the run it led to
+        self.statistics.compute_infer.add(ran * requests, requests)
         self.statistics.execution_count += 1
-        self.statistics.batches.setdefault(rows, Duration()).add(ran)
+        self.statistics.batches.setdefault(requests, Duration()).add(ran)
         return outputs
 
-    def _call(self, array: np.ndarray) -> list[np.ndarray]:
+    def _call(self, call: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
         try:
-            return self.engine.run(array)
+            return call()
         except ModelError:
             raise
         except Exception as exc:
@@ -189,7 +227,7 @@ class ModelRunner:
             return
         try:
             stacked = live[0][0] if len(live) == 1 else np.concatenate([a for a, _ in live], axis=0)
-            outputs = await self._run(stacked)
+            outputs = await self._run(stacked, requests=len(live))
             self.batches_run += 1
             start = 0
             for array, future in live:

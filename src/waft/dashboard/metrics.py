@@ -170,18 +170,19 @@ class _ModelFamilies:
     def __init__(self) -> None:
         labels = self.LABELS
         self.queue = SummaryMetricFamily("waft_model_queue_seconds", "Time requests waited in the model server for "
-                                         "a slot (and a batch), per request row", labels=labels)
+                                         "a slot (and a batch)", labels=labels)
         self.compute = SummaryMetricFamily("waft_model_compute_seconds", "Model server time per phase: input "
-                                           "(decode, checks), infer (the engine, per row), output (encoding)",
+                                           "(decode, checks), infer (the engine), output (encoding), per request",
                                            labels=[*labels, "phase"])
         self.requests = SummaryMetricFamily("waft_model_request_duration_seconds", "Predict requests the model "
                                             "server answered and their time in it, by outcome",
                                             labels=[*labels, "outcome"])
-        self.inferences = CounterMetricFamily("waft_model_inferences", "Rows inferred (a batch of 8 counts 8)",
+        self.inferences = CounterMetricFamily("waft_model_inferences", "Inferences (requests) the model answered",
                                               labels=labels)
         self.executions = CounterMetricFamily("waft_model_executions", "Engine runs (a batch counts once)",
                                               labels=labels)
-        self.batch = HistogramMetricFamily("waft_model_batch_size", "Rows per engine run", labels=labels)
+        self.batch = HistogramMetricFamily("waft_model_batch_size", "Requests per engine run (a micro-batch "
+                                                   "counts each request it gathered)", labels=labels)
 
     def add(self, labels: list[str], stats: Any) -> None:
         inference = stats.get("inference_stats") if isinstance(stats, dict) else None

@@ -51,6 +51,11 @@ CONTRACT_ID = "wasmcloud:mlinference"
 OP_PREDICT = "MlInference.Predict"
 OP_LIST_MODELS = "MlInference.ListModels"
 OP_GET_METADATA = "MlInference.GetMetadata"
+#: Waft's, behind Triton's model repository extension: `{model}` -> `{}` or `{"error": {variant: message}}`.
+#: Unload frees the caller's route (the model itself once no other actor uses it) and ListModels then lists the
+#: route as `status: "unloaded"`; load starts loading it again and answers at once.
+OP_LOAD_MODEL = "MlInference.LoadModel"
+OP_UNLOAD_MODEL = "MlInference.UnloadModel"
 
 FLAG_COLUMN_MAJOR = 0x01
 FLAG_BIG_ENDIAN = 0x02
@@ -298,17 +303,46 @@ class Normalize:
         return out
 
 
+def _named_tensors(wire: Any, what: str) -> tuple[tuple[str, Tensor], ...]:
+    if not isinstance(wire, list | tuple):
+        raise WireError(f"{what} must be a list of {{name, tensor}} maps")
+    out = []
+    for i, entry in enumerate(wire):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str) or not entry["name"]:
+            raise WireError(f"{what}[{i}] must be a map with a non-empty name and a tensor")
+        out.append((entry["name"], Tensor.from_wire(entry.get("tensor") or {}, what=f"{what}[{i}].tensor")))
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise WireError(f"{what} names a tensor twice: {names}")
+    return tuple(out)
+
+
+def _named_wire(tensors: tuple[tuple[str, Tensor], ...]) -> list[dict[str, Any]]:
+    return [{"name": name, "tensor": tensor.to_wire()} for name, tensor in tensors]
+
+
 @dataclass(frozen=True)
 class InferenceInput:
+    """`inputs` and `outputs` are Waft's (absent from the original, ignored by readers that do not know them),
+    for models with several inputs or outputs, as the Open Inference Protocol names them: `inputs` feeds each
+    model input by name (`tensor` then repeats the first, for old readers), `outputs` names the outputs wanted
+    (empty: all of them, in the model's order) and makes the answer carry them in InferenceOutput.outputs."""
+
     model: str
     tensor: Tensor
     index: int = 0
     normalize: Normalize | None = None
+    inputs: tuple[tuple[str, Tensor], ...] | None = None
+    outputs: tuple[str, ...] | None = None
 
     def encode(self) -> bytes:
         wire: dict[str, Any] = {"model": self.model, "tensor": self.tensor.to_wire(), "index": self.index}
         if self.normalize is not None:
             wire["normalize"] = self.normalize.to_wire()
+        if self.inputs is not None:
+            wire["inputs"] = _named_wire(self.inputs)
+        if self.outputs is not None:
+            wire["outputs"] = list(self.outputs)
         return msgpack.packb(wire, use_bin_type=True)
 
     @classmethod
@@ -323,8 +357,15 @@ class InferenceInput:
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             raise WireError("InferenceInput.index must be an unsigned integer")
         normalize = wire.get("normalize")
+        inputs = wire.get("inputs")
+        outputs = wire.get("outputs")
+        if outputs is not None and (not isinstance(outputs, list | tuple)
+                                    or not all(isinstance(o, str) and o for o in outputs)):
+            raise WireError("InferenceInput.outputs must be a list of output names")
         return cls(model, Tensor.from_wire(wire["tensor"], what="InferenceInput.tensor"), index,
-                   None if normalize is None else Normalize.from_wire(normalize))
+                   None if normalize is None else Normalize.from_wire(normalize),
+                   None if inputs is None else _named_tensors(inputs, "InferenceInput.inputs"),
+                   None if outputs is None else tuple(outputs))
 
     def to_numpy(self, *, max_bytes: int | None = None) -> np.ndarray:
         """The array the model is fed: the tensor, normalised when the request asks for it. The bound is on
@@ -337,8 +378,11 @@ class InferenceInput:
 
 @dataclass(frozen=True)
 class InferenceOutput:
+    """`outputs` (Waft's): every output the request's `outputs` asked for, by name; `tensor` is the first."""
+
     tensor: Tensor = field(default_factory=Tensor)
     error: ModelError | None = None
+    outputs: tuple[tuple[str, Tensor], ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -347,7 +391,10 @@ class InferenceOutput:
     def to_wire(self) -> dict[str, Any]:
         result: dict[str, Any] = ({"success": None} if self.error is None
                                   else {"error": {self.error.variant: self.error.message}})
-        return {"result": result, "tensor": self.tensor.to_wire()}
+        wire = {"result": result, "tensor": self.tensor.to_wire()}
+        if self.outputs is not None:
+            wire["outputs"] = _named_wire(self.outputs)
+        return wire
 
     def encode(self) -> bytes:
         return msgpack.packb(self.to_wire(), use_bin_type=True)
@@ -361,7 +408,9 @@ class InferenceOutput:
     def decode(cls, payload: bytes) -> InferenceOutput:
         wire = _unpack(payload, "InferenceOutput")
         tensor = Tensor.from_wire(wire.get("tensor") or {}, what="InferenceOutput.tensor")
-        return cls(tensor, status_error(wire.get("result")))
+        outputs = wire.get("outputs")
+        return cls(tensor, status_error(wire.get("result")),
+                   None if outputs is None else _named_tensors(outputs, "InferenceOutput.outputs"))
 
 
 def status_error(result: Any) -> ModelError | None:

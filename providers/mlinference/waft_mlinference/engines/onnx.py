@@ -170,12 +170,16 @@ class OnnxEngine:
         return None
 
     def run(self, array: np.ndarray) -> list[np.ndarray]:
+        return self.run_named({self.inputs[0].name: array})
+
+    def run_named(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output for one array per input name (a model with several inputs)."""
         with self._lock:
             alone = self._in_flight == 0
             self._in_flight += 1
         try:
             session = self.session if alone or self.narrow is None else self.narrow
-            return session.run(self._output_names, {self.inputs[0].name: array})
+            return session.run(self._output_names, feeds)
         finally:
             with self._lock:
                 self._in_flight -= 1

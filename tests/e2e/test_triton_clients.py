@@ -1,0 +1,307 @@
+"""Triton's own tools against Waft's /v2, through the whole path (real host, providers, actors, HTTP): PyPI
+`tritonclient[http]` for every route and extension Waft lists, and `perf_analyzer` (shipped in tritonclient's
+wheel) for a short load run.
+
+The wire formats are those of the KServe v2 / Open Inference Protocol and Triton's extensions ("Binary Tensor
+Data Extension", "Classification Extension", "Model Repository Extension", "Model Configuration Extension",
+"Statistics Extension"); tritonclient is the independent reader of them. The models are built here with
+onnx.helper (a model with two inputs of different types and two outputs, and a ten-class scorer with a labels
+parcel) and every answer is compared with onnxruntime run directly on the same arrays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import os
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+TESTS = Path(__file__).resolve().parents[1]
+for _folder in ("mlinference", "httpserver"):
+    if str(TESTS / _folder) not in sys.path:
+        sys.path.insert(0, str(TESTS / _folder))
+
+pytestmark = pytest.mark.timeout(300)
+LABELS = [f"class-{c}" for c in "abcdefghij"]
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> None:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def two_in_two_out(path: Path) -> None:
+    """a: FP32 [2,3], b: INT64 [2,3] -> total = a + float(b) (FP32 [2,3]), proj = a @ W (FP32 [2,4])."""
+    w = np.random.default_rng(5).normal(0, 1, (3, 4)).astype(np.float32)
+    nodes = [helper.make_node("Cast", ["b"], ["bf"], to=TensorProto.FLOAT),
+             helper.make_node("Add", ["a", "bf"], ["total"]),
+             helper.make_node("MatMul", ["a", "w"], ["proj"])]
+    graph = helper.make_graph(nodes, "two_io",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]),
+                               helper.make_tensor_value_info("b", TensorProto.INT64, [2, 3])],
+                              [helper.make_tensor_value_info("total", TensorProto.FLOAT, [2, 3]),
+                               helper.make_tensor_value_info("proj", TensorProto.FLOAT, [2, 4])],
+                              initializer=[numpy_helper.from_array(w, "w")])
+    _save(graph, path)
+
+
+def scorer(path: Path) -> None:
+    """x: FP32 [2,6] -> scores FP32 [2,10]: two rows of ten class scores."""
+    w = np.random.default_rng(6).normal(0, 1, (6, 10)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["scores"])], "scorer",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [2, 10])],
+                              initializer=[numpy_helper.from_array(w, "w")])
+    _save(graph, path)
+
+
+def direct(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
+
+
+@contextlib.asynccontextmanager
+async def waft_v2(tmp_path: Path, nats_url: str, prefix: str) -> AsyncIterator[tuple[str, dict[str, Path]]]:
+    """A lattice serving `twoio` and `scorer` (added as a user adds models) over HTTP; yields host:port and the
+    model files."""
+    from httpserver_support import free_port, wait_serving
+    from mlinference_support import link_values
+    from waft_testing import built_actor, running_host
+
+    from waft.claims import KeyPair, Role
+    from waft.lattice.types import LinkDefinition
+    from waft.models.store import add_local
+
+    files = {"twoio": tmp_path / "twoio.onnx", "scorer": tmp_path / "scorer.onnx"}
+    two_in_two_out(files["twoio"])
+    scorer(files["scorer"])
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(LABELS) + "\n")
+    zoo = {"twoio": str(add_local("twoio", files["twoio"])["bindle_id"]),
+           "scorer": str(add_local("scorer", files["scorer"], labels=labels)["bindle_id"])}
+    cluster = KeyPair.generate(Role.CLUSTER)
+    async with running_host(nats_url=nats_url, prefix=prefix, cluster_seed=cluster.seed, rpc_timeout_s=30) as host:
+        api = await host.start_actor(str(built_actor("api")))
+        ml = await host.start_provider("python:waft_mlinference")
+        web = await host.start_provider("python:waft_httpserver")
+        port = free_port()
+        await host.put_link(LinkDefinition(api.public_key, ml.public_key, "wasmcloud:mlinference", "default",
+                                           link_values(zoo, model_dir=tmp_path / "home" / "models")))
+        await host.put_link(LinkDefinition(api.public_key, web.public_key, "wasmcloud:httpserver", "default",
+                                           {"address": f"127.0.0.1:{port}"}))
+        await wait_serving(f"http://127.0.0.1:{port}/healthz")
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            for route in zoo:  # polled: the link reaches the provider and the model loads in their own time
+                for _ in range(1200):
+                    async with session.get(f"http://127.0.0.1:{port}/v2/models/{route}/ready") as response:
+                        if response.status == 200:
+                            break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError(f"{route} never became ready")
+        yield f"127.0.0.1:{port}", files
+
+
+def wait_until(check: Any, what: str, attempts: int = 600) -> None:
+    """Poll `check` (a count of tries, never a clock decides)."""
+    for _ in range(attempts):
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+def exercise_tritonclient(address: str, files: dict[str, Path]) -> None:
+    """Every route and extension through tritonclient.http, each answer checked against onnxruntime."""
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    from waft import __version__
+
+    client = httpclient.InferenceServerClient(address)
+    try:
+        server = client.get_server_metadata()
+        assert server["version"] == __version__
+        assert {"binary_tensor_data", "classification", "model_repository", "model_configuration",
+                "statistics"} <= set(server["extensions"])
+        assert client.is_server_live() and client.is_server_ready()
+
+        # metadata and configuration list both inputs and both outputs
+        meta = client.get_model_metadata("twoio")
+        assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [("a", "FP32", [2, 3]),
+                                                                                    ("b", "INT64", [2, 3])]
+        assert [(o["name"], o["datatype"], o["shape"]) for o in meta["outputs"]] == [("total", "FP32", [2, 3]),
+                                                                                     ("proj", "FP32", [2, 4])]
+        config = client.get_model_config("twoio")
+        assert config["max_batch_size"] == 0
+        assert [(i["name"], i["data_type"], i["dims"]) for i in config["input"]] == [("a", "TYPE_FP32", [2, 3]),
+                                                                                    ("b", "TYPE_INT64", [2, 3])]
+        assert [o["name"] for o in config["output"]] == ["total", "proj"]
+
+        # a version that does not exist is Triton's 404 with the message in `error`
+        with pytest.raises(InferenceServerException) as missing:
+            client.get_model_metadata("twoio", model_version="2")
+        assert missing.value.status() == "404" and "version" in missing.value.message()
+
+        rng = np.random.default_rng(7)
+        a = rng.normal(0, 1, (2, 3)).astype(np.float32)
+        b = rng.integers(-50, 50, (2, 3)).astype(np.int64)
+        want = direct(files["twoio"], {"a": a, "b": b})
+
+        def inputs(binary: bool) -> list[Any]:
+            ia, ib = httpclient.InferInput("a", [2, 3], "FP32"), httpclient.InferInput("b", [2, 3], "INT64")
+            ia.set_data_from_numpy(a, binary_data=binary)
+            ib.set_data_from_numpy(b, binary_data=binary)
+            return [ia, ib]
+
+        # binary input, binary output of both outputs
+        outputs = [httpclient.InferRequestedOutput("total", binary_data=True),
+                   httpclient.InferRequestedOutput("proj", binary_data=True)]
+        result = client.infer("twoio", inputs(True), outputs=outputs, request_id="r1")
+        assert result.get_response()["id"] == "r1"
+        assert all("binary_data_size" in o["parameters"] for o in result.get_response()["outputs"])
+        np.testing.assert_array_equal(result.as_numpy("total"), want["total"])
+        np.testing.assert_array_equal(result.as_numpy("proj"), want["proj"])
+        # JSON input and a requested JSON output: only that one comes back
+        result = client.infer("twoio", inputs(False), outputs=[httpclient.InferRequestedOutput("proj",
+                                                                                               binary_data=False)])
+        assert [o["name"] for o in result.get_response()["outputs"]] == ["proj"]
+        assert "data" in result.get_response()["outputs"][0] and result.as_numpy("total") is None
+        np.testing.assert_array_equal(result.as_numpy("proj"), want["proj"])
+        # no outputs named: tritonclient asks binary_data_output and gets every output in binary
+        result = client.infer("twoio", inputs(True))
+        assert [o["name"] for o in result.get_response()["outputs"]] == ["total", "proj"]
+        assert all("binary_data_size" in o["parameters"] for o in result.get_response()["outputs"])
+        np.testing.assert_array_equal(result.as_numpy("total"), want["total"])
+        # an output the model does not have is a 400 naming it
+        with pytest.raises(InferenceServerException) as unknown:
+            client.infer("twoio", inputs(True), outputs=[httpclient.InferRequestedOutput("nope")])
+        assert unknown.value.status() == "400" and "nope" in unknown.value.message()
+
+        # the classification extension: the top 3 of each row as "value:index:label", labels from the parcel
+        x = rng.normal(0, 1, (2, 6)).astype(np.float32)
+        scores = direct(files["scorer"], {"x": x})["scores"]
+        ix = httpclient.InferInput("x", [2, 6], "FP32")
+        ix.set_data_from_numpy(x, binary_data=True)
+        for binary in (True, False):
+            result = client.infer("scorer", [ix], outputs=[httpclient.InferRequestedOutput(
+                "scores", binary_data=binary, class_count=3)])
+            classes = result.as_numpy("scores")
+            assert classes.shape == (2, 3)
+            for row in range(2):
+                top = np.argsort(-scores[row], kind="stable")[:3]
+                got = [c.decode() if isinstance(c, bytes) else str(c) for c in classes[row]]
+                assert [g.split(":")[1:] for g in got] == [[str(i), LABELS[i]] for i in top]
+                assert [np.float32(g.split(":")[0]) for g in got] == [scores[row][i] for i in top]
+
+        # statistics count what was served: three requests to twoio succeeded, the one naming `nope` failed unrun
+        (stats,) = client.get_inference_statistics("twoio")["model_stats"]
+        assert stats["name"] == "twoio" and stats["version"] == "1"
+        assert stats["inference_stats"]["success"]["count"] == 3
+        assert stats["inference_stats"]["fail"]["count"] == 1
+        assert stats["execution_count"] == 3 and stats["inference_stats"]["compute_infer"]["ns"] > 0
+
+        # the model repository extension: index, unload, load
+        index = {m["name"]: m for m in client.get_model_repository_index()}
+        assert {n: (m["state"], m["version"]) for n, m in index.items()} == {"twoio": ("READY", "1"),
+                                                                            "scorer": ("READY", "1")}
+        client.unload_model("scorer")
+        index = {m["name"]: m for m in client.get_model_repository_index()}
+        assert index["scorer"]["state"] == "UNAVAILABLE" and "unloaded" in index["scorer"]["reason"]
+        assert index["twoio"]["state"] == "READY"
+        assert not client.is_model_ready("scorer") and client.is_model_ready("twoio")
+        assert client.is_server_ready()  # an unloaded model is not waited for
+        with pytest.raises(InferenceServerException) as gone:
+            client.infer("scorer", [ix])
+        assert "unloaded" in gone.value.message()
+        client.load_model("scorer")
+        wait_until(lambda: client.is_model_ready("scorer"), "scorer ready again after load")
+        index = {m["name"]: m for m in client.get_model_repository_index()}
+        assert index["scorer"]["state"] == "READY"
+        np.testing.assert_array_equal(client.infer("scorer", [ix]).as_numpy("scores"), scores)
+        with pytest.raises(InferenceServerException) as unknown_model:
+            client.load_model("nosuch")
+        assert unknown_model.value.status() == "400" and "nosuch" in unknown_model.value.message()
+    finally:
+        client.close()
+
+
+async def test_tritonclient_speaks_to_waft_v2(nats_url: str, lattice_prefix: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tritonclient.http", reason="tritonclient[http] is a dev dependency (make venv)")
+    monkeypatch.setenv("WAFT_HOME", str(tmp_path / "home"))
+    async with waft_v2(tmp_path, nats_url, lattice_prefix) as (address, files):
+        await asyncio.to_thread(exercise_tritonclient, address, files)  # a blocking client, the host in this loop
+
+
+def perf_analyzer() -> tuple[Path, dict[str, str]] | str:
+    """The binary tritonclient's wheel ships and the environment it runs in, or why it cannot run here."""
+    binary = Path(sys.executable).parent / "perf_analyzer"
+    if not binary.is_file():
+        return f"no {binary}: tritonclient's manylinux wheel (a dev dependency) ships it"
+    try:
+        import nvidia.cuda_runtime  # libcudart.so.12, which it links although it runs on CPU here
+    except ImportError:
+        return "nvidia-cuda-runtime-cu12 (a dev dependency) is not installed: perf_analyzer links libcudart.so.12"
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(Path(nvidia.cuda_runtime.__path__[0]) / "lib"),
+                                                           env.get("LD_LIBRARY_PATH")]))
+    if not Path("/usr/lib/x86_64-linux-gnu/libb64.so.0d").exists() and shutil.which("ldconfig"):
+        return "Debian's libb64-0d is not installed (make system-deps): perf_analyzer links libb64.so.0d"
+    return binary, env
+
+
+async def test_perf_analyzer_loads_waft_v2(nats_url: str, lattice_prefix: str, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """perf_analyzer reads the metadata and configuration, sends binary inputs to both of twoio's inputs, and
+    polls the statistics; its request count must equal what the server's statistics counted in its window."""
+    found = perf_analyzer()
+    if isinstance(found, str):
+        pytest.skip(found)
+    binary, env = found
+    monkeypatch.setenv("WAFT_HOME", str(tmp_path / "home"))
+    report = tmp_path / "perf.csv"
+    async with waft_v2(tmp_path, nats_url, lattice_prefix) as (address, _files):
+        proc = await asyncio.create_subprocess_exec(
+            str(binary), "-m", "twoio", "-u", address, "-i", "http", "--concurrency-range", "1",
+            "--measurement-mode", "count_windows", "--measurement-request-count", "40", "--max-trials", "4",
+            "--stability-percentage", "999", "-f", str(report), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            async with asyncio.timeout(180):
+                output, _ = await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        text = output.decode(errors="replace")
+        assert proc.returncode == 0, text
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session, \
+                session.get(f"http://{address}/v2/models/twoio/stats") as response:
+            (stats,) = (await response.json())["model_stats"]
+    (row,) = list(csv.DictReader(report.open()))
+    assert float(row["Inferences/Second"]) > 0, text
+    assert "Request count:" in text and "Server:" in text, text  # it read the server-side statistics
+    measured = [int(line.split(":")[1].split()[0]) for line in text.splitlines() if "Request count:" in line]
+    assert measured and measured[0] >= 40, text
+    # every request it made reached the model and succeeded (its warm-up and trials besides the window)
+    assert stats["inference_stats"]["success"]["count"] >= measured[0]
+    assert stats["inference_stats"]["fail"]["count"] == 0
