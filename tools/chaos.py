@@ -5,7 +5,11 @@ host B from `waft host`), the application deployed on both hosts, an open-loop l
 and one fault at a time: SIGKILL the mlinference provider, restart nats-server, SIGKILL host B, stop
 the bindle server, SIGSTOP host B for 10 s. For each we count answers, errors and wrong answers, check
 that every request ended, and measure how long after the fault errors kept coming.
-Results go to docs/reliability.md. `run_scenarios` is also what the short test in `make test` calls.
+Then a hostile client (`run_hostile`): the same load with an attacker sending, at the same time, the most
+expensive small JPEG the decode budget lets through and bodies that trickle in at the body-read limit;
+ordinary `/matches` p99 is compared with an unloaded run.
+Results go to docs/reliability.md. `run_scenarios` and `run_hostile` are also what the short tests in
+`make test` call.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tools.paths import ROOT, built_actor_issuers
+from tools.paths import ROOT, SUPPORT, built_actor_issuers
 from waft.embedded_nats import EmbeddedNats
 
 
@@ -332,6 +336,116 @@ async def run_scenarios(workload: Workload, *, rate: float | None, duration: flo
         return results
 
 
+# ------------------------------------------------------------------------------------- hostile client
+
+#: The attacker, at the documented limits: JPEG streams sent back to back (each the 38 KB progressive
+#: 7071 x 7071 file whose EOB-only scans the decoder walks up to its budget of 32 visits per block, then
+#: refuses), and slow bodies: each declares 8 MiB and trickles 1 KiB every 0.5 s, so it is cut at the 10 s
+#: body-read limit (408); 16 of them reserve 128 MiB, half the 256 MiB bodies budget (filling it is refused
+#: with 503 to everyone by design, docs/security.md).
+JPEG_STREAMS = 1
+SLOW_BODIES = 16
+SLOW_BODY_DECLARED = 8 << 20
+SLOW_BODY_CHUNK, SLOW_BODY_EVERY_S = 1024, 0.5
+
+
+@dataclass
+class HostileResult:
+    unloaded: ScenarioResult
+    attacked: ScenarioResult
+    jpeg_answers: Counter[str] = field(default_factory=Counter)
+    body_answers: Counter[str] = field(default_factory=Counter)
+
+    @staticmethod
+    def p99(result: ScenarioResult) -> float:
+        from waft.loadgen import percentile
+
+        return percentile([r.end - r.due for r in result.requests if r.status == "200"], 99)
+
+    @property
+    def ratio(self) -> float:
+        return self.p99(self.attacked) / self.p99(self.unloaded)
+
+    def row(self) -> dict[str, object]:
+        return {"unloaded_p99_s": round(self.p99(self.unloaded), 3),
+                "attacked_p99_s": round(self.p99(self.attacked), 3), "ratio": round(self.ratio, 2),
+                "ordinary": self.attacked.row(),
+                "jpeg_answers": dict(self.jpeg_answers), "slow_body_answers": dict(self.body_answers)}
+
+
+async def _hostile_jpegs(url: str, body: bytes, until: float, answers: Counter[str]) -> None:
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        while loop.time() < until:
+            try:
+                async with session.put(url, data=body) as response:
+                    await response.read()
+                    answers[str(response.status)] += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                answers[type(exc).__name__] += 1
+
+
+async def _slow_body(port: int, path: str, until: float, answers: Counter[str]) -> None:
+    """One connection after another, each sending a body too slowly to finish, until `until`."""
+    loop = asyncio.get_running_loop()
+    while loop.time() < until:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                         f"Content-Length: {SLOW_BODY_DECLARED}\r\n\r\n".encode())
+            status = "ours: attack over"
+            while loop.time() < until:
+                writer.write(b"\0" * SLOW_BODY_CHUNK)
+                await writer.drain()
+                with contextlib.suppress(TimeoutError):
+                    line = await asyncio.wait_for(reader.readline(), SLOW_BODY_EVERY_S)
+                    status = line.split(b" ")[1].decode() if line.startswith(b"HTTP/") else "closed"
+                    break
+            answers[status] += 1
+        except (ConnectionError, OSError):
+            answers["reset"] += 1
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+
+async def run_hostile(workload: Workload, *, rate: float | None, duration: float) -> HostileResult:
+    """Ordinary load alone, then the same load under the hostile client, on one lattice."""
+    if str(SUPPORT) not in sys.path:
+        sys.path.insert(0, str(SUPPORT))
+    from hostile_inputs import eob_scan_jpeg
+
+    jpeg = eob_scan_jpeg(500)
+    with tempfile.TemporaryDirectory(prefix="waft-chaos-hostile-") as tmp:
+        lattice = ChaosLattice(workload, Path(tmp))
+        async with lattice.running():
+            if rate is None:
+                rate = await measured_rate(lattice)
+            jpegs: Counter[str] = Counter()
+            bodies: Counter[str] = Counter()
+
+            async def nothing() -> None:
+                return None
+
+            async def attack() -> None:
+                until = asyncio.get_running_loop().time() + duration
+                async with asyncio.TaskGroup() as tasks:
+                    for _ in range(JPEG_STREAMS):
+                        tasks.create_task(_hostile_jpegs(lattice.url, jpeg, until, jpegs))
+                    for _ in range(SLOW_BODIES):
+                        tasks.create_task(_slow_body(lattice.http_port, workload.path, until, bodies))
+
+            print("chaos: hostile client: unloaded …", file=sys.stderr, flush=True)
+            unloaded = await load_with_fault(lattice, "unloaded", rate, duration, 0.0, nothing)
+            print("chaos: hostile client: attacked …", file=sys.stderr, flush=True)
+            attacked = await load_with_fault(lattice, "hostile client", rate, duration, 0.0, attack)
+            result = HostileResult(unloaded, attacked, jpegs, bodies)
+            print(f"chaos: {json.dumps(result.row())}", file=sys.stderr, flush=True)
+            await lattice._wait_until_correct()
+            return result
+
+
 def ml_workload() -> Workload:
     """/effnetlite0/matches with a photo; an answer is right when its labels equal a clean run's."""
     import io
@@ -357,7 +471,7 @@ def ml_workload() -> Workload:
                                             for a in ("api", "preprocessor", "postprocessor")))
 
 
-def write_report(results: list[ScenarioResult], duration: float) -> Path:
+def write_report(results: list[ScenarioResult], duration: float, hostile: HostileResult | None = None) -> Path:
     out = ROOT / "docs" / "reliability.md"
     rate = len(results[0].requests) / duration if results else 0.0
     lines = ["# Reliability", "", "Written by `make chaos`: each fault injected 5 s into a steady open-loop load of "
@@ -373,6 +487,25 @@ def write_report(results: list[ScenarioResult], duration: float) -> Path:
         lines.append(f"| {r.name} | {row['requests']} | {row['ok']} | {errors} | {row['wrong_answers']} | "
                      f"{row['unfinished']} | {row['recovery_s']} |")
     lines.append("")
+    if hostile is not None:
+        row = hostile.row()
+        lines += ["## Hostile client", "",
+                  f"The same load ({len(hostile.attacked.requests) / duration:g} req/s for {duration:g} s) alone, then "
+                  f"with an attacker at the documented limits: {JPEG_STREAMS} stream of the 38 KB progressive "
+                  "7071 x 7071 JPEG sent back to back (its EOB-only scans are decoded up to the budget of 32 visits "
+                  f"per block, then refused with 400), and {SLOW_BODIES} bodies that declare "
+                  f"{SLOW_BODY_DECLARED >> 20} MiB and trickle {SLOW_BODY_CHUNK} B every {SLOW_BODY_EVERY_S:g} s "
+                  "(cut at the 10 s body-read limit with 408; together half the bodies budget). Latency is from "
+                  "each request's due time (open loop).", "",
+                  "| ordinary /matches | requests | ok | wrong answers | p99 (s) |", "|---|---|---|---|---|"]
+        for label, result in (("unloaded", hostile.unloaded), ("under the hostile client", hostile.attacked)):
+            r = result.row()
+            lines.append(f"| {label} | {r['requests']} | {r['ok']} | {r['wrong_answers']} | "
+                         f"{hostile.p99(result):.3f} |")
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(row["jpeg_answers"].items()))  # type: ignore[union-attr]
+        slow = ", ".join(f"{k}: {v}" for k, v in sorted(row["slow_body_answers"].items()))  # type: ignore[union-attr]
+        lines += ["", f"p99 ratio (attacked / unloaded): **{hostile.ratio:.2f}** (the bound is 2). Attacker's JPEGs: "
+                  f"{answers or 'none answered'}; slow bodies: {slow or 'none answered'}.", ""]
     out.write_text("\n".join(lines))
     return out
 
@@ -392,13 +525,16 @@ def main() -> int:
     try:
         results = asyncio.run(_until_terminated(run_scenarios(ml_workload(), rate=rate, duration=duration,
                                                               fault_at=5.0)))
+        hostile = asyncio.run(_until_terminated(run_hostile(ml_workload(), rate=rate, duration=duration)))
     except asyncio.CancelledError:
         print("chaos: stopped (SIGTERM); everything it started is stopped", file=sys.stderr)
         return 143
     for r in results:
         print(json.dumps(r.row()))
-    print(f"wrote {write_report(results, duration)}")
-    return 0 if all(r.wrong == 0 and r.unfinished == 0 and r.recovery_s <= 5 for r in results) else 1
+    print(json.dumps(hostile.row()))
+    print(f"wrote {write_report(results, duration, hostile)}")
+    ok = all(r.wrong == 0 and r.unfinished == 0 and r.recovery_s <= 5 for r in results)
+    return 0 if ok and hostile.attacked.wrong == 0 and hostile.ratio <= 2 else 1
 
 
 if __name__ == "__main__":
