@@ -96,6 +96,18 @@ static void write_tensor_entry(waft_json *j, const metadata *md, const char *nam
                                const char *shape_key, int unknown_shape) {
     waft_mp_reader r;
     waft_str name = meta_str(md, name_key);
+    uint32_t listed;
+    /* a parcel that names no tensor: the engine's own name for its one input or output */
+    if (!name.ptr && mp_at(md->p, md->n, strcmp(name_key, "input_name") == 0 ? "inputs" : "outputs", &r) &&
+        waft_mp_peek(&r) == WAFT_MP_ARRAY && waft_mp_read_array(&r, &listed) && listed == 1) {
+        size_t start = r.pos;
+        waft_mp_reader f;
+        const char *s;
+        uint32_t l;
+        if (waft_mp_skip(&r) && mp_at(r.data + start, r.pos - start, "name", &f) && waft_mp_peek(&f) == WAFT_MP_STR &&
+            waft_mp_read_str(&f, &s, &l))
+            name = (waft_str){s, l};
+    }
     waft_json_object_begin(j);
     waft_json_key_c(j, "name");
     if (name.ptr) waft_json_string(j, name.ptr, name.len);

@@ -163,3 +163,14 @@ def test_scripted_provider_load_and_unload(host: FakeHost) -> None:
     r = http(api, "POST", "/v2/repository/models/q/load")
     assert r.status == 400 and r.json()["error"] == "load failed: contextNotFoundError: unknown model 'q'"
     assert http(api, "GET", "/v2/repository/models/q/load").status == 405
+
+
+def test_scripted_provider_a_parcel_without_names_shows_the_engines(host: FakeHost) -> None:
+    bare = {k: v for k, v in META.items() if k not in ("input_name", "output_name", "inputs", "outputs")}
+    host.on(MLINFERENCE, METADATA, {**bare, "inputs": META["inputs"][:1], "outputs": META["outputs"][:1]})
+    meta = http(new_api(host), "GET", "/v2/models/m").json()
+    assert [(t["name"], t["shape"]) for t in meta["inputs"]] == [("x", [1, 3])]  # the parcel's dims, the engine's name
+    assert [t["name"] for t in meta["outputs"]] == ["y"]
+    host.on(MLINFERENCE, METADATA, bare)  # a provider that lists nothing: Waft's placeholders
+    meta = http(new_api(host), "GET", "/v2/models/m").json()
+    assert [t["name"] for t in meta["inputs"]] == ["input0"] and [t["name"] for t in meta["outputs"]] == ["output0"]

@@ -5,6 +5,7 @@ what is wrong, and the repository extension's unload/load of one actor's route."
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import msgpack
@@ -13,7 +14,7 @@ import pytest
 from onnx_models import direct, two_in_two_out
 from waft_mlinference.registry import ModelRegistry
 from waft_mlinference.settings import LinkSettings
-from waft_mlinference.sources import DirectorySource
+from waft_mlinference.sources import DirectorySource, ModelFiles
 
 from waft.interfaces.mlinference import (
     CONTEXT_NOT_FOUND,
@@ -136,3 +137,41 @@ def test_named_tensors_on_the_wire_are_checked() -> None:
                          ({"outputs": ["x", 3]}, "output names")]:
         with pytest.raises(WireError, match=words):
             InferenceInput.decode(msgpack.packb({**base, **extra}, use_bin_type=True))
+
+
+class RenamedParcel:
+    """A real model folder whose metadata parcel names the model's one input and output otherwise than the model
+    does (as a hand-written parcel may): the names /v2 shows are the parcel's."""
+
+    def __init__(self, root: Path) -> None:
+        self.inner = DirectorySource(root)
+        self.description = self.inner.description
+
+    async def fetch(self, bindle_id: str) -> ModelFiles:
+        files = await self.inner.fetch(bindle_id)
+        return replace(files, metadata={**(files.metadata or {}), "input_name": "pixels", "output_name": "scores"})
+
+
+async def test_a_single_input_and_output_answer_to_the_parcels_names(tmp_path: Path) -> None:
+    from mlinference_support import ZOO, ensure_models
+
+    registry = ModelRegistry(cache_dir=tmp_path / "cache")
+    x = np.array([[1, 2, 3, 4]], np.float32)
+    try:
+        registry.attach("A", LinkSettings({"identity": ZOO["identity"]}), RenamedParcel(ensure_models()))
+        await ready(registry)
+        for outputs, names in [((), ["scores"]), (("scores",), ["scores"]), (("1",), ["1"])]:
+            out = await registry.predict("A", InferenceInput("identity", Tensor.from_numpy(x),
+                                                             inputs=(("pixels", Tensor.from_numpy(x)),),
+                                                             outputs=outputs))
+            assert out.ok, out.error
+            assert [n for n, _ in out.outputs or ()] == names
+            assert out.tensor.to_numpy().tolist() == x.tolist()
+        by_engine_name = await registry.predict("A", InferenceInput("identity", Tensor.from_numpy(x),
+                                                                    inputs=(("0", Tensor.from_numpy(x)),), outputs=()))
+        assert by_engine_name.ok
+        wrong = await registry.predict("A", InferenceInput("identity", Tensor.from_numpy(x),
+                                                           inputs=(("other", Tensor.from_numpy(x)),), outputs=()))
+        assert wrong.error is not None and "unknown: other" in wrong.error.message
+    finally:
+        await registry.close()

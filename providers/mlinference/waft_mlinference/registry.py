@@ -261,7 +261,8 @@ class ModelRegistry:
             model, runner = self.ready(actor_id, request.model)
             if request.outputs:  # before any work: a name the model lacks is the request's fault
                 names = [spec.name for spec in runner.engine.outputs]
-                unknown = [n for n in request.outputs if n not in names]
+                alias = _parcel_alias(model.metadata.output_name if model.metadata else None, runner.engine.outputs)
+                unknown = [n for n in request.outputs if alias.get(n, n) not in names]
                 if unknown:
                     raise ModelError(CORRUPT_INPUT_TENSOR, f"model {request.model!r} has no output "
                                                            f"{', '.join(unknown)}; its outputs: {', '.join(names)}")
@@ -269,7 +270,8 @@ class ModelRegistry:
             if request.inputs is not None:
                 if not request.inputs:
                     raise ModelError(CORRUPT_INPUT_TENSOR, "InferenceInput.inputs is empty")
-                feeds = {name: tensor.to_numpy(max_bytes=limit) for name, tensor in request.inputs}
+                alias = _parcel_alias(model.metadata.input_name if model.metadata else None, runner.engine.inputs)
+                feeds = {alias.get(name, name): tensor.to_numpy(max_bytes=limit) for name, tensor in request.inputs}
                 if sum(a.nbytes for a in feeds.values()) > limit:
                     raise ModelError(CORRUPT_INPUT_TENSOR, f"the inputs need more than max_tensor_bytes ({limit})")
                 array = next(iter(feeds.values()))
@@ -281,7 +283,7 @@ class ModelRegistry:
                 outputs = await runner.predict(array)
             encoding = time.perf_counter_ns()
             if request.outputs is not None:
-                answer = self._named_outputs(runner, request, outputs)
+                answer = self._named_outputs(model, runner, request, outputs)
             else:
                 if request.index >= len(outputs):
                     raise ModelError(RUNTIME_ERROR, f"output index {request.index} is out of range: model "
@@ -302,12 +304,15 @@ class ModelRegistry:
             return InferenceOutput.failure(exc)
 
     @staticmethod
-    def _named_outputs(runner: ModelRunner, request: InferenceInput, outputs: list[np.ndarray]) -> InferenceOutput:
-        """The outputs the request named (all, in the model's order, when it named none)."""
+    def _named_outputs(model: Model, runner: ModelRunner, request: InferenceInput,
+                       outputs: list[np.ndarray]) -> InferenceOutput:
+        """The outputs the request named (all, in the model's order, when it named none), under the names it
+        used; a model's one output answers to the parcel's `output_name` too, and is called so in `all`."""
         names = [spec.name for spec in runner.engine.outputs]
-        wanted = list(request.outputs or names)  # names checked before the run
-        named = tuple((n, Tensor.from_numpy(np.asarray(outputs[names.index(n)]), flags=request.tensor.flags))
-                      for n in wanted)
+        alias = _parcel_alias(model.metadata.output_name if model.metadata else None, runner.engine.outputs)
+        wanted = list(request.outputs or (alias or {n: n for n in names}))  # names checked before the run
+        named = tuple((n, Tensor.from_numpy(np.asarray(outputs[names.index(alias.get(n, n))]),
+                                            flags=request.tensor.flags)) for n in wanted)
         return InferenceOutput(named[0][1], outputs=named)
 
     # ------------------------------------------------------------------------------------- reports
@@ -378,3 +383,11 @@ class ModelRegistry:
             parts.append("failed: " + "; ".join(f"{m.name} ({m.reason})" for m in failed))
         parts += [f"warning: {m.name}: {w}" for m in statuses for w in m.warnings]
         return HealthCheckResponse(not failed, ("unhealthy: " if failed else "healthy: ") + "; ".join(parts), details)
+
+
+def _parcel_alias(parcel_name: str | None, specs: list[Any]) -> dict[str, str]:
+    """{the metadata parcel's name: the engine's} for a model's one input or output when the two differ: the
+    API's /v2 metadata shows the parcel's name, so a client sends that one."""
+    if parcel_name and len(specs) == 1 and specs[0].name != parcel_name:
+        return {parcel_name: specs[0].name}
+    return {}
