@@ -53,6 +53,15 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             os.environ[key] = value
 
 
+@pytest.fixture(autouse=True)
+def _trust_the_built_actors() -> None:
+    """build/actors is shared by everyone working in the checkout: a rebuild during the run re-signs it with
+    the builder's account, so the issuers are read again before each test (a few small files)."""
+    current = set(filter(None, os.environ.get("WAFT_TRUSTED_ISSUERS", "").split(",")))
+    if not current.issuperset(built := built_issuers()):
+        os.environ["WAFT_TRUSTED_ISSUERS"] = ",".join(sorted(current | set(built)))
+
+
 @pytest.fixture(scope="session")
 def nats_server() -> Iterator[EmbeddedNats]:
     with EmbeddedNats() as server:
