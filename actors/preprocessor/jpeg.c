@@ -843,6 +843,17 @@ static int decode_ac_first(dec_t *d, comp_t *c, int16_t *blk) {
     return 0;
 }
 
+/* Whether every AC coefficient of a block is still zero (four at a time). */
+static int ac_all_zero(const int16_t *blk) {
+    uint64_t acc = (uint64_t)(uint16_t)blk[1] | (uint64_t)(uint16_t)blk[2] << 16 | (uint64_t)(uint16_t)blk[3] << 32;
+    for (int i = 4; i < 64; i += 4) {
+        uint64_t w;
+        memcpy(&w, blk + i, sizeof w);
+        acc |= w;
+    }
+    return acc == 0;
+}
+
 /* Successive-approximation AC refinement (T.81 G.1.2.3; libjpeg's decode_mcu_AC_refine). */
 static int decode_ac_refine(dec_t *d, comp_t *c, int16_t *blk) {
     bitreader *br = &d->br;
@@ -878,6 +889,10 @@ static int decode_ac_refine(dec_t *d, comp_t *c, int16_t *blk) {
                 blk[ZZ[k]] = (int16_t)s;
             }
         }
+    }
+    if (d->eobrun > 0 && k == d->Ss && ac_all_zero(blk)) {
+        d->eobrun--; /* a block of the run with nothing to correct: no bits, no loop over its band */
+        return 0;
     }
     if (d->eobrun > 0) {
         /* The rest of the band: correction bits for the already non-zero coefficients only. */
@@ -980,6 +995,8 @@ static int decode_scan(dec_t *d) {
     return 0;
 }
 
+static uint64_t planned_visits(const dec_t *d, const uint8_t *first, size_t first_n);
+
 static int parse_sos(dec_t *d, const uint8_t *p, size_t n) {
     if (!d->frame) return fail(d, E_SOS_FIRST);
     if (n < 1) return fail(d, E_BAD_SOS);
@@ -1028,16 +1045,57 @@ static int parse_sos(dec_t *d, const uint8_t *p, size_t n) {
         }
     }
     if (d->scans >= MAX_SCANS) return fail(d, E_SCANS);
-    if (!d->allocated) {
-        if (setup_frame(d) < 0 || alloc_buffers(d) < 0) return -1;
-    }
     uint64_t all = 0, scan = 0;
+    if (!d->allocated) {
+        if (setup_frame(d) < 0) return -1;
+        for (int i = 0; i < d->ncomp; i++) all += (uint64_t)d->c[i].bw * d->c[i].bh;
+        if (planned_visits(d, p, n) > all * MAX_VISITS_PER_BLOCK) return fail(d, E_WORK); /* before allocating */
+        if (alloc_buffers(d) < 0) return -1;
+        all = 0;
+    }
     for (int i = 0; i < d->ncomp; i++) all += (uint64_t)d->c[i].bw * d->c[i].bh;
     for (int i = 0; i < d->ns; i++)
         scan += d->ns == 1 ? (uint64_t)d->sc[i]->nbw * d->sc[i]->nbh : (uint64_t)d->sc[i]->bw * d->sc[i]->bh;
     d->visits += scan;
     if (d->visits > all * MAX_VISITS_PER_BLOCK) return fail(d, E_WORK);
     return decode_scan(d);
+}
+
+/* Blocks one scan header (`p`, `n` bytes) asks to decode, as parse_sos counts them; 0 if it is malformed. */
+static uint64_t scan_blocks(const dec_t *d, const uint8_t *p, size_t n) {
+    if (n < 1 || n != 4 + 2 * (size_t)p[0]) return 0;
+    int ns = p[0];
+    uint64_t blocks = 0;
+    for (int i = 0; i < ns; i++)
+        for (int j = 0; j < d->ncomp; j++)
+            if (d->c[j].id == p[1 + 2 * i])
+                blocks += ns == 1 ? (uint64_t)d->c[j].nbw * d->c[j].nbh : (uint64_t)d->c[j].bw * d->c[j].bh;
+    return blocks;
+}
+
+/* The block decodes all the file's scans will ask for, from their headers, before the first is decoded: a
+ * small file of hundreds of cheap scans is refused at once instead of after 32 of them. The entropy-coded
+ * data is skipped to each next marker, as the decoder itself resumes; what cannot be parsed counts nothing
+ * here (the decoder refuses it when it gets there). */
+static uint64_t planned_visits(const dec_t *d, const uint8_t *first, size_t first_n) {
+    uint64_t total = scan_blocks(d, first, first_n);
+    const uint8_t *b = d->data;
+    size_t pos = d->pos, len = d->len;
+    for (;;) {
+        while (pos + 1 < len && !(b[pos] == 0xFF && b[pos + 1] != 0x00 && b[pos + 1] != 0xFF &&
+                                  (b[pos + 1] < 0xD0 || b[pos + 1] > 0xD7)))
+            pos++;
+        if (pos + 1 >= len) return total;
+        int m = b[pos + 1];
+        pos += 2;
+        if (m == 0xD9) return total;
+        if (m == 0x01) continue;
+        if (pos + 2 > len) return total;
+        size_t seglen = rd16(b + pos);
+        if (seglen < 2 || pos + seglen > len) return total;
+        if (m == 0xDA) total += scan_blocks(d, b + pos + 2, seglen - 2);
+        pos += seglen;
+    }
 }
 
 /* Walk the marker segments. In info mode, stop at the first scan (Exif may follow SOF). */

@@ -45,3 +45,11 @@ def test_the_38_kb_file_is_refused_by_the_decode_budget() -> None:
     assert 30_000 < len(data) < 40_000 and Image.open(io.BytesIO(data)).size == (SIDE, SIDE)
     with pytest.raises(GuestError, match="decode each block more than 32 times"):
         _decode(data, 8)
+
+
+def test_the_budget_is_judged_from_the_scan_headers_before_any_buffer() -> None:
+    """Under a 32 MiB memory cap the 7071 x 7071 image's coefficients (100 MB) cannot be allocated: the refusal
+    naming the budget shows the file was judged from its scan headers first."""
+    inst = compiled("jpegcheck").instantiate(lambda *_: b"", Limits(memory_bytes=32 << 20, deadline_ms=60_000))
+    with pytest.raises(GuestError, match="decode each block more than 32 times"):
+        inst.call("Jpeg.Decode", msgpack.packb({"data": eob_scan_jpeg(33), "scale": 8}))
