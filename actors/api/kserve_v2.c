@@ -1157,8 +1157,9 @@ done:
 }
 
 /* POST /v2/repository/models/{m}/load|unload: MlInference.LoadModel / UnloadModel (Waft's) for this actor's
- * route. Load starts loading and answers at once (GET /v2/models/{m}/ready or the index tell when it is ready);
- * a failure is 400 with the provider's reason, as Triton answers a load it refuses. */
+ * route. Load answers when the model is loaded or failed (a load longer than most of the RPC timeout is
+ * answered while still loading: GET /v2/models/{m}/ready or the index tell when it is ready); a failure is 400
+ * with the provider's reason, as Triton answers a load it refuses. */
 static int v2_repository_load(waft_str model, int load, waft_buf *out) {
     waft_buf req = WAFT_BUF_INIT, answer = WAFT_BUF_INIT;
     waft_mp_write_map(&req, 1);

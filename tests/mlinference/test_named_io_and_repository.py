@@ -18,6 +18,7 @@ from waft_mlinference.sources import DirectorySource, ModelFiles
 
 from waft.interfaces.mlinference import (
     CONTEXT_NOT_FOUND,
+    INVALID_MODEL,
     InferenceInput,
     InferenceOutput,
     ModelError,
@@ -173,5 +174,40 @@ async def test_a_single_input_and_output_answer_to_the_parcels_names(tmp_path: P
         wrong = await registry.predict("A", InferenceInput("identity", Tensor.from_numpy(x),
                                                            inputs=(("other", Tensor.from_numpy(x)),), outputs=()))
         assert wrong.error is not None and "unknown: other" in wrong.error.message
+    finally:
+        await registry.close()
+
+
+class FailingOnce:
+    """A real model folder that fails the first fetch as a corrupt download would: the model fails to load."""
+
+    def __init__(self, root: Path) -> None:
+        self.inner = DirectorySource(root)
+        self.description = self.inner.description
+        self.fetches = 0
+
+    async def fetch(self, bindle_id: str) -> ModelFiles:
+        self.fetches += 1
+        if self.fetches == 1:
+            raise ModelError(INVALID_MODEL, "the first download was corrupt")
+        return await self.inner.fetch(bindle_id)
+
+
+async def test_load_of_a_failed_model_loads_it_afresh_for_every_user(models, tmp_path: Path) -> None:
+    folder, bindle_id, _ = models
+    source = FailingOnce(folder)
+    registry = ModelRegistry(cache_dir=tmp_path / "cache")
+    a, b = np.zeros((2, 3), np.float32), np.ones((2, 3), np.int64)
+    try:
+        settings = LinkSettings({"twoio": bindle_id})
+        registry.attach("A", settings, source)
+        registry.attach("B", settings, source)
+        await ready(registry)
+        assert [e["status"] for e in registry.describe("B")] == ["failed"]
+        model = registry.load("A", "twoio")
+        assert model.task is not None
+        await model.task
+        assert source.fetches == 2 and [e["status"] for e in registry.describe("B")] == ["ready"]
+        assert (await registry.predict("B", named(a, b))).ok and (await registry.predict("A", named(a, b))).ok
     finally:
         await registry.close()

@@ -7,12 +7,14 @@ status; only a payload that is not an InferenceInput at all is an RPC error (Pro
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import msgpack
 
 from waft.config import waft_home
-from waft.interfaces.mlinference import InferenceInput, ModelError, WireError
+from waft.interfaces.mlinference import InferenceInput, ModelError, ModelState, WireError
 from waft.lattice.health import HealthCheckResponse
 from waft.lattice.host_data import HostData
 from waft.lattice.types import LinkDefinition
@@ -35,6 +37,8 @@ class MlInferenceProvider(Provider):
         # A queued request that outlives the caller's RPC timeout is answered `overloaded` (nobody waits).
         timeout_s = max(1.0, host_data.default_rpc_timeout_ms / 1000)
         self.registry = ModelRegistry(cache_dir=waft_home() / "cache" / "mlinference", slot_timeout_s=timeout_s)
+        #: How long LoadModel waits for the load it started: well inside the caller's RPC timeout.
+        self.load_wait_s = 0.75 * host_data.default_rpc_timeout_ms / 1000
 
     async def put_link(self, link: LinkDefinition) -> None:
         try:
@@ -69,9 +73,16 @@ class MlInferenceProvider(Provider):
     @operation("MlInference.LoadModel")
     async def load_model(self, ctx: InvocationContext, payload: bytes) -> bytes:
         """`{model}` -> `{}`: an unloaded route starts loading again (Triton's repository load)."""
-        model = _model_of(payload, "MlInference.LoadModel")
+        route = _model_of(payload, "MlInference.LoadModel")
         try:
-            self.registry.load(ctx.actor_id, model)
+            model = self.registry.load(ctx.actor_id, route)
+            # Triton answers a load once it is done; wait for it within the caller's patience, and answer a
+            # load that takes longer at once (ListModels and /v2/models/{m}/ready say when it is ready)
+            if model.task is not None and not model.task.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(model.task), self.load_wait_s)
+            if model.state is ModelState.FAILED and model.error is not None:
+                raise model.error
         except ModelError as exc:
             return msgpack.packb({"error": {exc.variant: exc.message}}, use_bin_type=True)
         return msgpack.packb({}, use_bin_type=True)

@@ -143,15 +143,22 @@ class ModelRegistry:
                 del self.models[key]
                 await self._unload(model)
 
-    def load(self, actor_id: str, route: str) -> None:
-        """Triton's load for one of the actor's routes: an unloaded one starts loading again (a loaded or
-        loading one is left as it is); ready, failed or still loading shows in ListModels as for any model."""
+    def load(self, actor_id: str, route: str) -> Model:
+        """Triton's load for one of the actor's routes: an unloaded one starts loading again, and so does a
+        failed one (for every actor sharing it); a ready or loading one is left as it is. Returns the model,
+        whose `task` is the load to wait for."""
         key = self.unloaded.get(actor_id, {}).pop(route, None)
         if key is None:
-            self.lookup(actor_id, route)  # known and not unloaded: nothing to do
-            return
+            model = self.lookup(actor_id, route)
+            if model.state is not ModelState.FAILED:
+                return model
+            del self.models[model.key]  # nothing runs for a failed model: load it afresh for all its users
+            self._use(actor_id, route, model.key, self.sources[actor_id])
+            self.models[model.key].users |= model.users
+            return self.models[model.key]
         self._use(actor_id, route, key, self.sources[actor_id])
         self.routes[actor_id][route] = key
+        return self.models[key]
 
     async def detach(self, actor_id: str) -> list[str]:
         """Forget the actor's routes; unload each model no other actor uses. Returns the unloaded ids."""

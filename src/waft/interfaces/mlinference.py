@@ -53,7 +53,8 @@ OP_LIST_MODELS = "MlInference.ListModels"
 OP_GET_METADATA = "MlInference.GetMetadata"
 #: Waft's, behind Triton's model repository extension: `{model}` -> `{}` or `{"error": {variant: message}}`.
 #: Unload frees the caller's route (the model itself once no other actor uses it) and ListModels then lists the
-#: route as `status: "unloaded"`; load starts loading it again and answers at once.
+#: route as `status: "unloaded"`; load starts loading it again (a failed model too) and answers once it is loaded
+#: or failed, or, when that takes longer than most of the caller's RPC timeout, while it is still loading.
 OP_LOAD_MODEL = "MlInference.LoadModel"
 OP_UNLOAD_MODEL = "MlInference.UnloadModel"
 
