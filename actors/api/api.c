@@ -18,7 +18,8 @@
  *   POST /v2/repository/index, /v2/repository/models/{m}/load|unload; `/versions/1` after the model name
  *   (each model has one version; another is 404). Errors under /v2 are the protocol's
  *   {"error": "<what>: <why>", "code": "<what>"}.
- * `healthz`, `models` and `v2` are therefore not usable as model names over HTTP.
+ * `healthz`, `models` and `v2` are therefore not usable as model names over HTTP, nor `stats` under /v2
+ * (GET /v2/models/stats is every model's statistics).
  *
  * Errors are JSON {"error": "<what>", "detail": "<why>"} (design: Conventions): 400 bad tensor JSON or
  * undecodable image, 404 unknown model (the detail says how to install it) or route (the original answered

@@ -306,11 +306,14 @@ static int v2_model_config(waft_str model, waft_buf *out) {
 }
 
 /* Triton's statistics extension: the provider keeps the counts and nanoseconds in Triton's own field names
- * (ListModels' `stats`); here they are put under {"model_stats": [{name, version, ...}]}. */
+ * (ListModels' `stats`); here they are put under {"model_stats": [{name, version, ...}]}: of one model, or of
+ * every model with statistics (GET /v2/models/stats) when `model` is empty. */
 static int v2_model_stats(waft_str model, waft_buf *out) {
-    metadata md;
-    if (!get_metadata(model, &md, out)) return WAFT_OK; /* 404 unknown, 503 loading */
-    metadata_free(&md);
+    if (model.len) {
+        metadata md;
+        if (!get_metadata(model, &md, out)) return WAFT_OK; /* 404 unknown, 503 loading */
+        metadata_free(&md);
+    }
     waft_buf answer = WAFT_BUF_INIT, body = WAFT_BUF_INIT;
     if (!list_models(&answer, out)) goto done;
     waft_mp_reader r;
@@ -318,8 +321,11 @@ static int v2_model_stats(waft_str model, waft_buf *out) {
     int found = 0;
     waft_json j;
     waft_json_init(&j, &body);
+    waft_json_object_begin(&j);
+    waft_json_key_c(&j, "model_stats");
+    waft_json_array_begin(&j);
     if (!mp_at(answer.data, answer.len, "models", &r) || !waft_mp_read_array(&r, &n_models)) n_models = 0;
-    for (uint32_t m = 0; m < n_models && !r.err && !found; m++) {
+    for (uint32_t m = 0; m < n_models && !r.err; m++) {
         size_t start = r.pos;
         if (!waft_mp_skip(&r)) break;
         const uint8_t *entry = r.data + start;
@@ -329,37 +335,32 @@ static int v2_model_stats(waft_str model, waft_buf *out) {
         const char *name;
         uint32_t name_len;
         waft_mp_reader_init(&name_r, entry + ns, ne - ns);
-        if (!waft_mp_read_str(&name_r, &name, &name_len) || name_len != model.len ||
-            memcmp(name, model.ptr, model.len) != 0)
-            continue;
+        if (!waft_mp_read_str(&name_r, &name, &name_len)) continue;
+        if (model.len && (name_len != model.len || memcmp(name, model.ptr, model.len) != 0)) continue;
+        if (!mp_field(entry, entry_len, "stats", &ss, &se)) continue; /* not loaded: nothing counted */
         found = 1;
         waft_json_object_begin(&j);
-        waft_json_key_c(&j, "model_stats");
-        waft_json_array_begin(&j);
-        waft_json_object_begin(&j);
         waft_json_key_c(&j, "name");
-        waft_json_string(&j, model.ptr, model.len);
+        waft_json_string(&j, name, name_len);
         waft_json_key_c(&j, "version");
         waft_json_string_c(&j, "1");
-        if (mp_field(entry, entry_len, "stats", &ss, &se)) {
-            waft_mp_reader sr;
-            uint32_t n_keys;
-            waft_mp_reader_init(&sr, entry + ss, se - ss);
-            if (waft_mp_read_map(&sr, &n_keys)) {
-                for (uint32_t k = 0; k < n_keys && !sr.err; k++) {
-                    const char *key;
-                    uint32_t key_len;
-                    if (!waft_mp_read_str(&sr, &key, &key_len)) break;
-                    waft_json_key(&j, key, key_len);
-                    if (!mp_to_json(&sr, &j, 1)) break;
-                }
+        waft_mp_reader sr;
+        uint32_t n_keys;
+        waft_mp_reader_init(&sr, entry + ss, se - ss);
+        if (waft_mp_read_map(&sr, &n_keys)) {
+            for (uint32_t k = 0; k < n_keys && !sr.err; k++) {
+                const char *key;
+                uint32_t key_len;
+                if (!waft_mp_read_str(&sr, &key, &key_len)) break;
+                waft_json_key(&j, key, key_len);
+                if (!mp_to_json(&sr, &j, 1)) break;
             }
         }
         waft_json_object_end(&j);
-        waft_json_array_end(&j);
-        waft_json_object_end(&j);
     }
-    if (!found) http_error(out, 503, "model loading", "the provider lists no statistics for this model yet");
+    waft_json_array_end(&j);
+    waft_json_object_end(&j);
+    if (model.len && !found) http_error(out, 503, "model loading", "the provider lists no statistics for this model yet");
     else respond_json(out, 200, &body);
 done:
     waft_buf_free(&answer);
@@ -1205,6 +1206,8 @@ int route_v2(waft_str *seg, int n, waft_str method, const waft_http_request *req
         (waft_str_eq(seg[4], "load") || waft_str_eq(seg[4], "unload")))
         return is_method(method, "POST") ? v2_repository_load(seg[3], waft_str_eq(seg[4], "load"), out)
                                          : not_allowed(out, method, "POST");
+    if (n == 3 && waft_str_eq(seg[1], "models") && waft_str_eq(seg[2], "stats"))
+        return GET_ONLY(v2_model_stats((waft_str){"", 0}, out)); /* every model's */
     if (n >= 3 && waft_str_eq(seg[1], "models")) {
         waft_str model = seg[2];
         int rest = 3;

@@ -166,6 +166,9 @@ def exercise_tritonclient(address: str, files: dict[str, Path]) -> None:
         assert stats["inference_stats"]["success"]["count"] == 3
         assert stats["inference_stats"]["fail"]["count"] == 1
         assert stats["execution_count"] == 3 and stats["inference_stats"]["compute_infer"]["ns"] > 0
+        every = {m["name"]: m for m in client.get_inference_statistics()["model_stats"]}  # GET /v2/models/stats
+        assert sorted(every) == ["scorer", "twoio"] and every["twoio"]["execution_count"] == 3
+        assert every["scorer"]["inference_stats"]["success"]["count"] == 2  # the two classification requests
 
         # the model repository extension: index, unload, load
         index = {m["name"]: m for m in client.get_model_repository_index()}
