@@ -50,6 +50,18 @@ class Spread:
     weight: int = 100
 
 
+def compute_spread(replicas: int, spreads: tuple[Spread, ...]) -> list[tuple[Spread, int]]:
+    """How many replicas each spread gets, as wadm's `compute_spread`: spreads ordered by weight (heaviest
+    first, ties in manifest order), each `replicas * weight // total`, and what rounding left over one
+    each to the first. The same manifest gives the same counts under wadm and here."""
+    ordered = sorted(spreads or (Spread(),), key=lambda s: -s.weight)
+    total = sum(s.weight for s in ordered) or 1
+    counts = [replicas * s.weight // total for s in ordered]
+    for i in range(replicas - sum(counts)):
+        counts[i % len(counts)] += 1
+    return list(zip(ordered, counts, strict=True))
+
+
 @dataclass(frozen=True)
 class ActorSpec:
     name: str
@@ -58,23 +70,24 @@ class ActorSpec:
     spread: tuple[Spread, ...] = ()
 
     def spread_counts(self) -> list[tuple[Spread, int]]:
-        """How many replicas each spread gets: by weight, rounded down, the rest to the first spreads (as wadm)."""
-        spreads = self.spread or (Spread(),)
-        total = sum(s.weight for s in spreads) or 1
-        counts = [self.count * s.weight // total for s in spreads]
-        for i in range(self.count - sum(counts)):
-            counts[i % len(counts)] += 1
-        return list(zip(spreads, counts, strict=True))
+        return compute_spread(self.count, self.spread)
 
 
 @dataclass(frozen=True)
 class ProviderEntry:
+    """A capability component; `count` providers run, at most one per host (a host runs one instance of a
+    provider key and link name), and share its calls through the provider's queue group."""
+
     name: str
     image: str
     link_name: str = "default"
     config: str = ""
     contract: str = ""
     spread: tuple[Spread, ...] = ()
+    count: int = 1
+
+    def spread_counts(self) -> list[tuple[Spread, int]]:
+        return compute_spread(self.count, self.spread)
 
 
 @dataclass(frozen=True)
@@ -134,7 +147,8 @@ class Manifest:
                       for ln in _list(data, "links"))
         contracts = {ln.provider: ln.contract for ln in reversed(links)}
         providers = tuple(ProviderEntry(pname, resolve(_text(p, "image", "provider")),
-                                        str(p.get("link_name") or "default"), _config(p), contracts.get(pname, ""))
+                                        str(p.get("link_name") or "default"), _config(p), contracts.get(pname, ""),
+                                        count=_count(p))
                           for p in _list(data, "providers") for pname in [_text(p, "name", "provider")])
         names = {a.name for a in actors}
         pnames = {p.name for p in providers}
@@ -169,8 +183,8 @@ class Manifest:
                 except ValueError:
                     props["config"] = provider.config
             component: dict[str, Any] = {"name": provider.name, "type": "capability", "properties": props}
-            if provider.spread:
-                component["traits"] = [{"type": "spreadscaler", "properties": {"replicas": 1,
+            if provider.spread or provider.count != 1:
+                component["traits"] = [{"type": "spreadscaler", "properties": {"replicas": provider.count,
                                                                                **spread(provider.spread)}}]
             components.append(component)
         annotations = {"version": self.version, **({"description": self.description} if self.description else {})}
@@ -240,10 +254,9 @@ def _parse_oam(data: dict[str, Any], resolve: Callable[[str], str], source: Path
         if component.get("type") == "actor":
             actors.append(ActorSpec(cname, image, replicas, spread))
         else:
-            if replicas != 1:
-                raise ManifestError(f"capability {cname!r}: one replica per app is supported, got {replicas}")
             providers.append(ProviderEntry(cname, image, str(props.get("link_name") or "default"), _config(props),
-                                           _text(props, "contract", f"capability {cname!r} properties"), spread))
+                                           _text(props, "contract", f"capability {cname!r} properties"), spread,
+                                           replicas))
     by_name = {p.name: p for p in providers}
     links = []
     for actor, target, values in wanted_links:
@@ -297,8 +310,8 @@ def _text(entry: dict[str, Any], key: str, kind: str) -> str:
 
 def _count(entry: dict[str, Any]) -> int:
     count = entry.get("count", 1)
-    if not isinstance(count, int) or count < 0:
-        raise ManifestError(f"actor {entry.get('name')!r}: count must be a non-negative integer")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ManifestError(f"{entry.get('name')!r}: count must be a non-negative integer")
     return count
 
 
@@ -336,52 +349,77 @@ class LatticeState:
                    if actor["id"] == actor_id for i in actor["instances"]
                    if not annotations.items() <= (i.get("annotations") or {}).items())
 
+    def providers(self, image: str, link_name: str,
+                  annotations: dict[str, str] | None = None) -> list[tuple[str, str]]:
+        """(host id, provider id) of every host running `image` on `link_name` (with `annotations`: only the
+        ones carrying them)."""
+        wanted = (annotations or {}).items()
+        return [(host_id, provider["id"]) for host_id, inv in self.inventories.items()
+                for provider in inv.get("providers", [])
+                if (provider.get("image_ref") == image and provider.get("link_name") == link_name
+                    and wanted <= (provider.get("annotations") or {}).items())]
+
     def provider(self, image: str, link_name: str,
                  annotations: dict[str, str] | None = None) -> tuple[str, str] | None:
-        wanted = (annotations or {}).items()
-        for host_id, inv in self.inventories.items():
-            for provider in inv.get("providers", []):
-                if (provider.get("image_ref") == image and provider.get("link_name") == link_name
-                        and wanted <= (provider.get("annotations") or {}).items()):
-                    return host_id, provider["id"]
-        return None
+        found = self.providers(image, link_name, annotations)
+        return found[0] if found else None
 
     def eligible(self, spread: Spread) -> list[str]:
         """The hosts whose labels include the spread's requirements, in ping order."""
         return [h["id"] for h in self.hosts if spread.requirements.items() <= (h.get("labels") or {}).items()]
 
 
-async def read_state(ctl: CtlClient) -> LatticeState:
-    hosts = await ctl.get_hosts()
+async def read_state(ctl: CtlClient, *, wait: float | None = None) -> LatticeState:
+    hosts = await ctl.get_hosts(wait)
     if not hosts:
         raise CtlError(f"no host is running on lattice {ctl.prefix!r}: start one with `waft up`")
-    inventories = {h["id"]: await ctl.get_inventory(h["id"]) for h in hosts}
+    inventories = {}
+    for h in list(hosts):
+        try:
+            inventories[h["id"]] = await ctl.get_inventory(h["id"])
+        except CtlError:  # it answered the ping and left since: it runs nothing any more
+            hosts.remove(h)
     return LatticeState(hosts, inventories)
 
 
-def _placement(state: LatticeState, spread: Spread, preferred: str, where: str) -> str:
-    """The host new instances of a spread start on: `preferred` when it qualifies, else the first that does."""
-    hosts = state.eligible(spread)
-    if not hosts:
-        raise CtlError(f"{where}: no host on the lattice has the labels {spread.requirements} "
-                       f"that spread {spread.name!r} requires")
-    return preferred if preferred in hosts else hosts[0]
+def _no_host(spread: Spread, where: str) -> CtlError:
+    return CtlError(f"{where}: no host on the lattice has the labels {spread.requirements} "
+                    f"that spread {spread.name!r} requires")
+
+
+def _spread_evenly(hosts: list[str], current: dict[str, int], add: int) -> dict[str, int]:
+    """Where `add` more instances go so that a spread stays even over its hosts: each to the host that then
+    has the fewest (ties: the earlier host in `hosts`); a host's loss then costs at most its share."""
+    load = {h: current.get(h, 0) for h in hosts}
+    placed: dict[str, int] = {}
+    for _ in range(add):
+        host = min(hosts, key=lambda h: load[h])
+        load[host] += 1
+        placed[host] = placed.get(host, 0) + 1
+    return placed
+
+
+def _preferred_first(hosts: list[str], preferred: str | None) -> list[str]:
+    return sorted(hosts, key=lambda h: h != preferred)
 
 
 async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None = None,
-                    timeout: float = 60.0) -> list[str]:
+                    timeout: float = 60.0, state: LatticeState | None = None) -> list[str]:
     """Drive the lattice to the manifest; returns what was done, one line per action.
 
     Only instances carrying the app's annotations (`Manifest.annotations`, plus the spread's name) count
     and are scaled: a hand-started instance of the same actor is neither stopped nor taken as the app's.
-    What is missing starts on `host_id` (`waft up` passes its own host: an app deployed by `up` must
-    not land on whichever other host answered the ping first, or stopping that host takes the app
-    with it), when it meets the spread's requirements; without one, on the first host that answered.
-    Instances that already run somewhere are scaled where they run. A provider someone else already
-    runs (same image and link name) is used, not started twice, and is never the app's to stop."""
+    Each spread's replicas spread evenly over the hosts whose labels meet its requirements (new ones go to
+    the eligible host running the fewest, surplus ones stop where most run), and providers run at most
+    one per eligible host. With `host_id` (`waft up` passes its own host: an app deployed by `up` must not
+    land on whichever other host answered first, or stopping that host takes the app with it) what is
+    missing starts on that host when it meets the spread's requirements. A provider someone else already
+    runs (same image and link name) counts and is used, and is never the app's to stop. `state` is a
+    reading of the lattice the caller already has (the reconciler's)."""
     done: list[str] = []
-    state = await read_state(ctl)
-    target_host = await ctl.choose_host(host_id, known=[h["id"] for h in state.hosts])
+    state = state or await read_state(ctl)
+    if host_id:
+        await ctl.choose_host(host_id, known=[h["id"] for h in state.hosts])
     owned = manifest.annotations
     actor_ids: dict[str, str] = {}
     provider_ids: dict[str, str] = {}
@@ -396,35 +434,58 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
                 total = sum(count for _, _, count in running)
                 named = f"actor {actor.name}" + (f" (spread {spread.name})" if len(spreads) > 1 else "")
                 if total < wanted:
-                    where = running[0][0] if running else _placement(state, spread, target_host, named)
-                    await ctl.start_actor(where, actor.image, wanted - total, mine)
-                    for _ in range(wanted - total):  # one event per instance: all of them, before going on
-                        started = await wait_started(events, "actor_started", "actor_start_failed", actor.image,
-                                                     timeout)
-                    actor_ids[actor.name] = started.public_key
+                    hosts = state.eligible(spread)
+                    if not hosts:
+                        raise _no_host(spread, named)
+                    placed = ({host_id: wanted - total} if host_id in hosts else
+                              _spread_evenly(hosts, {h: c for h, _, c in running}, wanted - total))
+                    for where, add in placed.items():
+                        await ctl.start_actor(where, actor.image, add, mine)
+                        for _ in range(add):  # one event per instance: all of them, before going on
+                            started = await wait_started(events, "actor_started", "actor_start_failed",
+                                                         actor.image, timeout)
+                        actor_ids[actor.name] = started.public_key
                     done.append(f"started {wanted - total} x {named}")
                 elif total > wanted:
                     excess = total - wanted
-                    for runs_on, actor_id, count in running:
-                        take = min(excess, count)
-                        if take:
-                            await ctl.stop_actor(runs_on, actor_id, take, mine)
-                            for _ in range(take):
-                                await wait_for_event(events, "actor_stopped", timeout, public_key=actor_id)
-                            excess -= take
+                    while excess:  # one at a time from the host running the most keeps the spread even
+                        runs_on, actor_id, _ = max(running, key=lambda r: r[2])
+                        await ctl.stop_actor(runs_on, actor_id, 1, mine)
+                        await wait_for_event(events, "actor_stopped", timeout, public_key=actor_id)
+                        running = [(h, a, c - (h == runs_on)) for h, a, c in running]
+                        excess -= 1
                     done.append(f"scaled {named} down to {wanted}")
         for provider in manifest.providers:
-            found = (state.provider(provider.image, provider.link_name, owned)
-                     or state.provider(provider.image, provider.link_name))
-            if found:
+            if found := state.provider(provider.image, provider.link_name):
                 provider_ids[provider.name] = found[1]
-                continue
-            where = _placement(state, (provider.spread or (Spread(),))[0], target_host, f"provider {provider.name}")
-            await ctl.start_provider(where, provider.image, provider.link_name, provider.config, owned)
-            started = await wait_started(events, "provider_started", "provider_start_failed", provider.image,
-                                          timeout)
-            provider_ids[provider.name] = started.public_key
-            done.append(f"started provider {provider.name}")
+            spreads = provider.spread_counts()
+            for spread, wanted in spreads:
+                mine = {**owned, SPREAD_NAME: spread.name}
+                named = f"provider {provider.name}" + (f" (spread {spread.name})" if len(spreads) > 1 else "")
+                hosts = state.eligible(spread)
+                if not hosts and wanted:
+                    raise _no_host(spread, named)
+                running = [h for h, _ in state.providers(provider.image, provider.link_name) if h in hosts]
+                if len(running) < wanted:
+                    free = _preferred_first([h for h in hosts if h not in running], host_id)
+                    for where in free[:wanted - len(running)]:
+                        await ctl.start_provider(where, provider.image, provider.link_name, provider.config, mine)
+                        started = await wait_started(events, "provider_started", "provider_start_failed",
+                                                     provider.image, timeout)
+                        provider_ids[provider.name] = started.public_key
+                    started_n = min(len(free), wanted - len(running))
+                    if started_n:
+                        done.append(f"started {started_n} x {named}" if wanted > 1 else f"started {named}")
+                    if len(running) + started_n < wanted:
+                        done.append(f"{named}: {len(running) + started_n} of {wanted} running, one per host "
+                                    f"and only {len(hosts)} host(s) meet the spread's requirements")
+                elif len(running) > wanted:
+                    ours = [(h, pk) for h, pk in state.providers(provider.image, provider.link_name, mine)
+                            if h in hosts]
+                    for runs_on, provider_id in ours[:len(running) - wanted]:
+                        await ctl.stop_provider(runs_on, provider_id, provider.link_name)
+                        await wait_for_event(events, "provider_stopped", timeout, public_key=provider_id)
+                    done.append(f"scaled {named} down to {max(wanted, len(running) - len(ours))}")
     existing = {(ln["actor_id"], ln["contract_id"], ln["link_name"]): ln for ln in await ctl.get_links()}
     for link in manifest.links:
         actor_id, provider_id = actor_ids.get(link.actor), provider_ids.get(link.provider)
@@ -495,11 +556,13 @@ async def undeploy(ctl: CtlClient, manifest: Manifest, *, keep: Manifest | None 
         for provider in manifest.providers:
             if (provider.image, provider.link_name) in kept_providers:
                 continue
-            found = state.provider(provider.image, provider.link_name, owned)
+            found = state.providers(provider.image, provider.link_name, owned)
+            for runs_on, provider_id in found:
+                await ctl.stop_provider(runs_on, provider_id, provider.link_name)
+                await wait_for_event(events, "provider_stopped", timeout, public_key=provider_id)
             if found:
-                await ctl.stop_provider(found[0], found[1], provider.link_name)
-                await wait_for_event(events, "provider_stopped", timeout, public_key=found[1])
-                done.append(f"stopped provider {provider.name}")
+                done.append(f"stopped provider {provider.name}" if len(found) == 1
+                            else f"stopped {len(found)} x provider {provider.name}")
     return done
 
 
@@ -513,7 +576,7 @@ async def status(ctl: CtlClient, manifest: Manifest) -> list[dict[str, Any]]:
         rows.append({"kind": "actor", "name": actor.name, "desired": actor.count, "running": running,
                      "ok": running == actor.count})
     for provider in manifest.providers:
-        running = 1 if (state.provider(provider.image, provider.link_name, owned)
-                        or state.provider(provider.image, provider.link_name)) else 0
-        rows.append({"kind": "provider", "name": provider.name, "desired": 1, "running": running, "ok": running == 1})
+        running = len(state.providers(provider.image, provider.link_name))
+        rows.append({"kind": "provider", "name": provider.name, "desired": provider.count, "running": running,
+                     "ok": running >= provider.count})
     return rows

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from waft.app import Manifest, ManifestError, reconcile, status, undeploy
 from waft.app_store import AppStore, AppStoreError, Record, manifest_of, version_entry
 from waft.cli.output import CliError, add_connection_flags, add_output_flag, console, emit
 from waft.ctl import CtlClient, CtlError
+from waft.reconciler import LeaseHeld, app_lease
 
 Handler = Callable[[CtlClient, argparse.Namespace], Awaitable[int]]
 
@@ -65,7 +68,7 @@ def _wrap(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
         try:
             return asyncio.run(main())
-        except (CtlError, ManifestError, AppStoreError) as exc:
+        except (CtlError, ManifestError, AppStoreError, LeaseHeld) as exc:
             raise CliError(str(exc)) from None
 
     return run
@@ -104,8 +107,14 @@ async def _put(ctl: CtlClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _owner() -> str:
+    return f"waft app on {socket.gethostname()} (pid {os.getpid()})"
+
+
 async def _deploy(ctl: CtlClient, args: argparse.Namespace) -> int:
-    """Reconcile to the version asked for; what the previously deployed version had and this one lacks goes."""
+    """Reconcile to the version asked for; what the previously deployed version had and this one lacks goes.
+
+    Under the app's lease, so the lattice's reconciler does not work on the app at the same time."""
     store = await _store(ctl)
     if _is_file(args.app):
         if args.version:
@@ -117,20 +126,24 @@ async def _deploy(ctl: CtlClient, args: argparse.Namespace) -> int:
         before = await store.require(args.app)
         manifest = manifest_of(before, version_entry(before, args.version)["version"])
     previous = manifest_of(before) if before and before.get("deployed") else None
-    done = await reconcile(ctl, manifest, host_id=args.host_id)
-    if previous is not None and previous.to_oam() != manifest.to_oam():
-        done += await undeploy(ctl, previous, keep=manifest)
-    await store.set_deployed(manifest.name, manifest.version)
+    async with app_lease(ctl.nc, ctl.prefix, manifest.name, _owner()):
+        done = await reconcile(ctl, manifest, host_id=args.host_id)
+        if previous is not None and previous.to_oam() != manifest.to_oam():
+            done += await undeploy(ctl, previous, keep=manifest)
+        await store.set_deployed(manifest.name, manifest.version)
     _report(args, manifest, done, "already in the declared state")
     return 0
 
 
 async def _undeploy(ctl: CtlClient, args: argparse.Namespace) -> int:
+    """Marked undeployed first, under the app's lease: a reconciler pass already under way ends before, and
+    none after touches the app, so nothing it would restart outlives the undeploy."""
     store = await _store(ctl)
     manifest, record = await _named(store, args.app)
-    done = await undeploy(ctl, manifest)
-    if record is not None:
-        await store.set_deployed(manifest.name, None)
+    async with app_lease(ctl.nc, ctl.prefix, manifest.name, _owner()):
+        if record is not None:
+            await store.set_deployed(manifest.name, None)
+        done = await undeploy(ctl, manifest)
     _report(args, manifest, done, "nothing was running")
     return 0
 

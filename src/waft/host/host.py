@@ -19,7 +19,7 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -45,6 +45,9 @@ from waft.lattice.host_data import HostData
 from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, wait_closed
 from waft.lattice.types import LinkDefinition, WasmCloudEntity
 from waft.oci.refs import looks_like_oci
+
+if TYPE_CHECKING:
+    from waft.reconciler import Reconciler
 
 log = logging.getLogger("waft.host")
 
@@ -95,6 +98,7 @@ class Host:
         self.executor = ThreadPoolExecutor(max_workers=128, thread_name_prefix="waft-actor")
         self.actors: dict[str, ActorPool] = {}
         self._session: Session | None = None
+        self._reconciler: Reconciler | None = None  # while connected, when config.reconciler
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
 
@@ -165,6 +169,11 @@ class Host:
         await session.control.subscribe()
         await session.events.publish(lattice_events.host_started(self.labels, self.friendly_name))
         session.tasks.create_task(self._heartbeat_loop())
+        if self.config.reconciler:
+            from waft.reconciler import Reconciler  # apps and their store load only where a reconciler runs
+
+            self._reconciler = Reconciler(session.nc, self.config.prefix, self.host_id)
+            session.tasks.create_task(self._reconciler.run())
         await session.nc.flush(timeout=5)  # subscriptions are live at the server before anyone is told
         self._ready.set()
         log.info("host %s up on lattice %r", self.host_id, self.config.prefix)
@@ -173,6 +182,8 @@ class Host:
 
     async def _shutdown(self, session: Session) -> None:
         await session.control.unsubscribe()
+        if self._reconciler is not None:  # hand the lead over now, not when the lease expires
+            await self._reconciler.release()
         for pool in list(self.actors.values()):
             await self._stop_pool(pool)
         provider_keys = {p.public_key for p in session.providers.running.values()}
