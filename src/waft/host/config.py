@@ -51,9 +51,6 @@ class HostConfig:
     #: Stand as a candidate for the lattice's reconciler (`waft.reconciler`), which keeps deployed apps as
     #: declared; `WAFT_RECONCILER=0` keeps this host out of it.
     reconciler: bool = True
-    #: Stand as a candidate for the lattice's reconciler (`waft.reconciler`), which keeps deployed apps as
-    #: declared; `WAFT_RECONCILER=0` keeps this host out of it.
-    reconciler: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> HostConfig:
@@ -80,7 +77,6 @@ class HostConfig:
         config.limits = Limits.from_settings(env)
         if (python := setting("python_providers", env=env)) is not None:
             config.python_providers = _list(python)
-        config.reconciler = (setting("reconciler", "1", env=env) or "1").lower() not in ("0", "false", "off", "no")
         config.reconciler = (setting("reconciler", "1", env=env) or "1").lower() not in ("0", "false", "off", "no")
         # wasmCloud's convention: HOST_<NAME>=value labels the host <name>=value.
         config.labels = {k[5:].lower(): v for k, v in env.items() if k.startswith("HOST_") and len(k) > 5}
