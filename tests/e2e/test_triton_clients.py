@@ -12,68 +12,55 @@ parcel) and every answer is compared with onnxruntime run directly on the same a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import os
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import pytest_asyncio
+from e2e_support import ml_lattice, skip_if_missing
 from onnx_models import LABELS, direct, scorer, two_in_two_out
 
-TESTS = Path(__file__).resolve().parents[1]
-for _folder in ("mlinference", "httpserver"):
-    if str(TESTS / _folder) not in sys.path:
-        sys.path.insert(0, str(TESTS / _folder))
-
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
 
 
-@contextlib.asynccontextmanager
-async def waft_v2(tmp_path: Path, nats_url: str, prefix: str) -> AsyncIterator[tuple[str, dict[str, Path]]]:
-    """A lattice serving `twoio` and `scorer` (added as a user adds models) over HTTP; yields host:port and the
-    model files."""
-    from httpserver_support import free_port, wait_serving
+@dataclass
+class Served:
+    address: str  # host:port of Waft's HTTP
+    files: dict[str, Path]  # the model files, for onnxruntime
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served(nats_server: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    """One lattice for the module serving `twoio` and `scorer`, added as a user adds models."""
+    skip_if_missing()
     from mlinference_support import link_values
-    from waft_testing import built_actor, running_host
 
-    from waft.claims import KeyPair, Role
-    from waft.lattice.types import LinkDefinition
     from waft.models.store import add_local
 
-    files = {"twoio": tmp_path / "twoio.onnx", "scorer": tmp_path / "scorer.onnx"}
+    tmp = tmp_path_factory.mktemp("triton")
+    files = {"twoio": tmp / "twoio.onnx", "scorer": tmp / "scorer.onnx"}
     two_in_two_out(files["twoio"])
     scorer(files["scorer"])
-    labels = tmp_path / "labels.txt"
+    labels = tmp / "labels.txt"
     labels.write_text("\n".join(LABELS) + "\n")
-    zoo = {"twoio": str(add_local("twoio", files["twoio"])["bindle_id"]),
-           "scorer": str(add_local("scorer", files["scorer"], labels=labels)["bindle_id"])}
-    cluster = KeyPair.generate(Role.CLUSTER)
-    async with running_host(nats_url=nats_url, prefix=prefix, cluster_seed=cluster.seed, rpc_timeout_s=30) as host:
-        api = await host.start_actor(str(built_actor("api")))
-        ml = await host.start_provider("python:waft_mlinference")
-        web = await host.start_provider("python:waft_httpserver")
-        port = free_port()
-        await host.put_link(LinkDefinition(api.public_key, ml.public_key, "wasmcloud:mlinference", "default",
-                                           link_values(zoo, model_dir=tmp_path / "home" / "models")))
-        await host.put_link(LinkDefinition(api.public_key, web.public_key, "wasmcloud:httpserver", "default",
-                                           {"address": f"127.0.0.1:{port}"}))
-        await wait_serving(f"http://127.0.0.1:{port}/healthz")
-        import aiohttp
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WAFT_HOME", str(tmp / "home"))  # `models add` keeps models in $WAFT_HOME/models
+        zoo = {"twoio": str(add_local("twoio", files["twoio"])["bindle_id"]),
+               "scorer": str(add_local("scorer", files["scorer"], labels=labels)["bindle_id"])}
+        async with ml_lattice(nats_server.url, f"ttriton{os.getpid()}",
+                              link_values(zoo, model_dir=tmp / "home" / "models"), ready=tuple(zoo)) as lattice:
+            yield Served(lattice.url.removeprefix("http://"), files)
 
-        async with aiohttp.ClientSession() as session:
-            for route in zoo:  # polled: the link reaches the provider and the model loads in their own time
-                for _ in range(1200):
-                    async with session.get(f"http://127.0.0.1:{port}/v2/models/{route}/ready") as response:
-                        if response.status == 200:
-                            break
-                    await asyncio.sleep(0.05)
-                else:
-                    raise AssertionError(f"{route} never became ready")
-        yield f"127.0.0.1:{port}", files
+
+def model_stats(client: Any, model: str) -> dict[str, Any]:
+    (stats,) = client.get_inference_statistics(model)["model_stats"]
+    return stats
 
 
 def exercise_tritonclient(address: str, files: dict[str, Path]) -> None:
@@ -85,6 +72,7 @@ def exercise_tritonclient(address: str, files: dict[str, Path]) -> None:
 
     client = httpclient.InferenceServerClient(address)
     try:
+        before = {m: model_stats(client, m) for m in ("twoio", "scorer")}  # the module's other test may run first
         server = client.get_server_metadata()
         assert server["version"] == __version__
         assert {"binary_tensor_data", "classification", "model_repository", "model_configuration",
@@ -160,14 +148,22 @@ def exercise_tritonclient(address: str, files: dict[str, Path]) -> None:
                 assert [np.float32(g.split(":")[0]) for g in got] == [scores[row][i] for i in top]
 
         # statistics count what was served: three requests to twoio succeeded, the one naming `nope` failed unrun
-        (stats,) = client.get_inference_statistics("twoio")["model_stats"]
+        stats = model_stats(client, "twoio")
         assert stats["name"] == "twoio" and stats["version"] == "1"
-        assert stats["inference_stats"]["success"]["count"] == 3
-        assert stats["inference_stats"]["fail"]["count"] == 1
-        assert stats["execution_count"] == 3 and stats["inference_stats"]["compute_infer"]["ns"] > 0
+
+        def grew(after: dict[str, Any], model: str, *path: str) -> int:
+            was, now = before[model], after
+            for key in path:
+                was, now = was[key], now[key]
+            return int(now) - int(was)
+
+        assert grew(stats, "twoio", "inference_stats", "success", "count") == 3
+        assert grew(stats, "twoio", "inference_stats", "fail", "count") == 1
+        assert grew(stats, "twoio", "execution_count") == 3 and stats["inference_stats"]["compute_infer"]["ns"] > 0
         every = {m["name"]: m for m in client.get_inference_statistics()["model_stats"]}  # GET /v2/models/stats
-        assert sorted(every) == ["scorer", "twoio"] and every["twoio"]["execution_count"] == 3
-        assert every["scorer"]["inference_stats"]["success"]["count"] == 2  # the two classification requests
+        assert sorted(every) == ["scorer", "twoio"] and every["twoio"] == model_stats(client, "twoio")
+        # the two classification requests
+        assert grew(every["scorer"], "scorer", "inference_stats", "success", "count") == 2
 
         # the model repository extension: index, unload, load
         index = {m["name"]: m for m in client.get_model_repository_index()}
@@ -194,12 +190,10 @@ def exercise_tritonclient(address: str, files: dict[str, Path]) -> None:
         client.close()
 
 
-async def test_tritonclient_speaks_to_waft_v2(nats_url: str, lattice_prefix: str, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_tritonclient_speaks_to_waft_v2(served: Served) -> None:
     pytest.importorskip("tritonclient.http", reason="tritonclient[http] is a dev dependency (make venv)")
-    monkeypatch.setenv("WAFT_HOME", str(tmp_path / "home"))
-    async with waft_v2(tmp_path, nats_url, lattice_prefix) as (address, files):
-        await asyncio.to_thread(exercise_tritonclient, address, files)  # a blocking client, the host in this loop
+    # a blocking client, and the host runs in this loop: the client gets a thread
+    await asyncio.to_thread(exercise_tritonclient, served.address, served.files)
 
 
 def perf_analyzer() -> tuple[Path, dict[str, str]] | str:
@@ -219,41 +213,45 @@ def perf_analyzer() -> tuple[Path, dict[str, str]] | str:
     return binary, env
 
 
-async def test_perf_analyzer_loads_waft_v2(nats_url: str, lattice_prefix: str, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_perf_analyzer_loads_waft_v2(served: Served, tmp_path: Path) -> None:
     """perf_analyzer reads the metadata and configuration, sends binary inputs to both of twoio's inputs, and
-    polls the statistics; its request count must equal what the server's statistics counted in its window."""
+    polls the statistics (it refuses counts that disagree); every request it counted reached the model."""
     found = perf_analyzer()
     if isinstance(found, str):
         pytest.skip(found)
     binary, env = found
-    monkeypatch.setenv("WAFT_HOME", str(tmp_path / "home"))
-    report = tmp_path / "perf.csv"
-    async with waft_v2(tmp_path, nats_url, lattice_prefix) as (address, _files):
-        proc = await asyncio.create_subprocess_exec(
-            str(binary), "-m", "twoio", "-u", address, "-i", "http", "--concurrency-range", "1",
-            "--measurement-mode", "count_windows", "--measurement-request-count", "40", "--max-trials", "4",
-            "--stability-percentage", "999", "-f", str(report), env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        try:
-            async with asyncio.timeout(180):
-                output, _ = await proc.communicate()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        text = output.decode(errors="replace")
-        assert proc.returncode == 0, text
-        import aiohttp
+    import aiohttp
 
+    async def stats() -> dict[str, Any]:
         async with aiohttp.ClientSession() as session, \
-                session.get(f"http://{address}/v2/models/twoio/stats") as response:
-            (stats,) = (await response.json())["model_stats"]
+                session.get(f"http://{served.address}/v2/models/twoio/stats") as response:
+            assert response.status == 200
+            (model,) = (await response.json())["model_stats"]
+            return model
+
+    before = await stats()
+    report = tmp_path / "perf.csv"
+    proc = await asyncio.create_subprocess_exec(
+        str(binary), "-m", "twoio", "-u", served.address, "-i", "http", "--concurrency-range", "1",
+        "--measurement-mode", "count_windows", "--measurement-request-count", "40", "--max-trials", "4",
+        "--stability-percentage", "999", "-f", str(report), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        async with asyncio.timeout(180):
+            output, _ = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = output.decode(errors="replace")
+    assert proc.returncode == 0, text
+    after = await stats()
     (row,) = list(csv.DictReader(report.open()))
     assert float(row["Inferences/Second"]) > 0, text
-    assert "Request count:" in text and "Server:" in text, text  # it read the server-side statistics
+    assert "Server:" in text, text  # it read the server-side statistics
     measured = [int(line.split(":")[1].split()[0]) for line in text.splitlines() if "Request count:" in line]
     assert measured and measured[0] >= 40, text
     # every request it made reached the model and succeeded (its warm-up and trials besides the window)
-    assert stats["inference_stats"]["success"]["count"] >= measured[0]
-    assert stats["inference_stats"]["fail"]["count"] == 0
+    success, fail = (after["inference_stats"][k]["count"] - before["inference_stats"][k]["count"]
+                     for k in ("success", "fail"))
+    assert success >= measured[0] and fail == 0
