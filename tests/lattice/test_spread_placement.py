@@ -8,6 +8,8 @@ app's link reaches every one of them (each answers with the link's values).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from waft.app import Manifest, Spread, compute_spread, reconcile, status, undepl
 from waft.claims import KeyPair, Role
 from waft.ctl import CtlClient
 from waft.lattice.codec import pack, unpack
+from waft.lattice.rpc import RpcError
 from waft.lattice.types import WasmCloudEntity
 
 pytestmark = pytest.mark.timeout(180)
@@ -105,18 +108,31 @@ async def test_provider_replicas_run_one_per_host_and_every_one_is_linked(nats_u
             rows = {r["name"]: r for r in await status(ctl, app(2))}
             assert (rows["tester"]["desired"], rows["tester"]["running"], rows["tester"]["ok"]) == (2, 2, True)
 
-            # Calls to the provider share its queue group; each instance answers with the link's values.
+            # Calls to the provider share its queue group; each instance answers with the link's values. A
+            # provider still booting when the link was put gets it at its first health pass, so wait for
+            # every instance to have answered linked once; from then on no call may find one unlinked.
             actor_id = next(iter(g1.actors or g2.actors or plain.actors))
             provider_id = next(iter(g1.providers.running.values())).public_key
-            pids = {}
-            for i in range(40):
-                answer = unpack(await g1.rpc.invoke(WasmCloudEntity.actor(actor_id),
-                                                    WasmCloudEntity.provider(provider_id, "waft:test", "default"),
-                                                    "Test.LinkValues", pack(i), timeout=10))
-                assert answer["k"] == "v"
-                pids[answer["pid"]] = pids.get(answer["pid"], 0) + 1
             expected = {str(p.process.pid) for h in (g1, g2) for p in h.providers.running.values()}
-            assert set(pids) == expected and len(expected) == 2
+            assert len(expected) == 2
+
+            async def call(i: int) -> dict[str, str]:
+                return unpack(await g1.rpc.invoke(WasmCloudEntity.actor(actor_id),
+                                                  WasmCloudEntity.provider(provider_id, "waft:test", "default"),
+                                                  "Test.LinkValues", pack(i), timeout=10))
+
+            linked: set[str] = set()
+            for i in range(400):
+                if linked == expected:
+                    break
+                with contextlib.suppress(RpcError):
+                    answer = await call(i)
+                    assert answer["k"] == "v"
+                    linked.add(answer["pid"])
+                await asyncio.sleep(0.05)
+            assert linked == expected
+            pids = [(await call(i))["pid"] for i in range(40)]
+            assert set(pids) == expected  # both share the load (2^-39 odds that one gets none)
 
             assert await reconcile(ctl, app(1)) == ["scaled provider tester down to 1"]
             assert sum(len(h.providers.running) for h in (g1, g2, plain)) == 1

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from waft.cli.output import CliError, add_prefix_flag, console
+from waft.cli.output import CliError, add_prefix_flag, console, parse_pairs
 from waft.config import setting, without_credentials
 
 
@@ -43,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--dashboard-address", default=setting("dashboard_address", "127.0.0.1:4000"))
     up.add_argument("--no-dashboard", action="store_true")
     up.add_argument("--app", type=Path, help="deploy this manifest once the host is up")
+    up.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                    help="label this host for spread requirements (repeatable; HOST_<KEY> variables too)")
     up.add_argument("--push-models", action="store_true", help="push the preloaded models (build/models) first")
     up.add_argument("-d", "--detached", action="store_true", help="run in the background; stop with `waft down`")
     up.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -79,7 +81,7 @@ def _up(args: argparse.Namespace) -> int:
                       nats_host=args.nats_host, cluster_listen=args.cluster_listen, cluster_name=args.cluster_name,
                       routes=tuple(r.strip() for arg in args.route for r in arg.split(",") if r.strip()),
                       server_name=args.server_name, leaf_url=args.leaf_remote, leaf_credentials=args.leaf_credentials,
-                      leaf_listen=args.leaf_listen)
+                      leaf_listen=args.leaf_listen, host_overrides=_labels(args.label))
 
     def ready(urls: dict[str, str]) -> None:
         for name, url in urls.items():
@@ -91,6 +93,14 @@ def _up(args: argparse.Namespace) -> int:
     except* UpError as group:
         raise CliError(str(group.exceptions[0])) from None
     return 0
+
+
+def _labels(pairs: list[str]) -> dict[str, object]:
+    """`--label` on top of the HOST_* labels (an override replaces the whole mapping, so they are merged here)."""
+    from waft.host.config import HostConfig
+
+    labels = parse_pairs(pairs, "label")
+    return {"labels": {**HostConfig.from_env().labels, **labels}} if labels else {}
 
 
 def _wait_detached(pid: int, log_path: Path, offset: int, wait_s: float = 60.0) -> None:
