@@ -166,7 +166,7 @@ async def test_hand_started_instances_are_left_alone_and_undeploy_ends_reconcili
     config = dict(nats_url=nats_url, prefix=lattice_prefix)
     async with (running_host(**config) as h1, running_host(**config) as h2,
                 CtlClient.connect(nats_url, lattice_prefix, timeout=5) as ctl):
-        await deploy_in_store(ctl.nc, lattice_prefix, app("kept", 2))
+        await deploy_in_store(ctl.nc, lattice_prefix, app("kept", 2, testers=1))
         await deploy_in_store(ctl.nc, lattice_prefix, app("dropped", 2))
 
         async def counts() -> tuple[int, int, int]:
@@ -185,6 +185,18 @@ async def test_hand_started_instances_are_left_alone_and_undeploy_ends_reconcili
         actor_id = next(iter(where.actors))
         await ctl.stop_actor(where.host_id, actor_id, 1, kept)
         await until("the app's stopped instance restored", lambda: counts_are((2, 2, 1)))
+
+        async def kept_providers() -> list[tuple[str, str]]:
+            return [(h, p["id"]) for h in (h1.host_id, h2.host_id)
+                    for p in (await ctl.get_inventory(h))["providers"] if p["annotations"].get(APP_SPEC) == "kept"]
+
+        [(runs_on, provider_id)] = await kept_providers()
+        await ctl.stop_provider(runs_on, provider_id)  # stopped, not crashed: its host will not restart it
+
+        async def provider_back() -> bool:
+            return len(await kept_providers()) == 1
+
+        await until("the app's stopped provider restored", provider_back)
 
         undone = await asyncio.to_thread(  # the hosts in this loop must keep answering while the CLI works
             run_waft, "app", "undeploy", "dropped", "--nats-url", nats_url, "-x", lattice_prefix,
