@@ -147,6 +147,16 @@ class NatsCluster:
         server.port = port
         server.start()
 
+    def serving(self, connection_name: str) -> int:
+        """The member a client named `connection_name` is connected to now (their /connz)."""
+        for member in self.members:
+            if member.server.process is None or member.server.process.poll() is not None:
+                continue
+            with urllib.request.urlopen(f"{member.server.monitor_url}/connz?limit=1024", timeout=5) as response:
+                if any(c.get("name") == connection_name for c in json.loads(response.read()).get("connections") or []):
+                    return member.index
+        raise LookupError(f"no member serves a client named {connection_name!r}")
+
     @property
     def url(self) -> str:
         """Every member, comma-separated: what a client that may use any of them is given."""
@@ -219,18 +229,27 @@ async def replicas_of(nc: NATS) -> dict[str, int]:
 
 # ------------------------------------------------------------------------------------ the lattice
 
+def built_issuers() -> list[str]:
+    """Who signed the actors in build/actors: the hosts of this fresh home trust them (and no one else)."""
+    from waft.claims import inspect_actor
+
+    return sorted({inspect_actor(path.read_bytes()).issuer for path in (ROOT / "build" / "actors").glob("*_s.wasm")})
+
+
 class ClusterLattice:
     """The cluster, a bindle server, and one host per member, each process ours to kill."""
 
     def __init__(self, workload: Workload, home: Path) -> None:
         self.workload = workload
         self.home = home
-        self.env = {**os.environ, "WAFT_HOME": str(home)}
+        self.env = {"WAFT_MODELS_DIR": str(ROOT / "build" / "models"), **os.environ, "WAFT_HOME": str(home),
+                    "WAFT_TRUSTED_ISSUERS": ",".join(built_issuers())}
         self.cluster = NatsCluster(home)
         self.bindle: asyncio.subprocess.Process | None = None
         self.hosts: list[asyncio.subprocess.Process] = []
         self.http_port = free_port()
         self.bindle_port = free_port()
+        self.killed: int | None = None  # the member the last "host A's member" fault killed
 
     @property
     def url(self) -> str:
@@ -295,9 +314,11 @@ class ClusterLattice:
                                                                            f"127.0.0.1:{self.http_port}")
                                 .replace("../build/", f"{ROOT}/build/"))
             # host A may use any member: its NATS connection (and its providers') fail over
-            self.hosts.append(await self._spawn("host-a", "-m", "waft", "up", "--nats-url", self.cluster.url,
-                                                "--no-bindle", "--no-dashboard", "--app", str(manifest)))
+            self.hosts.append(await self._spawn("host-a", "-m", "waft", "--verbose", "up", "--nats-url",
+                                                self.cluster.url, "--no-bindle", "--no-dashboard", "--app",
+                                                str(manifest)))
             await probe._wait_until_correct(180)
+            await self._store_app(manifest)
             for index in range(1, len(self.cluster.members)):
                 await self.start_member_host(index)
             await probe._wait_until_correct()
@@ -307,6 +328,17 @@ class ClusterLattice:
                 await _stop(proc)
             await _stop(self.bindle)
             await asyncio.to_thread(self.cluster.stop)
+
+    async def _store_app(self, manifest: Path) -> None:
+        """The app in the lattice's apps store, as `waft app put` keeps it: part of what must survive."""
+        from waft.app import Manifest
+        from waft.app_store import AppStore
+
+        nc = await self.cluster.connect()
+        try:
+            await (await AppStore.open(nc, PREFIX)).put(Manifest.load(manifest), source=str(manifest))
+        finally:
+            await nc.close()
 
     async def wait_until_correct(self, timeout: float = 120) -> None:
         from tools.chaos import ChaosLattice
@@ -332,16 +364,19 @@ class ClusterResult:
 
 
 async def _put_marker(nc: NATS, name: str) -> bool:
-    """A write to the apps store while a fault lasts (quorum is 2 of 3: it must succeed)."""
-    from waft.app_store import bucket_name
-    from waft.lattice.replication import open_replicated_kv
+    """`waft app put` of a small app while a fault lasts (quorum is 2 of 3: it must succeed); never deployed."""
+    from waft.app import Manifest
+    from waft.app_store import AppStore
 
-    try:
-        kv = await open_replicated_kv(nc, bucket_name(PREFIX))
-        await kv.put(f"chaos-{name}", name.encode())
-        return True
-    except (nats.errors.Error, TimeoutError):
-        return False
+    manifest = Manifest.parse({"name": f"chaos-{name}", "version": "0.0.1", "actors": [], "providers": [],
+                               "links": []})
+    for _ in range(20):  # the observer may itself be reconnecting to another member
+        try:
+            await (await AppStore.open(nc, PREFIX)).put(manifest)
+            return True
+        except (nats.errors.Error, TimeoutError):
+            await asyncio.sleep(0.5)
+    return False
 
 
 def _marker(name: str) -> str:
@@ -354,8 +389,10 @@ def cluster_scenarios(lattice: ClusterLattice, *, stop_s: float) -> dict[str, Ca
     async def kill_member_c() -> None:
         await asyncio.to_thread(cluster.kill, 2)
 
-    async def kill_member_a() -> None:
-        await asyncio.to_thread(cluster.kill, 0)
+    async def kill_member_of_a() -> None:
+        host_a = (await lattice.host_ids())["a"]
+        lattice.killed = await asyncio.to_thread(cluster.serving, f"waft host {host_a[:8]}")
+        await asyncio.to_thread(cluster.kill, lattice.killed)
 
     async def freeze_member_b() -> None:
         pid = cluster.members[1].pid
@@ -367,15 +404,15 @@ def cluster_scenarios(lattice: ClusterLattice, *, stop_s: float) -> dict[str, Ca
         await asyncio.to_thread(cluster.add_member)
         await lattice.start_member_host(len(cluster.members) - 1)
 
-    return {"SIGKILL NATS member C": kill_member_c, "SIGKILL NATS member A": kill_member_a,
+    return {"SIGKILL NATS member C": kill_member_c, "SIGKILL the NATS member host A uses": kill_member_of_a,
             f"SIGSTOP NATS member B for {stop_s:g} s": freeze_member_b, "add a fourth member and host": add_fourth}
 
 
 async def cluster_repair(lattice: ClusterLattice, name: str) -> None:
     if name.startswith("SIGKILL NATS member C"):
         await asyncio.to_thread(lattice.cluster.restart, 2)
-    if name.startswith("SIGKILL NATS member A"):
-        await asyncio.to_thread(lattice.cluster.restart, 0)
+    if name.startswith("SIGKILL the NATS member host A uses") and lattice.killed is not None:
+        await asyncio.to_thread(lattice.cluster.restart, lattice.killed)
     await lattice.cluster.wait_jetstream()
     await lattice.wait_until_correct()
 
