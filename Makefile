@@ -61,9 +61,11 @@ bench: venv actors models
 fuzz: venv actors
 	WAFT_FUZZ_COUNT=500000 $(PY) -m pytest -q tests/preprocessor/test_preprocessor_fuzz.py
 
-# Long fault runs (issue 9): SIGKILLs, NATS restarts, host loss under steady load; writes docs/reliability.md.
+# Long fault runs (issue 9): SIGKILLs, NATS restarts, host loss under steady load; then the same for a
+# three-member NATS cluster (tools/chaos_cluster.py, issue 17); both write docs/reliability.md.
 chaos: venv actors models
 	$(PY) -m tools.chaos
+	$(PY) -m tools.chaos_cluster
 
 clean:
 	rm -rf build
