@@ -81,14 +81,14 @@ class ReconcilerSettings:
 
 
 async def open_leases(nc: NATS, prefix: str, lease_s: float) -> KeyValue:
-    """The lattice's lease bucket (entries expire after `lease_s`), created on first use."""
-    js = nc.jetstream()
+    """The lattice's lease bucket (entries expire after `lease_s`), created on first use with the replicas
+    of the rest of the lattice state, so an election survives the loss of a NATS node as the apps do."""
+    from waft.lattice.replication import open_replicated_kv
+
     try:
-        return await js.key_value(lease_bucket(prefix))
-    except nats.js.errors.BucketNotFoundError:
-        with contextlib.suppress(nats.js.errors.BadRequestError):  # another host created it first
-            return await js.create_key_value(bucket=lease_bucket(prefix), history=1, ttl=lease_s)
-        return await js.key_value(lease_bucket(prefix))
+        return await open_replicated_kv(nc, lease_bucket(prefix), history=1, ttl=lease_s)
+    except nats.js.errors.BadRequestError:  # another host created it between our look and our create
+        return await nc.jetstream().key_value(lease_bucket(prefix))
 
 
 class Lease:

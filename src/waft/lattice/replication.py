@@ -79,15 +79,16 @@ async def create_replicated(create: Callable[[int], Awaitable[T]], wanted: int) 
     raise AssertionError("unreachable")
 
 
-async def open_replicated_kv(nc: NATS, bucket: str, *, history: int = 1) -> KeyValue:
-    """The KV bucket `bucket`, created with the wanted replicas or raised to them (the lattice's app store)."""
+async def open_replicated_kv(nc: NATS, bucket: str, *, history: int = 1, ttl: float | None = None) -> KeyValue:
+    """The KV bucket `bucket`, created with the wanted replicas or raised to them (the lattice's app store;
+    with `ttl`, entries expire: the reconciler's leases)."""
     js = nc.jetstream()
     wanted = wanted_replicas(nc)
     try:
         kv = await js.key_value(bucket)
     except nats.js.errors.BucketNotFoundError:
-        return await create_replicated(lambda r: js.create_key_value(bucket=bucket, history=history, replicas=r),
-                                       wanted)
+        return await create_replicated(lambda r: js.create_key_value(bucket=bucket, history=history, ttl=ttl,
+                                                                     replicas=r), wanted)
     await raise_replicas(js, f"KV_{bucket}", wanted)
     return kv
 
