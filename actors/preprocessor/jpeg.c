@@ -133,6 +133,7 @@ typedef struct {
     uint32_t hexp, vexp;    /* upsampling factors from plane to output */
     int32_t dcpred;
     int16_t *coefs;         /* progressive: bw*bh blocks of 64, natural order */
+    uint64_t *nzmap;        /* progressive: a bit per block, set once it has a non-zero AC coefficient */
     uint8_t *plane;
     uint8_t *row;           /* scratch for one upsampled row */
     uint16_t q[64];         /* quantization table latched at this component's first scan (as libjpeg) */
@@ -698,7 +699,8 @@ static int alloc_buffers(dec_t *d) {
             uint64_t bytes = blocks * 64 * sizeof(int16_t);
             if (bytes > SIZE_MAX / 2) return fail(d, E_OOM);
             c->coefs = calloc((size_t)blocks * 64, sizeof(int16_t));
-            if (!c->coefs) return fail(d, E_OOM);
+            c->nzmap = calloc((size_t)(blocks + 63) / 64, sizeof(uint64_t));
+            if (!c->coefs || !c->nzmap) return fail(d, E_OOM);
         } else {
             uint64_t bytes = (uint64_t)c->stride * c->ph;
             if (bytes > SIZE_MAX / 2) return fail(d, E_OOM);
@@ -815,6 +817,11 @@ static int decode_dc_refine(dec_t *d, int16_t *blk) {
     return 0;
 }
 
+static inline void mark_nonzero(comp_t *c, const int16_t *blk) {
+    size_t i = (size_t)(blk - c->coefs) / 64;
+    c->nzmap[i >> 6] |= (uint64_t)1 << (i & 63);
+}
+
 static int decode_ac_first(dec_t *d, comp_t *c, int16_t *blk) {
     if (d->eobrun) {
         d->eobrun--;
@@ -831,6 +838,7 @@ static int decode_ac_first(dec_t *d, comp_t *c, int16_t *blk) {
             k += r;
             if (k > d->Se) return fail(d, E_COEF);
             blk[ZZ[k]] = (int16_t)(uint32_t)((uint32_t)extend(br_bits(br, s), s) << d->Al);
+            mark_nonzero(c, blk);
             k++;
         } else if (r < 15) {
             d->eobrun = (1u << r) - 1; /* this block is the first of the run */
@@ -887,6 +895,7 @@ static int decode_ac_refine(dec_t *d, comp_t *c, int16_t *blk) {
             if (s) {
                 if (k > d->Se) return fail(d, E_COEF);
                 blk[ZZ[k]] = (int16_t)s;
+                mark_nonzero(c, blk);
             }
         }
     }
@@ -948,6 +957,30 @@ static int restart(dec_t *d) {
     return 0;
 }
 
+/* Blocks of the current EOB run that need no work, from (mx, my) along the row: all of them in a first AC
+ * scan, and in a refinement scan those with no non-zero AC coefficient (nothing to correct, no bits), 64 at a
+ * time where the map allows. A file's work then follows its size, not its scan count times the image. */
+static uint32_t skip_eob_run(dec_t *d, const comp_t *c, uint32_t mx, uint32_t my, uint32_t nx) {
+    uint32_t n = 0, left = nx - mx;
+    if (d->Ah == 0) {
+        n = d->eobrun < left ? d->eobrun : left;
+    } else {
+        size_t idx = (size_t)my * c->bw + mx;
+        while (n < left && n < d->eobrun) {
+            size_t i = idx + n;
+            uint64_t w = c->nzmap[i >> 6];
+            if ((i & 63) == 0 && w == 0 && left - n >= 64 && d->eobrun - n >= 64) {
+                n += 64;
+                continue;
+            }
+            if (w >> (i & 63) & 1) break;
+            n++;
+        }
+    }
+    d->eobrun -= n;
+    return n;
+}
+
 static int decode_scan(dec_t *d) {
     for (int i = 0; i < d->ns; i++) d->sc[i]->dcpred = 0;
     d->eobrun = 0;
@@ -961,8 +994,16 @@ static int decode_scan(dec_t *d) {
         ny = d->mcuy;
     }
     uint32_t todo = d->dri;
+    int eob_skips = d->progressive && d->ns == 1 && d->Ss > 0 && d->dri == 0;
     for (uint32_t my = 0; my < ny; my++) {
         for (uint32_t mx = 0; mx < nx; mx++) {
+            if (eob_skips && d->eobrun > 0) {
+                uint32_t n = skip_eob_run(d, d->sc[0], mx, my, nx);
+                if (n) {
+                    mx += n - 1;
+                    continue;
+                }
+            }
             if (d->dri) {
                 if (todo == 0) {
                     if (restart(d) < 0) return -1;
@@ -1376,6 +1417,8 @@ static int finish_progressive(dec_t *d) {
                            c->plane + (size_t)by * c->ss * c->stride + (size_t)bx * c->ss, c->stride);
         free(c->coefs);
         c->coefs = NULL;
+        free(c->nzmap);
+        c->nzmap = NULL;
     }
     return 0;
 }
@@ -1383,6 +1426,7 @@ static int finish_progressive(dec_t *d) {
 static void release(dec_t *d) {
     for (int i = 0; i < MAX_COMPS; i++) {
         free(d->c[i].coefs);
+        free(d->c[i].nzmap);
         free(d->c[i].plane);
         free(d->c[i].row);
     }
