@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = command("deploy", _deploy, "reconcile the lattice to a stored version, or to a FILE (stored first)")
     p.add_argument("app", metavar="NAME|FILE")
     p.add_argument("version", nargs="?", help="a stored version (default: the latest put)")
-    p.add_argument("--host-id", help="start what is missing on this host (default: the first to answer)")
+    p.add_argument("--host-id", help="start what is missing on this host when it qualifies "
+                                     "(default: evenly over the eligible hosts)")
     p = command("undeploy", _undeploy, "stop what the app started (its versions stay stored)")
     p.add_argument("app", metavar="NAME|FILE")
     p = command("status", _status, "desired vs running, per component")
