@@ -248,6 +248,8 @@ class Reconciler:
                 await self.reconcile_all()
             except (WaftError, nats.errors.Error, nats.js.errors.Error) as exc:
                 log.warning("reconcile pass failed: %s", exc)
+            except Exception:  # a bug here must not take the host (and what it serves) down with it
+                log.exception("reconcile pass failed")
 
     async def reconcile_all(self) -> list[str]:
         """One pass over every deployed app; returns what was done, each line prefixed with the app."""
