@@ -35,6 +35,7 @@ from nats.aio.client import Client as NATS
 
 from tools.chaos import ScenarioResult, Workload, _stop, free_port, load_with_fault, ml_workload
 from tools.paths import ROOT
+from waft.app import Manifest
 from waft.claims.keys import KeyPair, Role
 from waft.embedded_nats import ClusterOptions, EmbeddedNats
 from waft.lattice import subjects
@@ -172,8 +173,10 @@ class NatsCluster:
     async def connect(self, index: int | None = None) -> NATS:
         assert self.credentials is not None
         servers = [self.members[index].server.public_url] if index is not None else self.url.split(",")
+        # pings every second: a client of a frozen member notices within ~3 s and moves to another
         return await nats.connect(servers, nkeys_seed_str=self.credentials.host.seed, connect_timeout=5,
-                                  max_reconnect_attempts=-1, reconnect_time_wait=0.25)
+                                  max_reconnect_attempts=-1, reconnect_time_wait=0.25, ping_interval=1,
+                                  max_outstanding_pings=2)
 
     async def wait_jetstream(self, timeout_s: float = 60) -> None:
         from waft.lattice.replication import wait_jetstream
@@ -250,6 +253,7 @@ class ClusterLattice:
         self.http_port = free_port()
         self.bindle_port = free_port()
         self.killed: int | None = None  # the member the last "host A's member" fault killed
+        self.app = ""
 
     @property
     def url(self) -> str:
@@ -264,12 +268,15 @@ class ClusterLattice:
             log.close()
 
     async def ctl(self, *args: str, url: str | None = None) -> str:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "waft", "ctl", *args, "--nats-url",
+        return await self.waft("ctl", *args, url=url)
+
+    async def waft(self, group: str, *args: str, url: str | None = None) -> str:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "waft", group, *args, "--nats-url",
                                                     url or self.cluster.url, env=self.env,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         if proc.returncode:
-            raise RuntimeError(f"waft ctl {' '.join(args)}: {err.decode().strip()}")
+            raise RuntimeError(f"waft {group} {' '.join(args)}: {err.decode().strip()}")
         return out.decode()
 
     async def host_ids(self) -> dict[str, str]:
@@ -318,7 +325,9 @@ class ClusterLattice:
                                                 self.cluster.url, "--no-bindle", "--no-dashboard", "--app",
                                                 str(manifest)))
             await probe._wait_until_correct(180)
-            await self._store_app(manifest)
+            # stored and deployed through the apps store: the reconciler keeps it at its counts from here
+            await self.waft("app", "deploy", str(manifest), "--host-id", (await self.host_ids())["a"])
+            self.app = Manifest.load(manifest).name
             for index in range(1, len(self.cluster.members)):
                 await self.start_member_host(index)
             await probe._wait_until_correct()
@@ -329,16 +338,24 @@ class ClusterLattice:
             await _stop(self.bindle)
             await asyncio.to_thread(self.cluster.stop)
 
-    async def _store_app(self, manifest: Path) -> None:
-        """The app in the lattice's apps store, as `waft app put` keeps it: part of what must survive."""
-        from waft.app import Manifest
-        from waft.app_store import AppStore
-
-        nc = await self.cluster.connect()
+    async def declared_counts_met(self) -> bool:
+        """`waft app status`: every component of the app runs its declared count (only what it started)."""
         try:
-            await (await AppStore.open(nc, PREFIX)).put(Manifest.load(manifest), source=str(manifest))
-        finally:
-            await nc.close()
+            rows = json.loads(await self.waft("app", "status", self.app, "-o", "json") or "[]")
+        except (RuntimeError, TimeoutError, ValueError):
+            return False
+        rows = rows.get("rows", rows) if isinstance(rows, dict) else rows
+        return bool(rows) and all(row.get("ok") for row in rows)
+
+    async def restored_after(self, bound_s: float = 60.0) -> float | None:
+        """Seconds until the declared counts are met again (None: not within `bound_s`, a failure)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while loop.time() - started < bound_s:
+            if await self.declared_counts_met():
+                return round(loop.time() - started, 2)
+            await asyncio.sleep(0.5)
+        return None
 
     async def wait_until_correct(self, timeout: float = 120) -> None:
         from tools.chaos import ChaosLattice
@@ -357,10 +374,12 @@ class ClusterResult:
     lost: list[str]  # lattice entries held before the fault and missing (or changed) after it
     replicas: dict[str, int]
     written_during: bool  # an apps-store write made while the fault lasted is there afterwards
+    restored_s: float | None = None  # after the repair, until `waft app status` shows the declared counts
 
     def row(self) -> dict[str, object]:
-        return {**self.scenario.row(), "lattice_entries": self.state_before, "lost": len(self.lost),
-                "replicas": self.replicas, "write_during_fault_kept": self.written_during}
+        return {**self.scenario.row(), "lattice_entries": self.state_before, "lost": self.lost[:5],
+                "replicas": self.replicas, "write_during_fault_kept": self.written_during,
+                "counts_met_after_s": self.restored_s}
 
 
 async def _put_marker(nc: NATS, name: str) -> bool:
@@ -451,6 +470,9 @@ async def run_cluster_scenarios(workload: Workload, *, rate: float, duration: fl
                         results.append(result)
                         print(f"chaos-cluster: {json.dumps(result.row())}", file=sys.stderr, flush=True)
                         await cluster_repair(lattice, name)
+                        result.restored_s = await lattice.restored_after()
+                        print(f"chaos-cluster: declared counts met {result.restored_s} s after the repair",
+                              file=sys.stderr, flush=True)
                         if check is not None:
                             await check(lattice, name)
                 finally:

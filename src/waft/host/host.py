@@ -39,7 +39,7 @@ from waft.host.routing import HostCallRouter, describe_failure, failure_kind
 from waft.host.wapc import ActorTrap, GuestError, HostCallError, Runtime
 from waft.lattice import events as lattice_events
 from waft.lattice import subjects
-from waft.lattice.credentials import connect_options, server_urls
+from waft.lattice.credentials import FAILOVER_PINGS, connect_options, server_urls
 from waft.lattice.events import EventPublisher
 from waft.lattice.host_data import HostData
 from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, wait_closed
@@ -134,7 +134,7 @@ class Host:
         """Serve until `stop()` is called; clean up everything on the way out."""
         config = self.config
         nc = await nats.connect(server_urls(config.nats_url), name=f"waft host {self.host_id[:8]}",
-                                max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+                                max_reconnect_attempts=-1, reconnect_time_wait=0.25, **FAILOVER_PINGS,
                                 **connect_options(config.nats_url, config.nats_seed))
         try:
             lattice = LatticeConfig(config.prefix, self.cluster_key, self.host_id, set(config.cluster_issuers),

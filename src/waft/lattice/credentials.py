@@ -73,6 +73,12 @@ def stored_provider_seed() -> str | None:
     return _stored_seed(PROVIDER_KEY)
 
 
+#: Client-side pings for long-lived connections (hosts, providers): nats-py's default notices a frozen
+#: server after 2 minutes of silence; a cluster member stopped (SIGSTOP, a hung machine) must be left for
+#: another member within seconds, as the server already drops a frozen client after two missed pings.
+FAILOVER_PINGS: dict[str, Any] = {"ping_interval": 1, "max_outstanding_pings": 2}
+
+
 def server_urls(url: str) -> list[str]:
     """`nats://a:4222,nats://b:4222` -> both: a client given several members of a cluster tries each, so it
     joins whichever is up (and fails over to the others), as `nats` CLI's comma-separated `--server`."""

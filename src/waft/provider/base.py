@@ -28,7 +28,7 @@ from waft.claims.keys import KeyPair
 from waft.config import setting
 from waft.lattice import subjects
 from waft.lattice.codec import DecodeError
-from waft.lattice.credentials import connect_options, server_urls
+from waft.lattice.credentials import FAILOVER_PINGS, connect_options, server_urls
 from waft.lattice.health import HealthCheckResponse
 from waft.lattice.host_data import HostData, HostDataError
 from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, wait_closed
@@ -124,7 +124,7 @@ class Provider:
         prefix, key, link = data.lattice_rpc_prefix, data.provider_key, data.link_name
         # the provider user's seed, when the host has one: it cannot publish control commands
         self.nc = await nats.connect(server_urls(data.nats_url), name=f"provider {self.contract_id} {link}",
-                                     max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+                                     max_reconnect_attempts=-1, reconnect_time_wait=0.25, **FAILOVER_PINGS,
                                      **connect_options(data.nats_url, data.lattice_rpc_user_seed or None))
         cluster = KeyPair.from_seed(data.invocation_seed)
         self.rpc = LatticeRpc(self.nc, LatticeConfig(prefix, cluster, data.host_id, data.cluster_issuers,
