@@ -8,6 +8,8 @@ that every request ended, and measure how long after the fault errors kept comin
 Then a hostile client (`run_hostile`): the same load with an attacker sending, at the same time, the most
 expensive small JPEG the decode budget lets through and bodies that trickle in at the body-read limit;
 ordinary `/matches` p99 is compared with an unloaded run.
+Last, a host lost and the app healed (`run_host_loss_heals`): the app deployed in the apps store, host A
+SIGKILLed under load, and the time until the reconciler has it whole on host B.
 Results go to docs/reliability.md. `run_scenarios` and `run_hostile` are also what the short tests in
 `make test` call.
 """
@@ -458,6 +460,66 @@ async def run_hostile(workload: Workload, *, rate: float | None, duration: float
             return result
 
 
+# ------------------------------------------------------------------------------ a host lost, the app healed
+
+@dataclass
+class HealResult:
+    scenario: ScenarioResult
+    healed_s: float | None  # from the SIGKILL until `waft app status` says every component is back (None: never)
+
+    def row(self) -> dict[str, object]:
+        return {**self.scenario.row(), "healed_s": None if self.healed_s is None else round(self.healed_s, 2)}
+
+
+async def run_host_loss_heals(workload: Workload, *, rate: float | None, duration: float, fault_at: float,
+                              heal_bound_s: float = 60.0) -> HealResult:
+    """The app marked deployed in the apps store (so the hosts' reconciler keeps it), then host A, which runs
+    the providers and the app's actors, SIGKILLed under load: the reconciler must start all of it on host B
+    (the same HTTP address, now B's), and we measure the errors and how long `status` took to be whole."""
+    from waft.app import Manifest, status
+    from waft.app_store import AppStore
+    from waft.ctl import CtlClient
+
+    with tempfile.TemporaryDirectory(prefix="waft-chaos-heal-") as tmp:
+        lattice = ChaosLattice(workload, Path(tmp))
+        async with lattice.running():
+            manifest = Manifest.load(lattice.home / "app.yaml")
+            async with CtlClient.connect(lattice.nats.url, timeout=5) as ctl:
+                store = await AppStore.open(ctl.nc, ctl.prefix)
+                await store.put(manifest, replace=True)
+                await store.set_deployed(manifest.name, manifest.version)
+                if rate is None:
+                    rate = await measured_rate(lattice)
+                loop = asyncio.get_running_loop()
+                killed = asyncio.Event()
+                killed_at = 0.0
+
+                async def kill_host_a() -> None:
+                    nonlocal killed_at
+                    assert lattice.host_a is not None
+                    lattice.host_a.kill()
+                    killed_at = loop.time()
+                    killed.set()
+                    await lattice.host_a.wait()
+
+                async def whole() -> float | None:
+                    await killed.wait()
+                    while loop.time() - killed_at < heal_bound_s:
+                        with contextlib.suppress(Exception):  # a host that just died may fail one reading
+                            if all(row["ok"] for row in await status(ctl, manifest)):
+                                return loop.time() - killed_at
+                        await asyncio.sleep(0.25)
+                    return None
+
+                async with asyncio.TaskGroup() as tasks:
+                    healed = tasks.create_task(whole())
+                    scenario = await load_with_fault(lattice, "SIGKILL host A (the reconciler heals the app)",
+                                                     rate, duration, fault_at, kill_host_a)
+                result = HealResult(scenario, healed.result())
+                print(f"chaos: {json.dumps(result.row())}", file=sys.stderr, flush=True)
+                return result
+
+
 def ml_workload() -> Workload:
     """/effnetlite0/matches with a photo; an answer is right when its labels equal a clean run's."""
     import io
@@ -483,7 +545,8 @@ def ml_workload() -> Workload:
                                             for a in ("api", "preprocessor", "postprocessor")))
 
 
-def write_report(results: list[ScenarioResult], duration: float, hostile: HostileResult | None = None) -> Path:
+def write_report(results: list[ScenarioResult], duration: float, hostile: HostileResult | None = None,
+                 heal: HealResult | None = None) -> Path:
     out = ROOT / "docs" / "reliability.md"
     rate = len(results[0].requests) / duration if results else 0.0
     lines = ["# Reliability", "", "Written by `make chaos`: each fault injected 5 s into a steady open-loop load of "
@@ -522,6 +585,18 @@ def write_report(results: list[ScenarioResult], duration: float, hostile: Hostil
         lines += ["", f"p99 ratio (attacked / unloaded): **{hostile.ratio:.2f}** (the bound is 2). Attacker's 38 KB "
                   f"JPEGs: {answers or 'none answered'}; at-budget JPEGs: {at or 'none answered'}; slow bodies: "
                   f"{slow or 'none answered'}.", ""]
+    if heal is not None:
+        row = heal.row()
+        errors = ", ".join(f"{k}: {v}" for k, v in sorted(row["errors"].items())) or "none"  # type: ignore[union-attr]
+        lines += ["## A host lost, the app healed", "",
+                  "The app marked deployed in the apps store, then host A (all the providers and the app's actors) "
+                  "SIGKILLed under the same load: the hosts' reconciler starts everything on host B "
+                  "(`docs/apps.md`). Healed: from the kill until `waft app status` is whole.", "",
+                  "| fault | requests | ok | errors | wrong answers | unfinished | errors stop after (s) "
+                  "| healed (s) |",
+                  "|---|---|---|---|---|---|---|---|",
+                  f"| {heal.scenario.name} | {row['requests']} | {row['ok']} | {errors} | {row['wrong_answers']} | "
+                  f"{row['unfinished']} | {row['recovery_s']} | {row['healed_s']} |", ""]
     out.write_text("\n".join(lines))
     return out
 
@@ -542,14 +617,18 @@ def main() -> int:
         results = asyncio.run(_until_terminated(run_scenarios(ml_workload(), rate=rate, duration=duration,
                                                               fault_at=5.0)))
         hostile = asyncio.run(_until_terminated(run_hostile(ml_workload(), rate=rate, duration=duration)))
+        heal = asyncio.run(_until_terminated(run_host_loss_heals(ml_workload(), rate=rate, duration=duration,
+                                                                 fault_at=5.0)))
     except asyncio.CancelledError:
         print("chaos: stopped (SIGTERM); everything it started is stopped", file=sys.stderr)
         return 143
     for r in results:
         print(json.dumps(r.row()))
     print(json.dumps(hostile.row()))
-    print(f"wrote {write_report(results, duration, hostile)}")
+    print(json.dumps(heal.row()))
+    print(f"wrote {write_report(results, duration, hostile, heal)}")
     ok = all(r.wrong == 0 and r.unfinished == 0 and r.recovery_s <= 5 for r in results)
+    ok = ok and heal.scenario.wrong == 0 and heal.scenario.unfinished == 0 and (heal.healed_s or 99) <= 10
     return 0 if ok and hostile.attacked.wrong == 0 and hostile.ratio <= 2 else 1
 
 
