@@ -284,11 +284,15 @@ class ClusterLattice:
         out = await self.ctl("get", "hosts", "-o", "json")
         return {h.get("labels", {}).get("role", "a"): h["id"] for h in json.loads(out or "[]")}
 
-    async def start_member_host(self, index: int) -> None:
+    async def start_member_host(self, index: int) -> asyncio.subprocess.Process:
         """`waft host` on member `index` only (its machine's own NATS), with a copy of the actors."""
         role = "abcdefgh"[index]
-        self.hosts.append(await self._spawn(f"host-{role}", "-m", "waft", "host", "--nats-url",
-                                            self.cluster.members[index].server.public_url, "--label", f"role={role}"))
+        host = await self._spawn(f"host-{role}", "-m", "waft", "host", "--nats-url",
+                                 self.cluster.members[index].server.public_url, "--label", f"role={role}")
+        if index < len(self.hosts):  # a host started again in its place
+            self.hosts[index] = host
+        else:
+            self.hosts.append(host)
         for _ in range(150):
             ids = await self.host_ids()
             if role in ids:
@@ -298,6 +302,7 @@ class ClusterLattice:
             raise RuntimeError(f"host {role} never answered a ping")
         for actor in self.workload.extra_actors_on_b:
             await self.ctl("start", "actor", actor, "--host-id", ids[role])
+        return host
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[ClusterLattice]:
@@ -413,6 +418,10 @@ def cluster_scenarios(lattice: ClusterLattice, *, stop_s: float) -> dict[str, Ca
         lattice.killed = await asyncio.to_thread(cluster.serving, f"waft host {host_a[:8]}")
         await asyncio.to_thread(cluster.kill, lattice.killed)
 
+    async def kill_host_c() -> None:
+        lattice.hosts[2].kill()
+        await lattice.hosts[2].wait()
+
     async def freeze_member_b() -> None:
         pid = cluster.members[1].pid
         os.kill(pid, signal.SIGSTOP)
@@ -424,19 +433,22 @@ def cluster_scenarios(lattice: ClusterLattice, *, stop_s: float) -> dict[str, Ca
         await lattice.start_member_host(len(cluster.members) - 1)
 
     return {"SIGKILL NATS member C": kill_member_c, "SIGKILL the NATS member host A uses": kill_member_of_a,
+            "SIGKILL host C": kill_host_c,
             f"SIGSTOP NATS member B for {stop_s:g} s": freeze_member_b, "add a fourth member and host": add_fourth}
 
 
 async def cluster_repair(lattice: ClusterLattice, name: str) -> None:
     if name.startswith("SIGKILL NATS member C"):
         await asyncio.to_thread(lattice.cluster.restart, 2)
+    if name.startswith("SIGKILL host C"):
+        await lattice.start_member_host(2)
     if name.startswith("SIGKILL the NATS member host A uses") and lattice.killed is not None:
         await asyncio.to_thread(lattice.cluster.restart, lattice.killed)
     await lattice.cluster.wait_jetstream()
     await lattice.wait_until_correct()
 
 
-async def run_cluster_scenarios(workload: Workload, *, rate: float, duration: float, fault_at: float,
+async def run_cluster_scenarios(workload: Workload, *, rate: float | None, duration: float, fault_at: float,
                                 only: tuple[str, ...] = (), stop_s: float = 10.0,
                                 check: Callable[[ClusterLattice, str], Awaitable[None]] | None = None
                                 ) -> list[ClusterResult]:
@@ -447,6 +459,12 @@ async def run_cluster_scenarios(workload: Workload, *, rate: float, duration: fl
         results: list[ClusterResult] = []
         try:
             async with lattice.running():
+                if rate is None:
+                    from tools.chaos import measured_rate
+
+                    rate = await measured_rate(lattice)  # type: ignore[arg-type]
+                    print(f"chaos-cluster: load at {rate:g} req/s (70% of the measured maximum)", file=sys.stderr,
+                          flush=True)
                 observer = await lattice.cluster.connect()
                 try:
                     for name, fault in cluster_scenarios(lattice, stop_s=stop_s).items():
@@ -495,19 +513,23 @@ def write_report(results: list[ClusterResult], rate: float, duration: float) -> 
     heading = "## NATS cluster faults"
     lines = [heading, "", f"Written by `make chaos` (`tools/chaos_cluster.py`): three nats-servers in one cluster on "
              "127.0.0.2-4, each with its own host; each fault 5 s into a steady open-loop load of "
-             f"{rate:g} req/s for {duration:g} s against `/effnetlite0/matches` on host A (which is given every "
+             f"{rate:g} req/s (70% of the maximum measured first, unless WAFT_CHAOS_RATE) for {duration:g} s "
+             "against `/effnetlite0/matches` on host A (which is given every "
              "member; hosts B and C only their own). Lost: lattice-cache and apps-store entries held before "
-             "the fault and missing or changed after it; a write to the apps store is made during each fault.",
+             "the fault and missing or changed after it; an app is put into the apps store during each fault. "
+             "Counts met: seconds after the repair until `waft app status` shows the app's declared counts "
+             "(kept by the reconciler).",
              "", "| fault | requests | ok | errors | wrong answers | unfinished | errors stop after (s) | "
-             "lattice entries lost | write during fault kept | replicas after |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "lattice entries lost | write during fault kept | replicas after | counts met after repair (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         row = r.scenario.row()
         errors = ", ".join(f"{k}: {v}" for k, v in sorted(row["errors"].items())) or "none"  # type: ignore[union-attr]
         replicas = ", ".join(f"{k} {v}" for k, v in sorted(r.replicas.items()))
         lines.append(f"| {r.scenario.name} | {row['requests']} | {row['ok']} | {errors} | {row['wrong_answers']} | "
                      f"{row['unfinished']} | {row['recovery_s']} | {len(r.lost)} of {r.state_before} | "
-                     f"{'yes' if r.written_during else 'no'} | {replicas} |")
+                     f"{'yes' if r.written_during else 'no'} | {replicas} | "
+                     f"{'never' if r.restored_s is None else r.restored_s} |")
     lines.append("")
     text = out.read_text() if out.exists() else "# Reliability\n"
     text = text.split(heading)[0].rstrip() + "\n\n" + "\n".join(lines)
@@ -523,7 +545,7 @@ async def _until_terminated(work: Awaitable[list[ClusterResult]]) -> list[Cluste
 
 
 def main() -> int:
-    rate = float(os.environ.get("WAFT_CHAOS_RATE") or 4)
+    rate = float(os.environ["WAFT_CHAOS_RATE"]) if os.environ.get("WAFT_CHAOS_RATE") else None
     duration = float(os.environ.get("WAFT_CHAOS_DURATION", "30"))
     started = time.monotonic()
     try:
@@ -534,8 +556,10 @@ def main() -> int:
         return 143
     for r in results:
         print(json.dumps(r.row()))
-    print(f"wrote {write_report(results, rate, duration)} in {time.monotonic() - started:.0f} s")
-    return 0 if all(r.scenario.wrong == 0 and r.scenario.unfinished == 0 and not r.lost for r in results) else 1
+    measured = len(results[0].scenario.requests) / duration if results else 0.0
+    print(f"wrote {write_report(results, measured, duration)} in {time.monotonic() - started:.0f} s")
+    return 0 if all(r.scenario.wrong == 0 and r.scenario.unfinished == 0 and not r.lost and r.restored_s is not None
+                    for r in results) else 1
 
 
 if __name__ == "__main__":
