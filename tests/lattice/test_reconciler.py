@@ -203,6 +203,13 @@ async def test_hand_started_instances_are_left_alone_and_undeploy_ends_reconcili
             home=Path(os.environ["WAFT_HOME"]))
         assert undone.returncode == 0, undone.stderr
         assert await counts() == (2, 0, 1)
+        leader = await leader_of(ctl.nc, lattice_prefix)
+        assert leader in (h1.host_id, h2.host_id)
+        for name, says in (("kept", f"kept as declared by the reconciler on host {leader}"),
+                           ("dropped", "dropped is not deployed: nothing keeps it as declared")):
+            shown = await asyncio.to_thread(run_waft, "app", "status", name, "--nats-url", nats_url, "-x",
+                                            lattice_prefix, home=Path(os.environ["WAFT_HOME"]))
+            assert shown.returncode == 0 and says in " ".join(shown.stdout.split()), shown.stdout + shown.stderr
         # an instance carrying the undeployed app's annotations: the reconciler neither stops nor adds to it
         dropped = {**kept, APP_SPEC: "dropped"}
         await ctl.start_actor(h2.host_id, echo, 1, dropped)

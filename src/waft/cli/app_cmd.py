@@ -21,7 +21,7 @@ from waft.app import Manifest, ManifestError, reconcile, status, undeploy
 from waft.app_store import AppStore, AppStoreError, Record, manifest_of, version_entry
 from waft.cli.output import CliError, add_connection_flags, add_output_flag, console, emit
 from waft.ctl import CtlClient, CtlError
-from waft.reconciler import LeaseHeld, app_lease
+from waft.reconciler import LeaseHeld, app_lease, leader_of
 
 Handler = Callable[[CtlClient, argparse.Namespace], Awaitable[int]]
 
@@ -150,9 +150,18 @@ async def _undeploy(ctl: CtlClient, args: argparse.Namespace) -> int:
 
 
 async def _status(ctl: CtlClient, args: argparse.Namespace) -> int:
-    manifest, _ = await _named(await _store(ctl), args.app)
+    """Desired against running; in text, also whether the lattice keeps the app so and which host does."""
+    manifest, record = await _named(await _store(ctl), args.app)
     rows = await status(ctl, manifest)
     emit(args, rows, columns=["kind", "name", "desired", "running", "ok"], rows=rows, title=manifest.name)
+    if args.output != "json":
+        leader = await leader_of(ctl.nc, ctl.prefix)
+        if not (record and record.get("deployed")):
+            console.print(f"{manifest.name} is not deployed: nothing keeps it as declared")
+        elif leader:
+            console.print(f"kept as declared by the reconciler on host {leader}")
+        else:
+            console.print("deployed, but no host runs a reconciler now (WAFT_RECONCILER=0 everywhere?)")
     return 0
 
 
