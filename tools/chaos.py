@@ -385,7 +385,7 @@ async def _hostile_jpegs(url: str, body: bytes, until: float, answers: Counter[s
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         due = loop.time()
-        while due < until:
+        while due < until and loop.time() < until:  # every_s 0: back to back until the end
             await asyncio.sleep(max(0.0, due - loop.time()))
             due += every_s
             try:
