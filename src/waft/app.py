@@ -11,9 +11,10 @@ started by hand survive. Applying the same manifest twice changes nothing: every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -403,8 +404,19 @@ def _preferred_first(hosts: list[str], preferred: str | None) -> list[str]:
     return sorted(hosts, key=lambda h: h != preferred)
 
 
+@contextlib.contextmanager
+def _unless_keep_going(done: list[str], keep_going: bool) -> Iterator[None]:
+    try:
+        yield
+    except CtlError as exc:
+        if not keep_going:
+            raise
+        done.append(f"failed: {exc}")
+
+
 async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None = None,
-                    timeout: float = 60.0, state: LatticeState | None = None) -> list[str]:
+                    timeout: float = 60.0, state: LatticeState | None = None,
+                    keep_going: bool = False) -> list[str]:
     """Drive the lattice to the manifest; returns what was done, one line per action.
 
     Only instances carrying the app's annotations (`Manifest.annotations`, plus the spread's name) count
@@ -415,7 +427,9 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
     land on whichever other host answered first, or stopping that host takes the app with it) what is
     missing starts on that host when it meets the spread's requirements. A provider someone else already
     runs (same image and link name) counts and is used, and is never the app's to stop. `state` is a
-    reading of the lattice the caller already has (the reconciler's)."""
+    reading of the lattice the caller already has (the reconciler's). With `keep_going` (the reconciler) a
+    spread that cannot be met now is reported as a "failed: ..." line and the rest of the app, links
+    included, is still reconciled; without it the first failure raises, as a deploy should."""
     done: list[str] = []
     state = state or await read_state(ctl)
     if host_id:
@@ -429,63 +443,65 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
                 actor_ids[actor.name] = anyone[0][1]
             spreads = actor.spread_counts()
             for spread, wanted in spreads:
-                mine = {**owned, SPREAD_NAME: spread.name}
-                running = state.actor_instances(actor.image, mine)
-                total = sum(count for _, _, count in running)
-                named = f"actor {actor.name}" + (f" (spread {spread.name})" if len(spreads) > 1 else "")
-                if total < wanted:
-                    hosts = state.eligible(spread)
-                    if not hosts:
-                        raise _no_host(spread, named)
-                    placed = ({host_id: wanted - total} if host_id in hosts else
-                              _spread_evenly(hosts, {h: c for h, _, c in running}, wanted - total))
-                    for where, add in placed.items():
-                        await ctl.start_actor(where, actor.image, add, mine)
-                        for _ in range(add):  # one event per instance: all of them, before going on
-                            started = await wait_started(events, "actor_started", "actor_start_failed",
-                                                         actor.image, timeout)
-                        actor_ids[actor.name] = started.public_key
-                    done.append(f"started {wanted - total} x {named}")
-                elif total > wanted:
-                    excess = total - wanted
-                    while excess:  # one at a time from the host running the most keeps the spread even
-                        runs_on, actor_id, _ = max(running, key=lambda r: r[2])
-                        await ctl.stop_actor(runs_on, actor_id, 1, mine)
-                        await wait_for_event(events, "actor_stopped", timeout, public_key=actor_id)
-                        running = [(h, a, c - (h == runs_on)) for h, a, c in running]
-                        excess -= 1
-                    done.append(f"scaled {named} down to {wanted}")
+                with _unless_keep_going(done, keep_going):
+                    mine = {**owned, SPREAD_NAME: spread.name}
+                    running = state.actor_instances(actor.image, mine)
+                    total = sum(count for _, _, count in running)
+                    named = f"actor {actor.name}" + (f" (spread {spread.name})" if len(spreads) > 1 else "")
+                    if total < wanted:
+                        hosts = state.eligible(spread)
+                        if not hosts:
+                            raise _no_host(spread, named)
+                        placed = ({host_id: wanted - total} if host_id in hosts else
+                                  _spread_evenly(hosts, {h: c for h, _, c in running}, wanted - total))
+                        for where, add in placed.items():
+                            await ctl.start_actor(where, actor.image, add, mine)
+                            for _ in range(add):  # one event per instance: all of them, before going on
+                                started = await wait_started(events, "actor_started", "actor_start_failed",
+                                                             actor.image, timeout)
+                            actor_ids[actor.name] = started.public_key
+                        done.append(f"started {wanted - total} x {named}")
+                    elif total > wanted:
+                        excess = total - wanted
+                        while excess:  # one at a time from the host running the most keeps the spread even
+                            runs_on, actor_id, _ = max(running, key=lambda r: r[2])
+                            await ctl.stop_actor(runs_on, actor_id, 1, mine)
+                            await wait_for_event(events, "actor_stopped", timeout, public_key=actor_id)
+                            running = [(h, a, c - (h == runs_on)) for h, a, c in running]
+                            excess -= 1
+                        done.append(f"scaled {named} down to {wanted}")
         for provider in manifest.providers:
             if found := state.provider(provider.image, provider.link_name):
                 provider_ids[provider.name] = found[1]
             spreads = provider.spread_counts()
             for spread, wanted in spreads:
-                mine = {**owned, SPREAD_NAME: spread.name}
-                named = f"provider {provider.name}" + (f" (spread {spread.name})" if len(spreads) > 1 else "")
-                hosts = state.eligible(spread)
-                if not hosts and wanted:
-                    raise _no_host(spread, named)
-                running = [h for h, _ in state.providers(provider.image, provider.link_name) if h in hosts]
-                if len(running) < wanted:
-                    free = _preferred_first([h for h in hosts if h not in running], host_id)
-                    for where in free[:wanted - len(running)]:
-                        await ctl.start_provider(where, provider.image, provider.link_name, provider.config, mine)
-                        started = await wait_started(events, "provider_started", "provider_start_failed",
-                                                     provider.image, timeout)
-                        provider_ids[provider.name] = started.public_key
-                    started_n = min(len(free), wanted - len(running))
-                    if started_n:
-                        done.append(f"started {started_n} x {named}" if wanted > 1 else f"started {named}")
-                    if len(running) + started_n < wanted:
-                        done.append(f"{named}: {len(running) + started_n} of {wanted} running, one per host "
-                                    f"and only {len(hosts)} host(s) meet the spread's requirements")
-                elif len(running) > wanted:
-                    ours = [(h, pk) for h, pk in state.providers(provider.image, provider.link_name, mine)
-                            if h in hosts]
-                    for runs_on, provider_id in ours[:len(running) - wanted]:
-                        await ctl.stop_provider(runs_on, provider_id, provider.link_name)
-                        await wait_for_event(events, "provider_stopped", timeout, public_key=provider_id)
-                    done.append(f"scaled {named} down to {max(wanted, len(running) - len(ours))}")
+                with _unless_keep_going(done, keep_going):
+                    mine = {**owned, SPREAD_NAME: spread.name}
+                    named = f"provider {provider.name}" + (f" (spread {spread.name})" if len(spreads) > 1 else "")
+                    hosts = state.eligible(spread)
+                    if not hosts and wanted:
+                        raise _no_host(spread, named)
+                    running = [h for h, _ in state.providers(provider.image, provider.link_name) if h in hosts]
+                    if len(running) < wanted:
+                        free = _preferred_first([h for h in hosts if h not in running], host_id)
+                        for where in free[:wanted - len(running)]:
+                            await ctl.start_provider(where, provider.image, provider.link_name, provider.config, mine)
+                            started = await wait_started(events, "provider_started", "provider_start_failed",
+                                                         provider.image, timeout)
+                            provider_ids[provider.name] = started.public_key
+                        started_n = min(len(free), wanted - len(running))
+                        if started_n:
+                            done.append(f"started {started_n} x {named}" if wanted > 1 else f"started {named}")
+                        if len(running) + started_n < wanted:
+                            done.append(f"{named}: {len(running) + started_n} of {wanted} running, one per host "
+                                        f"and only {len(hosts)} host(s) meet the spread's requirements")
+                    elif len(running) > wanted:
+                        ours = [(h, pk) for h, pk in state.providers(provider.image, provider.link_name, mine)
+                                if h in hosts]
+                        for runs_on, provider_id in ours[:len(running) - wanted]:
+                            await ctl.stop_provider(runs_on, provider_id, provider.link_name)
+                            await wait_for_event(events, "provider_stopped", timeout, public_key=provider_id)
+                        done.append(f"scaled {named} down to {max(wanted, len(running) - len(ours))}")
     existing = {(ln["actor_id"], ln["contract_id"], ln["link_name"]): ln for ln in await ctl.get_links()}
     for link in manifest.links:
         actor_id, provider_id = actor_ids.get(link.actor), provider_ids.get(link.provider)

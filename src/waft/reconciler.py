@@ -270,7 +270,7 @@ class Reconciler:
                     continue
                 manifest = manifest_of(record)
                 try:
-                    lines = await reconcile(self.ctl, manifest, state=await self.read_state())
+                    lines = await reconcile(self.ctl, manifest, state=await self.read_state(), keep_going=True)
                 except WaftError as exc:
                     log.warning("%s: cannot reconcile: %s", name, exc)
                     continue

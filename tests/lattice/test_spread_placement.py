@@ -138,3 +138,20 @@ async def test_provider_replicas_run_one_per_host_and_every_one_is_linked(nats_u
             assert sum(len(h.providers.running) for h in (g1, g2, plain)) == 1
             await undeploy(ctl, app(1))
             assert sum(len(h.providers.running) for h in (g1, g2, plain)) == 0
+
+
+async def test_keep_going_reconciles_the_rest_of_an_app_past_a_spread_no_host_meets(nats_url, lattice_prefix):
+    """What the reconciler passes: one component that cannot be placed now must not keep the others down."""
+    cluster = KeyPair.generate(Role.CLUSTER)
+    async with running_host(nats_url=nats_url, prefix=lattice_prefix, cluster_seed=cluster.seed) as host:
+        manifest = Manifest.parse(oam("partly", [
+            {"name": "ghost", "type": "actor", "properties": {"image": str(built_actor("hostcheck"))},
+             "traits": [scaler(1, [{"name": "mars", "requirements": {"zone": "mars"}}])]},
+            {"name": "echo", "type": "actor", "properties": {"image": str(built_actor("echo"))},
+             "traits": [scaler(2)]}]))
+        async with CtlClient.connect(nats_url, lattice_prefix, timeout=5) as ctl:
+            done = await reconcile(ctl, manifest, keep_going=True)
+            assert done == ["failed: actor ghost: no host on the lattice has the labels {'zone': 'mars'} "
+                            "that spread 'mars' requires", "started 2 x actor echo"]
+            assert per_host([host]) == [2]
+            await undeploy(ctl, manifest)
