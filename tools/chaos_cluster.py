@@ -198,9 +198,11 @@ class NatsCluster:
 
 # ------------------------------------------------------------------------------------ lattice state
 
-async def lattice_state(nc: NATS) -> dict[str, str]:
+async def lattice_state(nc: NATS, expected: dict[str, str] | None = None) -> dict[str, str]:
     """Every entry of the lattice cache (last message per subject) and of the apps store, as subject -> data:
-    what "the lattice lost nothing" compares before and after a fault."""
+    what "the lattice lost nothing" compares before and after a fault. Each app held in `expected` is read
+    by its key as well as listed: a listing is a consumer that can come back short while the cluster is
+    busy, a read by key says whether the entry is there."""
     js = nc.jetstream()
     state: dict[str, str] = {}
     stream = subjects.lattice_cache_stream(PREFIX)
@@ -213,10 +215,22 @@ async def lattice_state(nc: NATS) -> dict[str, str]:
 
     with contextlib.suppress(nats.js.errors.BucketNotFoundError):
         kv = await js.key_value(bucket_name(PREFIX))
+        keys: set[str] = {k.removeprefix("apps/") for k in expected or {} if k.startswith("apps/")}
         with contextlib.suppress(nats.js.errors.NoKeysError):
-            for key in await kv.keys():
-                entry = await kv.get(key)
+            keys |= set(await kv.keys())
+        for key in sorted(keys):
+            for attempt in range(5):
+                try:
+                    entry = await kv.get(key)
+                except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                    break  # not there: lost, if it was before
+                except (nats.errors.Error, TimeoutError):
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.5)
+                    continue
                 state[f"apps/{key}"] = (entry.value or b"").decode()
+                break
     return state
 
 
@@ -481,9 +495,12 @@ async def run_cluster_scenarios(workload: Workload, *, rate: float | None, durat
 
                         scenario = await load_with_fault(lattice, name, rate, duration, fault_at,  # type: ignore[arg-type]
                                                          fault_then_write)
-                        after = await lattice_state(observer)
+                        after = await lattice_state(observer, before)
                         lost = sorted(k for k, v in before.items() if after.get(k) != v)
-                        kept = bool(written and written[0] and after.get(f"apps/chaos-{_marker(name)}"))
+                        marker = f"apps/chaos-{_marker(name)}"
+                        after = {**after, **{k: v for k, v in (await lattice_state(observer, {marker: ""})).items()
+                                              if k == marker}}
+                        kept = bool(written and written[0] and after.get(marker))
                         result = ClusterResult(scenario, len(before), lost, await replicas_of(observer), kept)
                         results.append(result)
                         print(f"chaos-cluster: {json.dumps(result.row())}", file=sys.stderr, flush=True)
