@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from mlinference_support import (
 from waft_testing import running_host
 
 from waft.claims import KeyPair, Role
+from waft.config import waft_home
 from waft.ctl import CtlClient, wait_for_event
 from waft.interfaces.mlinference import (
     CONTEXT_NOT_FOUND,
@@ -387,6 +389,9 @@ async def test_bindle_down_at_link_time_is_retried_then_reported(nats_url, latti
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         down_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1/"
+    # Not cached here: an invoice an earlier test fetched would load from the cache with the server down
+    # (tests/mlinference/test_cached_models.py), which is not what this test is about.
+    shutil.rmtree(waft_home() / "cache" / "mlinference" / "invoices", ignore_errors=True)
     async with rig(nats_url, lattice_prefix, tmp_path, zoo={"identity": ZOO["identity"]}) as r:
         await r.client.wait_ready(predict_request("identity", X4))
         values = link_values({"effnetlite0": ZOO["effnetlite0"]}, bindle_url=down_url)
