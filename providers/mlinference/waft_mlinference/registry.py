@@ -362,6 +362,8 @@ class ModelRegistry:
         # Every input and output as the engine declares them: the API lists them under /v2 (the parcel names one)
         meta["inputs"] = [s.spec().to_wire() for s in runner.engine.inputs]
         meta["outputs"] = [s.spec().to_wire() for s in runner.engine.outputs]
+        if meta.get("outputs_probabilities") is None and getattr(runner.engine, "outputs_probabilities", False):
+            meta["outputs_probabilities"] = True  # what the engine knows of its outputs, when the parcel is silent
         return meta
 
     @staticmethod

@@ -110,7 +110,7 @@ class ModelEntry:
     model_name: str = ""
     input_spec: InputSpec | None = None
     labels: str | None = None
-    outputs_probabilities: bool = False
+    outputs_probabilities: bool | None = False  # None: not known; the provider then reads it from the model
     tensor_type: str = "F32"
     sha256: str | None = None  # pinned where the file is fixed (zoo files, the byte-exact tiny models)
     size: int | None = None

@@ -103,6 +103,7 @@ def add_local(name: str, path: Path, *, labels: Path | None = None, spec: dict[s
                               description=f"{name}, added from {path.name}", model_file=path.name,
                               graph_encoding=encoding, dims_in=(), dims_out=(), input_name=None, output_name=None,
                               source="user", input_spec=input_spec, labels="user" if labels is not None else None,
+                              outputs_probabilities=None,  # the file does not say; the provider sees its outputs
                               tensor_type=input_spec.dtype.upper() if input_spec else "F32")
     try:  # read before anything is written: a file that is not a model leaves nothing behind
         input_name, output_name = tensor_names(entry, path)

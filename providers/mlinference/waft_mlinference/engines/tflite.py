@@ -82,6 +82,12 @@ class TfLiteEngine:
         self._dequantize = [_quantization(d) for d in self._output_details]
         self.outputs = [_spec(d, dtype=np.dtype(np.float32) if q else None)
                         for d, q in zip(self._output_details, self._dequantize, strict=True)]
+        #: TF Lite's converter gives softmax and logistic outputs a fixed quantisation, scale 1/256 with zero
+        #: point 0 (u8) or -128 (i8); calibrated outputs get (max - min) / 255. Such an output already holds
+        #: probabilities, and a second softmax would flatten them (0.23 for a sure digit instead of 0.9).
+        self.outputs_probabilities = bool(self._output_details) and all(
+            q is not None and q[0] == 1 / 256 and q[1] == (0 if np.dtype(d["dtype"]).kind == "u" else -128)
+            for d, q in zip(self._output_details, self._dequantize, strict=True))
 
     def run(self, array: np.ndarray) -> list[np.ndarray]:
         interpreter = self._pool.get()
