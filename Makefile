@@ -51,8 +51,13 @@ test: venv system-deps actors models
 
 # The whole application on embedded defaults: NATS, bindle (:8080, models pushed), host, dashboard (:4000),
 # and the ML app on :8078. Ctrl-C stops everything it started.
-run: venv actors models
+run: venv actors models build/cat.jpg
 	$(WAFT) up --push-models --app deploy/ml-app.yaml
+
+# A photo for the README's `curl -T build/cat.jpg` lines: scikit-image's sample cat, made offline.
+build/cat.jpg: $(STAMP)
+	mkdir -p build
+	$(PY) -c "import skimage.data, PIL.Image; PIL.Image.fromarray(skimage.data.chelsea()).save('$@', quality=90)"
 
 bench: venv actors models
 	$(PY) -m tools.bench
