@@ -142,6 +142,34 @@ def test_model_states_come_from_health_details_never_the_message():
     assert prov["status"] == "unhealthy" and prov["health_message"] == "a sentence nobody parses"
 
 
+def test_a_report_whose_counters_alone_changed_updates_the_model_without_a_log_entry():
+    """Under traffic a model server's counters change every health interval; those reports must reach the
+    metrics but not push lifecycle events out of the 300-entry log. A changed model state still logs."""
+    ready = ModelStatus("effnetlite0", ModelState.READY, "efficientnet-lite0/0.1.0")
+
+    def report(count: int, models: list[ModelStatus]) -> HealthCheckResponse:
+        base = health(models)
+        return HealthCheckResponse(True, base.message, {**base.details, "stats": {"effnetlite0": {
+            "inference_count": count, "execution_count": count}}})
+
+    state = LatticeState("p")
+    state.apply_inventory({"host_id": HOST, "actors": [], "providers": [
+        {"id": PROVIDER, "link_name": "default", "contract_id": "wasmcloud:mlinference", "healthy": True,
+         "health_message": "a sentence nobody parses", "health_details": report(1, [ready]).details}]})
+    logged = len(state.events)
+    for count in (5, 9):
+        assert not state.apply_event(received(events.health_check_status(
+            PROVIDER, "default", "wasmcloud:mlinference", report(count, [ready]))))
+    assert len(state.events) == logged
+    prov = state.snapshot()["hosts"][HOST]["providers"][0]
+    assert prov["health_details"]["stats"]["effnetlite0"]["inference_count"] == 9  # the metrics see the latest
+
+    loading = ModelStatus("effnetlite0", ModelState.LOADING, "efficientnet-lite0/0.1.0")
+    assert state.apply_event(received(events.health_check_status(
+        PROVIDER, "default", "wasmcloud:mlinference", report(9, [loading]))))
+    assert len(state.events) == logged + 1 and state.events[-1]["name"] == "health_check_status"
+
+
 def test_health_without_model_details_names_no_models():
     state = LatticeState("p")
     state.apply_inventory({"host_id": HOST, "actors": [], "providers": [

@@ -243,11 +243,12 @@ class Dashboard:
         while True:
             event = await self._events.get()
             try:
-                self.state.apply_event(event)
+                logged = self.state.apply_event(event)
             except Exception:  # one odd event must not stop the dashboard
                 log.exception("could not apply event %s", event.kind)
                 continue
-            self._broadcast({"type": "event", "event": self.state.events[-1]})
+            if logged:
+                self._broadcast({"type": "event", "event": self.state.events[-1]})
             if event.kind in (lattice_events.PROVIDER_STARTED, lattice_events.HEALTH_CHECK_PASSED) and \
                     (event.contract_id or MLINFERENCE_CONTRACT) == MLINFERENCE_CONTRACT:
                 self._bindle_wanted.set()  # a model server came up: its models may be new

@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from waft.interfaces.mlinference import ModelStatus, WireError, models_in_health
-from waft.lattice.events import Event
+from waft.interfaces.mlinference import HEALTH_STATS, ModelStatus, WireError, models_in_health
+from waft.lattice.events import HEALTH_CHECK_STATUS, Event
 
 log = logging.getLogger("waft.dashboard")
 
@@ -151,14 +151,31 @@ class LatticeState:
 
     # ------------------------------------------------------------------ events
     def apply_event(self, event: Event) -> bool:
-        """Patch the model with one CloudEvent; True when the page should be told."""
-        self.events.append({"id": event.id, "time": event.time, "name": event.kind, "source": event.source,
-                            "data": event.data})
+        """Patch the model with one CloudEvent; True when it also went into the event log (and the page's
+        list). A health report that changed only in its counters updates the model without a log entry:
+        under traffic every provider sends one per health interval, and they pushed everything else out."""
+        logged = not self._counters_only(event)
+        if logged:
+            self.events.append({"id": event.id, "time": event.time, "name": event.kind, "source": event.source,
+                                "data": event.data})
         handler = getattr(self, f"_on_{event.kind}", None)
         if handler is not None and event.source:
             handler(event.source, event)
         self.touch()
-        return True
+        return logged
+
+    def _counters_only(self, event: Event) -> bool:
+        report = event.health
+        if event.kind != HEALTH_CHECK_STATUS or report is None or not event.source:
+            return False
+        prov = self._find_provider(self._host(event.source), event)
+        if prov is None:
+            return False
+        before = dict(prov.get("health_details") or {})
+        after = dict(report.details or {})
+        before.pop(HEALTH_STATS, None)
+        after.pop(HEALTH_STATS, None)
+        return (prov.get("healthy"), prov.get("health_message"), before) == (report.healthy, report.message, after)
 
     def touch(self) -> None:
         self.version += 1
