@@ -29,11 +29,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 
 from tools.paths import ROOT, SUPPORT, built_actor_issuers
 from waft.embedded_nats import EmbeddedNats
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -102,6 +105,16 @@ class ScenarioResult:
                 "wrong_answers": self.wrong, "unfinished": self.unfinished, "recovery_s": round(self.recovery_s, 2)}
 
 
+async def spawn_logged(home: Path, env: dict[str, str], name: str, *args: str) -> asyncio.subprocess.Process:
+    """Start `python *args` with its output in `<home>/<name>.log` (read it when a scenario fails)."""
+    log = await asyncio.to_thread(open, home / f"{name}.log", "ab")
+    try:
+        return await asyncio.create_subprocess_exec(sys.executable, *args, env=env, stdout=log, stderr=log,
+                                                    stdin=asyncio.subprocess.DEVNULL)
+    finally:
+        log.close()
+
+
 class ChaosLattice:
     """The processes under test, each one ours to kill."""
 
@@ -122,13 +135,7 @@ class ChaosLattice:
         return f"http://127.0.0.1:{self.http_port}{self.workload.path}"
 
     async def _spawn(self, name: str, *args: str) -> asyncio.subprocess.Process:
-        """Start `python *args` with its output in `<home>/<name>.log` (read it when a scenario fails)."""
-        log = await asyncio.to_thread(open, self.home / f"{name}.log", "ab")
-        try:
-            return await asyncio.create_subprocess_exec(sys.executable, *args, env=self.env, stdout=log, stderr=log,
-                                                        stdin=asyncio.subprocess.DEVNULL)
-        finally:
-            log.close()
+        return await spawn_logged(self.home, self.env, name, *args)
 
     async def start_bindle(self) -> None:
         self.bindle = await self._spawn("bindle", "-m", "waft.bindle", "--address", f"127.0.0.1:{self.bindle_port}",
@@ -601,7 +608,7 @@ def write_report(results: list[ScenarioResult], duration: float, hostile: Hostil
     return out
 
 
-async def _until_terminated(work: Awaitable[list[ScenarioResult]]) -> list[ScenarioResult]:
+async def until_terminated(work: Awaitable[T]) -> T:
     """SIGTERM cancels the run like Ctrl-C does, so every process it started is stopped on the way out
     (a plain SIGTERM would end Python at once and orphan the hosts)."""
     task = asyncio.current_task()
@@ -614,10 +621,10 @@ def main() -> int:
     rate = float(os.environ["WAFT_CHAOS_RATE"]) if os.environ.get("WAFT_CHAOS_RATE") else None
     duration = float(os.environ.get("WAFT_CHAOS_DURATION", "30"))
     try:
-        results = asyncio.run(_until_terminated(run_scenarios(ml_workload(), rate=rate, duration=duration,
+        results = asyncio.run(until_terminated(run_scenarios(ml_workload(), rate=rate, duration=duration,
                                                               fault_at=5.0)))
-        hostile = asyncio.run(_until_terminated(run_hostile(ml_workload(), rate=rate, duration=duration)))
-        heal = asyncio.run(_until_terminated(run_host_loss_heals(ml_workload(), rate=rate, duration=duration,
+        hostile = asyncio.run(until_terminated(run_hostile(ml_workload(), rate=rate, duration=duration)))
+        heal = asyncio.run(until_terminated(run_host_loss_heals(ml_workload(), rate=rate, duration=duration,
                                                                  fault_at=5.0)))
     except asyncio.CancelledError:
         print("chaos: stopped (SIGTERM); everything it started is stopped", file=sys.stderr)

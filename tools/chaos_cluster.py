@@ -33,7 +33,16 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
-from tools.chaos import ScenarioResult, Workload, _stop, free_port, load_with_fault, ml_workload
+from tools.chaos import (
+    ScenarioResult,
+    Workload,
+    _stop,
+    free_port,
+    load_with_fault,
+    ml_workload,
+    spawn_logged,
+    until_terminated,
+)
 from tools.paths import ROOT
 from waft.app import Manifest
 from waft.claims.keys import KeyPair, Role
@@ -274,12 +283,7 @@ class ClusterLattice:
         return f"http://127.0.0.1:{self.http_port}{self.workload.path}"
 
     async def _spawn(self, name: str, *args: str) -> asyncio.subprocess.Process:
-        log = await asyncio.to_thread(open, self.home / f"{name}.log", "ab")
-        try:
-            return await asyncio.create_subprocess_exec(sys.executable, *args, env=self.env, stdout=log, stderr=log,
-                                                        stdin=asyncio.subprocess.DEVNULL)
-        finally:
-            log.close()
+        return await spawn_logged(self.home, self.env, name, *args)
 
     async def ctl(self, *args: str, url: str | None = None) -> str:
         return await self.waft("ctl", *args, url=url)
@@ -554,19 +558,12 @@ def write_report(results: list[ClusterResult], rate: float, duration: float) -> 
     return out
 
 
-async def _until_terminated(work: Awaitable[list[ClusterResult]]) -> list[ClusterResult]:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    return await work
-
-
 def main() -> int:
     rate = float(os.environ["WAFT_CHAOS_RATE"]) if os.environ.get("WAFT_CHAOS_RATE") else None
     duration = float(os.environ.get("WAFT_CHAOS_DURATION", "30"))
     started = time.monotonic()
     try:
-        results = asyncio.run(_until_terminated(run_cluster_scenarios(ml_workload(), rate=rate, duration=duration,
+        results = asyncio.run(until_terminated(run_cluster_scenarios(ml_workload(), rate=rate, duration=duration,
                                                                       fault_at=5.0)))
     except asyncio.CancelledError:
         print("chaos-cluster: stopped (SIGTERM); everything it started is stopped", file=sys.stderr)

@@ -26,22 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import pytest_asyncio
 from e2e_support import Lattice, chelsea_jpeg, ml_lattice, skip_if_missing, wait_model_ready
 from onnx import TensorProto, helper, numpy_helper
+from onnx_models import save_model
 from PIL import Image
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
-
-
-def _save(graph: onnx.GraphProto, path: Path) -> None:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
 
 
 def nhwc_classifier(path: Path) -> None:
@@ -54,7 +47,7 @@ def nhwc_classifier(path: Path) -> None:
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 7])],
                               initializer=[numpy_helper.from_array(w, "w"),
                                            numpy_helper.from_array(np.array([1, -1], np.int64), "shape")])
-    _save(graph, path)
+    save_model(graph, path)
 
 
 def grey28_model(path: Path) -> None:
@@ -68,7 +61,7 @@ def grey28_model(path: Path) -> None:
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 10])],
                               initializer=[numpy_helper.from_array(w, "w"),
                                            numpy_helper.from_array(np.array([1, -1], np.int64), "shape")])
-    _save(graph, path)
+    save_model(graph, path)
 
 
 HERE = Path(__file__).resolve().parent

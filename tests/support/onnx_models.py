@@ -13,7 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 LABELS = [f"class-{c}" for c in "abcdefghij"]
 
 
-def _save(graph: onnx.GraphProto, path: Path) -> None:
+def save_model(graph: onnx.GraphProto, path: Path) -> None:
+    """A graph as a checked opset-18 model file (IR 8: what the pinned onnxruntime reads)."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -32,7 +33,7 @@ def two_in_two_out(path: Path) -> None:
                               [helper.make_tensor_value_info("total", TensorProto.FLOAT, [2, 3]),
                                helper.make_tensor_value_info("proj", TensorProto.FLOAT, [2, 4])],
                               initializer=[numpy_helper.from_array(w, "w")])
-    _save(graph, path)
+    save_model(graph, path)
 
 
 def scorer(path: Path) -> None:
@@ -42,7 +43,7 @@ def scorer(path: Path) -> None:
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])],
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [2, 10])],
                               initializer=[numpy_helper.from_array(w, "w")])
-    _save(graph, path)
+    save_model(graph, path)
 
 
 def direct(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

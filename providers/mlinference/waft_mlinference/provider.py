@@ -101,13 +101,7 @@ class MlInferenceProvider(Provider):
     async def get_metadata(self, ctx: InvocationContext, payload: bytes) -> bytes:
         """`{model}` -> the metadata map (+ labels), or `{"error": {variant: message}}` when the model is
         unknown, loading or failed (the same variants as Predict)."""
-        try:
-            request = msgpack.unpackb(payload, raw=False)
-        except Exception as exc:
-            raise ProviderError(f"malformed MlInference.GetMetadata request: {exc}") from None
-        model = request.get("model") if isinstance(request, dict) else None
-        if not isinstance(model, str) or not model:
-            raise ProviderError("malformed MlInference.GetMetadata request: expected {model: str}")
+        model = _model_of(payload, "MlInference.GetMetadata")
         try:
             answer = self.registry.metadata(ctx.actor_id, model)
         except ModelError as exc:
