@@ -49,6 +49,11 @@ class Engine(Protocol):
         """Feed `array` to the single input; return every output. Thread-safe."""
         ...
 
+    def run_named(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Feed one array per input, by the names `inputs` declares (a model with several: /v2 sends each by
+        name); return every output, in `outputs`' order. Thread-safe."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -2,8 +2,8 @@
 
 TensorFlow is imported here, on the first load of such a model, because importing it costs seconds
 and most deployments only serve ONNX. One Session per model; `Session.run` is thread-safe.
-The input and output are the metadata's `input_name`/`output_name`, else the graph's only Placeholder
-and the one node nothing else consumes.
+The input and output are the metadata's `input_name`/`output_name`, else every Placeholder and every
+node nothing else consumes, in graph order: a graph of several inputs and outputs is fed by name (/v2).
 """
 
 from __future__ import annotations
@@ -96,29 +96,37 @@ class TfGraphEngine:
         except Exception as exc:
             raise ModelError(INVALID_MODEL, f"{path.name}: cannot import the graph: {exc}") from None
         ops = self.graph.get_operations()
-        in_name = meta.input_name or _only([op.name for op in ops if op.type == "Placeholder"], "Placeholder", path)
         consumed = {t.op.name for op in ops for t in op.inputs}
-        out_name = meta.output_name or _only([op.name for op in ops if op.name not in consumed
-                                              and op.type not in ("Placeholder", "Const", "NoOp")], "output", path)
+        in_names = [meta.input_name] if meta.input_name else _some(
+            [op.name for op in ops if op.type == "Placeholder"], "Placeholder", path)
+        out_names = [meta.output_name] if meta.output_name else _some(
+            [op.name for op in ops if op.name not in consumed and op.type not in ("Placeholder", "Const", "NoOp")],
+            "output", path)
         try:
-            self._in = self.graph.get_tensor_by_name(f"{in_name}:0")
-            self._out = self.graph.get_tensor_by_name(f"{out_name}:0")
+            self._in = [self.graph.get_tensor_by_name(f"{name}:0") for name in in_names]
+            self._out = [self.graph.get_tensor_by_name(f"{name}:0") for name in out_names]
         except (KeyError, ValueError) as exc:
             raise ModelError(INVALID_MODEL, f"{path.name}: {exc}") from None
-        self.inputs, self.outputs = [_spec(self._in)], [_spec(self._out)]
+        self.inputs, self.outputs = [_spec(t) for t in self._in], [_spec(t) for t in self._out]
+        self._by_name = {spec.name: tensor for spec, tensor in zip(self.inputs, self._in, strict=True)}
         config = tf.ConfigProto(intra_op_parallelism_threads=options.threads_per_run,
                                 inter_op_parallelism_threads=options.inter_op_threads)
         self.session = tf.Session(graph=self.graph, config=config)
 
     def run(self, array: np.ndarray) -> list[np.ndarray]:
-        return [np.asarray(self.session.run(self._out, {self._in: array}))]
+        return self.run_named({self.inputs[0].name: array})
+
+    def run_named(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output for one array per input name (names as `inputs` declares them, checked by the runner)."""
+        answers = self.session.run(self._out, {self._by_name[name]: array for name, array in feeds.items()})
+        return [np.asarray(a) for a in answers]
 
     def close(self) -> None:
         self.session.close()
 
 
-def _only(names: list[str], what: str, path: Path) -> str:
-    if len(names) != 1:
-        raise ModelError(INVALID_MODEL, f"{path.name}: expected one {what} node, found {names or 'none'}; "
-                                        f"name it in the metadata (input_name/output_name)")
-    return names[0]
+def _some(names: list[str], what: str, path: Path) -> list[str]:
+    if not names:
+        raise ModelError(INVALID_MODEL, f"{path.name}: the graph has no {what} node; name one in the metadata "
+                                        f"(input_name/output_name)")
+    return names

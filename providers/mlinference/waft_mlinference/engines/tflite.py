@@ -90,13 +90,24 @@ class TfLiteEngine:
             for d, q in zip(self._output_details, self._dequantize, strict=True))
 
     def run(self, array: np.ndarray) -> list[np.ndarray]:
+        return self.run_named({self.inputs[0].name: array})
+
+    def run_named(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output for one array per input name (names as `inputs` declares them, checked by the runner).
+
+        Inputs whose shape changed are resized first and the tensors allocated once for all of them: an
+        allocation invalidates tensors set before it."""
         interpreter = self._pool.get()
         try:
-            index = self._input_details[0]["index"]
-            if tuple(interpreter.get_input_details()[0]["shape"]) != array.shape:
-                interpreter.resize_tensor_input(index, list(array.shape), strict=True)
+            details = {d["name"]: d for d in interpreter.get_input_details()}
+            changed = [(details[name]["index"], array.shape) for name, array in feeds.items()
+                       if tuple(details[name]["shape"]) != array.shape]
+            for index, shape in changed:
+                interpreter.resize_tensor_input(index, list(shape), strict=True)
+            if changed:
                 interpreter.allocate_tensors()
-            interpreter.set_tensor(index, array)
+            for name, array in feeds.items():
+                interpreter.set_tensor(details[name]["index"], array)
             interpreter.invoke()
             outputs = [np.array(interpreter.get_tensor(d["index"])) for d in interpreter.get_output_details()]
             return [out if q is None else (np.float32(q[0]) * (out.astype(np.float32) - np.float32(q[1])))
