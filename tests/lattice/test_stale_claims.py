@@ -1,19 +1,27 @@
-"""Claims leave the lattice cache when the last host running an actor or provider stops it.
+"""Claims leave the lattice cache when the last host running an actor or provider stops it, or dies.
 
-0.x kept them for ever: `get claims` listed, and call aliases resolved to, actors nobody ran. The checks
-read the JetStream stream itself (an independent view from any host's copy) as well as the hosts' caches.
+0.x kept them for ever: `get claims` listed, and call aliases resolved to, actors nobody ran (and a new
+actor could not take the alias). The checks read the JetStream stream itself (an independent view from any
+host's copy) as well as the hosts' caches. The killed host is a real `waft host` process, SIGKILLed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
+import time
 
 import nats
 import nats.js.errors
+import pytest
 from waft_testing import built_actor, running_host
 
 from waft.claims import KeyPair, Role, keystore, sign_actor
+from waft.ctl import CtlClient
+from waft.host.host import StartError
 from waft.lattice import subjects
 
 
@@ -35,12 +43,12 @@ async def _until(condition, what: str, limit_s: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
 
-def _echo(tmp_path, rev: int) -> str:
+def _echo(tmp_path, rev: int, module_key: str = "stale_claims_module", alias: str = "stale/echo") -> str:
     module = built_actor("echo", signed=False).read_bytes()
-    path = tmp_path / f"echo_rev{rev}_s.wasm"
+    path = tmp_path / f"echo_{module_key}_rev{rev}_s.wasm"
     path.write_bytes(sign_actor(module, issuer=keystore.load_or_create("account", Role.ACCOUNT),
-                                subject=keystore.load_or_create("stale_claims_module", Role.MODULE),
-                                name="echo", caps=["wasmcloud:httpserver"], rev=rev, call_alias="stale/echo"))
+                                subject=keystore.load_or_create(module_key, Role.MODULE),
+                                name="echo", caps=["wasmcloud:httpserver"], rev=rev, call_alias=alias))
     return str(path)
 
 
@@ -96,3 +104,79 @@ async def test_provider_claims_go_with_its_last_instance(nats_url, lattice_prefi
             assert key not in host.cache.claims
     finally:
         await nc.close()
+
+
+HEARTBEAT_S = 0.3
+
+
+async def test_a_sigkilled_hosts_claims_go_after_missed_heartbeats(nats_url, lattice_prefix, tmp_path):
+    """A killed host never releases what it ran; the live host sweeps it once its presence has not been renewed
+    for `stale_heartbeats` intervals, while the live host's own claims (renewed each heartbeat) stay."""
+    nc = await nats.connect(nats_url)
+    victim = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "waft", "host", "--nats-url", nats_url, "--lattice-prefix", lattice_prefix,
+        stdout=asyncio.subprocess.PIPE, start_new_session=True,
+        env={**os.environ, "WAFT_HEARTBEAT_INTERVAL_MS": str(int(HEARTBEAT_S * 1000)), "WAFT_RECONCILER": "0"})
+    try:
+        async with running_host(nats_url=nats_url, prefix=lattice_prefix, heartbeat_interval_s=HEARTBEAT_S,
+                                stale_heartbeats=3, reconciler=False) as live:
+            assert victim.stdout is not None
+            line = (await asyncio.wait_for(victim.stdout.readline(), 60)).decode()
+            assert line.startswith("host "), line
+            victim_id = line.split()[1]
+            own = (await live.start_actor(_echo(tmp_path, 1, "stale_live_module", "stale/live"))).public_key
+            async with CtlClient.connect(nats_url, lattice_prefix, timeout=10) as ctl:
+                await ctl.start_actor(victim_id, _echo(tmp_path, 1))
+            key = keystore.load_or_create("stale_claims_module", Role.MODULE).public_key
+            await _until(lambda: live.cache.claims.get(key, {}).get("call_alias") == "stale/echo",
+                         "the victim's claims reaching the live host", 30)
+            refused = _echo(tmp_path, 1, "stale_newcomer_module")  # same alias, another actor
+            with pytest.raises(StartError, match="already claimed"):
+                await live.start_actor(refused)
+
+            victim.send_signal(signal.SIGKILL)
+            await victim.wait()
+            killed = time.monotonic()
+            await _until(lambda: key not in live.cache.claims, "the swept claims", 30)
+            print(f"claims of the SIGKILLed host gone after {time.monotonic() - killed:.1f} s")
+            assert await _stored_claims(nc, lattice_prefix, key) == {}  # a tombstone in the stream itself
+            running = subjects.lattice_cache(lattice_prefix, "running", key, victim_id)
+            info = await nc.jetstream().stream_info(subjects.lattice_cache_stream(lattice_prefix),
+                                                    subjects_filter=running)
+            assert not info.state.subjects, info.state.subjects
+            # the live host's claims were renewed the whole time (more than 3 of its intervals passed)
+            assert (await _stored_claims(nc, lattice_prefix, own))["call_alias"] == "stale/live"
+            assert own in live.cache.claims
+            # and the alias the dead host held is free again
+            pool = await live.start_actor(refused)
+            assert live.cache.alias_owners("stale/echo") == [pool.public_key]
+    finally:
+        if victim.returncode is None:
+            victim.kill()
+            await victim.wait()
+        await nc.close()
+
+
+async def test_a_sweep_needs_the_missed_heartbeats_and_a_renewal_restores_claims(nats_url, lattice_prefix,
+                                                                                   tmp_path):
+    """A host frozen past the limit loses its claims to a sweep and puts them back at its next heartbeat;
+    with a larger `stale_heartbeats` the same silence is not yet stale."""
+    async with running_host(nats_url=nats_url, prefix=lattice_prefix, heartbeat_interval_s=3600) as quiet, \
+            running_host(nats_url=nats_url, prefix=lattice_prefix, heartbeat_interval_s=3600) as sweeper:
+        key = (await quiet.start_actor(_echo(tmp_path, 1))).public_key
+        await _until(lambda: (key, quiet.host_id) in sweeper.cache.presence, "the presence entry arriving")
+        seen, every = sweeper.cache.presence[(key, quiet.host_id)]
+        assert every == 3600
+        assert await sweeper.cache.sweep(sweeper.host_id, 3) == []  # just seen: not stale
+        sweeper.cache.presence[(key, quiet.host_id)] = (seen - 2.5 * every, every)  # as if 2.5 intervals passed
+        assert await sweeper.cache.sweep(sweeper.host_id, 3) == []
+        assert await sweeper.cache.sweep(sweeper.host_id, 2) == [(key, quiet.host_id)]
+        nc = await nats.connect(nats_url)
+        try:
+            assert await _stored_claims(nc, lattice_prefix, key) == {}
+            await _until(lambda: key not in quiet.cache.claims, "the tombstone reaching the frozen host")
+            await quiet._renew_presence()  # what its next heartbeat does
+            assert (await _stored_claims(nc, lattice_prefix, key))["call_alias"] == "stale/echo"
+            await _until(lambda: key in sweeper.cache.claims, "the renewed claims reaching the sweeper")
+        finally:
+            await nc.close()

@@ -34,6 +34,9 @@ class HostConfig:
     limits: Limits = field(default_factory=Limits)
     labels: dict[str, str] = field(default_factory=dict)
     heartbeat_interval_s: float = 30.0
+    #: Heartbeats a host may miss before other hosts release its presence in the lattice cache (and, if it
+    #: was the last to run something, its claims): a SIGKILLed host never removes them itself.
+    stale_heartbeats: int = 3
     health_interval_s: float = 10.0
     friendly_name: str = ""
     allow_latest: bool = False
@@ -75,6 +78,10 @@ class HostConfig:
                                or "").lower() in ("1", "true")
         config.allowed_insecure = _list(setting("oci_allowed_insecure", wasmcloud="oci_allowed_insecure", env=env))
         config.limits = Limits.from_settings(env)
+        heartbeat_ms = int_setting("heartbeat_interval_ms", 0, env=env)
+        if heartbeat_ms > 0:
+            config.heartbeat_interval_s = heartbeat_ms / 1000
+        config.stale_heartbeats = max(1, int_setting("stale_heartbeats", config.stale_heartbeats, env=env))
         if (python := setting("python_providers", env=env)) is not None:
             config.python_providers = _list(python)
         config.reconciler = (setting("reconciler", "1", env=env) or "1").lower() not in ("0", "false", "off", "no")

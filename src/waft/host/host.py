@@ -34,7 +34,7 @@ from waft.host.config import HostConfig
 from waft.host.control import ControlInterface
 from waft.host.lattice_cache import LatticeCache
 from waft.host.provider_refs import resolve_provider
-from waft.host.providers import ProviderSupervisor, RunningProvider
+from waft.host.providers import ProviderSpec, ProviderSupervisor, RunningProvider
 from waft.host.routing import HostCallRouter, describe_failure, failure_kind
 from waft.host.wapc import ActorTrap, GuestError, HostCallError, Runtime
 from waft.lattice import events as lattice_events
@@ -205,6 +205,30 @@ class Host:
         while True:
             await self.publish_heartbeat()
             await asyncio.sleep(self.config.heartbeat_interval_s)
+            try:
+                await self._renew_presence()
+                await self.cache.sweep(self.host_id, self.config.stale_heartbeats)
+            except Exception:  # a cache hiccup must never take the host down; the next heartbeat retries
+                log.exception("renewing or sweeping presence in the lattice cache failed")
+
+    async def _renew_presence(self) -> None:
+        """Re-put what this host runs into the lattice cache, so other hosts can tell it from a dead host's
+        leftovers (`LatticeCache.sweep`); claims a sweep removed while this host was frozen come back."""
+        every = self.config.heartbeat_interval_s
+        running = {pk: pool.claims.summary() for pk, pool in list(self.actors.items())}
+        running.update({p.public_key: self._provider_claims(p.spec) for p in self.providers.running.values()})
+        def still_running(public_key: str) -> bool:  # a stop may have run meanwhile: never resurrect its entry
+            return public_key in self.actors or any(p.public_key == public_key
+                                                    for p in self.providers.running.values())
+
+        for public_key, claims in running.items():
+            if not still_running(public_key):
+                continue
+            await self.cache.hold(public_key, self.host_id, every)
+            if not still_running(public_key):
+                await self.cache.release(public_key, self.host_id)
+            elif public_key not in self.cache.claims:
+                await self.cache.put_claims(public_key, claims)
 
     def background(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run `work` in the host's task group: it is cancelled and joined when the host stops."""
@@ -260,7 +284,7 @@ class Host:
             pool = ActorPool(module, claims, image_ref, self.config.limits, self.executor,
                              self.session.router.host_call_for)
             self.actors[claims.subject] = pool
-            await self.cache.hold(claims.subject, self.host_id)
+            await self.cache.hold(claims.subject, self.host_id, self.config.heartbeat_interval_s)
             await self.cache.put_claims(claims.subject, claims.summary())
             pool.subscription = await self.nc.subscribe(
                 subjects.actor_rpc(self.config.prefix, claims.subject),
@@ -373,13 +397,15 @@ class Host:
         except (WaftError, OSError) as exc:
             await self.events.publish(lattice_events.provider_start_failed(provider_ref, link_name, str(exc)))
             raise StartError(f"cannot start provider {provider_ref}: {exc}") from None
-        await self.cache.hold(spec.public_key, self.host_id)
-        await self.cache.put_claims(spec.public_key, {"iss": spec.claims.get("iss", ""), "name": spec.name,
-                                                      "sub": spec.public_key, "caps": spec.contract_id,
-                                                      "version": spec.claims.get("version", ""),
-                                                      "rev": spec.claims.get("rev", "0"), "tags": "",
-                                                      "call_alias": ""})
+        await self.cache.hold(spec.public_key, self.host_id, self.config.heartbeat_interval_s)
+        await self.cache.put_claims(spec.public_key, self._provider_claims(spec))
         return provider
+
+    @staticmethod
+    def _provider_claims(spec: ProviderSpec) -> dict[str, str]:
+        return {"iss": spec.claims.get("iss", ""), "name": spec.name, "sub": spec.public_key,
+                "caps": spec.contract_id, "version": spec.claims.get("version", ""),
+                "rev": spec.claims.get("rev", "0"), "tags": "", "call_alias": ""}
 
     async def stop_provider(self, public_key: str, link_name: str) -> bool:
         stopped = await self.providers.stop(public_key, link_name) is not None

@@ -11,6 +11,13 @@ its own entry, then, if no other presence is left at the server, writes an empty
 tombstone) conditional on the claims being the ones it looked at, so a host starting the actor meanwhile
 (presence first, then claims) always keeps them. A claim put again (a new revision) supersedes the old
 one in place: the stream keeps one message per subject.
+
+A host that is SIGKILLed (or loses its machine) never purges its presence entries, so every host re-puts
+its own at each heartbeat and `sweep` removes, on behalf of the dead, entries not renewed for
+`stale_heartbeats` of the interval their writer named; the usual release then tombstones the claims if no
+live host is left. Freshness is judged by when this host saw an entry arrive (its own clock only, so clock
+skew between machines cannot make a live host look dead); entries already there when it joined count from
+then. A host that was only frozen re-puts its presence and claims at its next heartbeat.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +54,8 @@ class LatticeCache:
         self.links: dict[tuple[str, str, str], LinkDefinition] = {}
         self.claims: dict[str, dict[str, str]] = {}
         self._sub: Any = None
+        #: (public key, host id) -> (monotonic time this host last saw the entry, its writer's interval in s)
+        self.presence: dict[tuple[str, str], tuple[float, float]] = {}
         self.on_change: Callable[[], None] = lambda: None
 
     async def start(self, jetstream_wait_s: float = 60.0) -> None:
@@ -112,6 +122,11 @@ class LatticeCache:
         if len(parts) < 4 or not isinstance(body, dict):
             return
         kind = parts[2]
+        if kind == "running" and len(parts) >= 5:
+            every = body.get("every_s")
+            self.presence[(parts[3], parts[4])] = (time.monotonic(), float(every) if isinstance(
+                every, int | float) and every > 0 else 0.0)
+            return
         if kind == "linkdefs":
             self._apply_link(body)
         elif kind == "claims":
@@ -152,15 +167,30 @@ class LatticeCache:
         self.claims[public_key] = claims
         await self._publish(("claims", public_key), claims)
 
-    async def hold(self, public_key: str, host_id: str) -> None:
-        """Say this host runs `public_key`; call before `put_claims` (see the module docstring for why)."""
-        await self._publish(("running", public_key, host_id), {"host_id": host_id})
+    async def hold(self, public_key: str, host_id: str, every_s: float = 0.0) -> None:
+        """Say this host runs `public_key`; call before `put_claims` (see the module docstring for why).
+        `every_s`: how often this host renews the entry (0: never; it is then never swept)."""
+        await self._publish(("running", public_key, host_id), {"host_id": host_id, "every_s": every_s})
+
+    async def sweep(self, own_host: str, stale_heartbeats: int) -> list[tuple[str, str]]:
+        """Release the presence entries of other hosts not renewed for `stale_heartbeats` of their intervals
+        (their claims go with the last one); the (public key, host id) pairs swept."""
+        now = time.monotonic()
+        stale = [pair for pair, (seen, every) in self.presence.items()
+                 if pair[1] != own_host and every > 0 and now - seen > stale_heartbeats * every]
+        for public_key, host_id in stale:
+            self.presence.pop((public_key, host_id), None)
+            removed = await self.release(public_key, host_id)
+            log.warning("host %s stopped renewing its presence for %s (%d heartbeats); released it%s",
+                        host_id, public_key, stale_heartbeats, ", and its claims" if removed else "")
+        return stale
 
     async def release(self, public_key: str, host_id: str) -> bool:
         """This host no longer runs `public_key`; remove its claims if no other host does. True if removed."""
         js = self._nc.jetstream()
         stream = subjects.lattice_cache_stream(self._prefix)
         claims_subject = subjects.lattice_cache(self._prefix, "claims", public_key)
+        self.presence.pop((public_key, host_id), None)
         try:
             await js.purge_stream(stream, subject=subjects.lattice_cache(self._prefix, "running", public_key, host_id))
             try:
