@@ -73,6 +73,9 @@ int mp_field(const uint8_t *m, size_t n, const char *key, size_t *start, size_t 
 int mp_at(const uint8_t *m, size_t n, const char *key, waft_mp_reader *r);
 int host_error(waft_buf *out, const char *what, const waft_buf *err);
 int get_metadata(waft_str model, metadata *md, waft_buf *out);
+/* As get_metadata, but asks the provider even when cached (and caches the answer): for routes that report
+ * whether a model is there, which another instance's repository load or unload may have changed. */
+int get_metadata_fresh(waft_str model, metadata *md, waft_buf *out);
 void metadata_free(metadata *md);
 /* Drop this instance's cached metadata of `model` (after the repository extension loaded or unloaded it). */
 void metadata_forget(waft_str model);

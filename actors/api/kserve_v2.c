@@ -235,7 +235,7 @@ static void write_io(waft_json *j, const metadata *md, const char *in_key, const
 
 static int v2_model_metadata(waft_str model, waft_buf *out) {
     metadata md;
-    if (!get_metadata(model, &md, out)) return WAFT_OK;
+    if (!get_metadata_fresh(model, &md, out)) return WAFT_OK;
     waft_buf body = WAFT_BUF_INIT;
     waft_json j;
     const char *dt_in = kserve_of_tensor_type(meta_str(&md, "tensor_type"));
@@ -279,7 +279,7 @@ static const char *backend_of(waft_str encoding) {
 
 static int v2_model_config(waft_str model, waft_buf *out) {
     metadata md;
-    if (!get_metadata(model, &md, out)) return WAFT_OK;
+    if (!get_metadata_fresh(model, &md, out)) return WAFT_OK;
     waft_buf body = WAFT_BUF_INIT;
     waft_json j;
     const char *dt_in = kserve_of_tensor_type(meta_str(&md, "tensor_type"));
@@ -311,7 +311,7 @@ static int v2_model_config(waft_str model, waft_buf *out) {
 static int v2_model_stats(waft_str model, waft_buf *out) {
     if (model.len) {
         metadata md;
-        if (!get_metadata(model, &md, out)) return WAFT_OK; /* 404 unknown, 503 loading */
+        if (!get_metadata_fresh(model, &md, out)) return WAFT_OK; /* 404 unknown, 503 loading */
         metadata_free(&md);
     }
     waft_buf answer = WAFT_BUF_INIT, body = WAFT_BUF_INIT;
@@ -370,7 +370,7 @@ done:
 
 static int v2_model_ready(waft_str model, waft_buf *out) {
     metadata md;
-    if (!get_metadata(model, &md, out)) return WAFT_OK; /* 404 unknown, 503 loading */
+    if (!get_metadata_fresh(model, &md, out)) return WAFT_OK; /* 404 unknown, 503 loading */
     waft_buf body = WAFT_BUF_INIT;
     waft_json j;
     waft_json_init(&j, &body);
@@ -1158,9 +1158,33 @@ done:
 }
 
 /* POST /v2/repository/models/{m}/load|unload: MlInference.LoadModel / UnloadModel (Waft's) for this actor's
- * route. Load answers when the model is loaded or failed (a load longer than most of the RPC timeout is
- * answered while still loading: GET /v2/models/{m}/ready or the index tell when it is ready); a failure is 400
- * with the provider's reason, as Triton answers a load it refuses. */
+ * route. Load answers 200 once the model is loaded, as Triton's does; a failure is 400 with the provider's reason,
+ * as Triton answers a load it refuses. The provider waits for the load at most 3/4 of the RPC timeout (the
+ * HTTP request itself is bounded by it): a load still going on then is answered 503 "model loading", never
+ * 200, saying that it goes on and where to see when it is ready. */
+static int model_listed_as(waft_str model, const char *status, waft_buf *out, int *listed) {
+    waft_buf answer = WAFT_BUF_INIT;
+    *listed = 0;
+    if (!list_models(&answer, out)) return 0;
+    waft_mp_reader r;
+    uint32_t n = 0;
+    if (mp_at(answer.data, answer.len, "models", &r) && waft_mp_read_array(&r, &n)) {
+        for (uint32_t i = 0; i < n && !r.err; i++) {
+            size_t start = r.pos;
+            if (!waft_mp_skip(&r)) break;
+            waft_mp_reader f;
+            const char *name = "", *st = "";
+            uint32_t nl = 0, sl = 0;
+            if (mp_at(r.data + start, r.pos - start, "name", &f)) waft_mp_read_str(&f, &name, &nl);
+            if (nl == model.len && memcmp(name, model.ptr, nl) == 0 &&
+                mp_at(r.data + start, r.pos - start, "status", &f) && waft_mp_read_str(&f, &st, &sl))
+                *listed = waft_str_eq((waft_str){st, sl}, status);
+        }
+    }
+    waft_buf_free(&answer);
+    return 1;
+}
+
 static int v2_repository_load(waft_str model, int load, waft_buf *out) {
     waft_buf req = WAFT_BUF_INIT, answer = WAFT_BUF_INIT;
     waft_mp_write_map(&req, 1);
@@ -1185,6 +1209,20 @@ static int v2_repository_load(waft_str model, int load, waft_buf *out) {
         }
         waft_buf_append(&d, message, ml);
         http_error_buf(out, 400, load ? "load failed" : "unload failed", &d);
+        waft_buf_free(&d);
+        goto done;
+    }
+    int loading = 0;
+    if (load && !model_listed_as(model, "loading", out, &loading)) goto done;
+    if (loading) {
+        waft_buf d = WAFT_BUF_INIT;
+        waft_buf_append_str(&d, "model ");
+        waft_buf_append(&d, model.ptr, model.len);
+        waft_buf_append_str(&d, " is still loading (its load goes on): GET /v2/models/");
+        waft_buf_append(&d, model.ptr, model.len);
+        waft_buf_append_str(&d, "/ready answers 200 once it is ready; a larger WAFT_RPC_TIMEOUT_MS lets this "
+                                "request wait longer");
+        http_error_buf(out, 503, "model loading", &d);
         waft_buf_free(&d);
         goto done;
     }

@@ -8,7 +8,9 @@
  * Models' input specs and labels come from MlInference.GetMetadata and are cached per model in the
  * instance (instances persist between calls): at most CACHE_SLOTS models (least recently used goes),
  * entries up to CACHE_MAX_ENTRY bytes, re-fetched every CACHE_REFRESH_USES uses and dropped when the
- * provider says the model is unknown or failed, so a re-linked model is picked up.
+ * provider says the model is unknown or failed, so a re-linked model is picked up. The routes that report a
+ * model's state (/v2/models/{m}, /ready, /config, /stats) fetch afresh (get_metadata_fresh): another instance
+ * may have unloaded or loaded the model since this one cached it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +100,9 @@ static int ml_error(waft_buf *out, waft_str model, const waft_ml_status *st) {
     waft_str v = st->variant;
     int unknown = waft_str_ieq(v, "contextNotFoundError") ||
                   (waft_str_ieq(v, "invalidModel") && waft_str_contains(st->message, "unknown model"));
-    if (unknown) {
+    /* unloaded through the repository extension: installed, and the provider's message says how to load it */
+    int unloaded = unknown && waft_str_contains(st->message, "was unloaded");
+    if (unknown && !unloaded) {
         /* Not served by the link: usually a zoo model whose file was never added (issue 6). Say how. */
         waft_buf_append_str(&d, "model ");
         waft_buf_append(&d, model.ptr, model.len);
@@ -111,10 +115,11 @@ static int ml_error(waft_buf *out, waft_str model, const waft_ml_status *st) {
     waft_buf_append(&d, st->variant.ptr, st->variant.len);
     waft_buf_append_str(&d, ": ");
     waft_buf_append(&d, st->message.ptr, st->message.len);
-    if (unknown) waft_buf_append_str(&d, ")");
+    if (unknown && !unloaded) waft_buf_append_str(&d, ")");
     uint16_t code;
     const char *error;
-    if (unknown) { code = 404; error = "unknown model"; }
+    if (unloaded) { code = 404; error = "model unloaded"; }
+    else if (unknown) { code = 404; error = "unknown model"; }
     else if (waft_str_ieq(v, "corruptInputTensor")) { code = 400; error = "bad tensor"; }
     else if (waft_str_ieq(v, "invalidEncoding")) { code = 400; error = "bad input"; }
     else if (waft_str_ieq(v, "modelLoading")) { code = 503; error = "model loading"; }
@@ -158,6 +163,11 @@ static void cache_drop(waft_str model) {
 }
 
 void metadata_forget(waft_str model) { cache_drop(model); }
+
+int get_metadata_fresh(waft_str model, metadata *md, waft_buf *out) {
+    cache_drop(model);
+    return get_metadata(model, md, out);
+}
 
 /* Store a copy (replacing the model's slot, else a free one, else the least recently used). */
 static cache_slot *cache_put(waft_str model, const uint8_t *meta, size_t len) {

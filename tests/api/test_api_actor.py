@@ -380,21 +380,38 @@ def test_metadata_is_cached_per_model(api: WapcInstance, host: FakeHost) -> None
     assert fetched == ["effnetlite0", "identity"]
 
 
+def echo_any_model(payload: bytes) -> bytes:
+    return pack({"result": SUCCESS, "tensor": unpack(payload)["tensor"]})
+
+
+def cached_use(api: WapcInstance, model: str) -> int:
+    """One use of the model's cached metadata: /v2 infer (the routes that report a model's state ask afresh)."""
+    return http(api, "POST", f"/v2/models/{model}/infer", infer_body([1, 2, 3, 4], [1, 4])).status
+
+
 def test_cache_is_bounded_and_evicts_the_least_recently_used(api: WapcInstance, host: FakeHost) -> None:
     models = [f"m{i}" for i in range(40)]
     host.on(MLINFERENCE, METADATA, lambda payload: pack({**IDENTITY_META, "model_name": unpack(payload)["model"]}))
+    host.on(MLINFERENCE, PREDICT, echo_any_model)
     for model in models:
-        assert http(api, "GET", f"/v2/models/{model}/ready").status == 200
-    assert http(api, "GET", "/v2/models/m39/ready").status == 200  # recent: cached
-    assert http(api, "GET", "/v2/models/m0/ready").status == 200   # evicted long ago: fetched again
+        assert cached_use(api, model) == 200
+    assert cached_use(api, "m39") == 200  # recent: cached
+    assert cached_use(api, "m0") == 200   # evicted long ago: fetched again
     fetched = [c.request["model"] for c in host.calls if c.operation == METADATA]
     assert fetched == [*models, "m0"]
 
 
 def test_cache_refreshes_after_many_uses(api: WapcInstance, host: FakeHost) -> None:
     for _ in range(300):
-        assert http(api, "GET", "/v2/models/identity/ready").status == 200
+        assert cached_use(api, "identity") == 200
     assert 2 <= sum(c.operation == METADATA for c in host.calls) <= 3
+
+
+def test_state_routes_ask_the_provider_every_time(api: WapcInstance, host: FakeHost) -> None:
+    for path in ("/v2/models/identity", "/v2/models/identity/ready", "/v2/models/identity/config"):
+        assert http(api, "GET", path).status == 200
+        assert http(api, "GET", path).status == 200
+    assert sum(c.operation == METADATA for c in host.calls) == 6
 
 
 def test_unknown_model_from_predict_drops_the_cached_metadata(api: WapcInstance, host: FakeHost) -> None:

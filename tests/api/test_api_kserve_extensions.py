@@ -174,3 +174,33 @@ def test_scripted_provider_a_parcel_without_names_shows_the_engines(host: FakeHo
     host.on(MLINFERENCE, METADATA, bare)  # a provider that lists nothing: Waft's placeholders
     meta = http(new_api(host), "GET", "/v2/models/m").json()
     assert [t["name"] for t in meta["inputs"]] == ["input0"] and [t["name"] for t in meta["outputs"]] == ["output0"]
+
+
+def test_scripted_provider_a_load_still_going_on_is_503_not_200(host: FakeHost) -> None:
+    """The provider answers LoadModel after at most 3/4 of the RPC timeout; a model still loading then (b in
+    ListModels) is not reported loaded: Triton's 200 means ready."""
+    host.on(MLINFERENCE, "MlInference.LoadModel", {})
+    api = new_api(host)
+    r = http(api, "POST", "/v2/repository/models/b/load")
+    assert r.status == 503 and r.json()["code"] == "model loading", (r.status, r.body)
+    assert r.json()["error"].startswith("model loading: model b is still loading (its load goes on)")
+    assert "GET /v2/models/b/ready" in r.json()["error"]
+    assert (http(api, "POST", "/v2/repository/models/a/load").status, host.ops()[-1][2]) == (200, LIST)
+
+
+def test_scripted_provider_state_routes_ask_afresh_after_another_instance_unloads(host: FakeHost) -> None:
+    """Two instances of the API actor (a deployment runs several): one unloads m, the other must not answer
+    from the metadata it cached before, on any route that says whether m is there."""
+    host.on(MLINFERENCE, "MlInference.UnloadModel", {})
+    first, second = new_api(host), new_api(host)
+    routes = ("/v2/models/m", "/v2/models/m/ready", "/v2/models/m/config", "/v2/models/m/stats")
+    for path in routes[:3]:
+        assert http(second, "GET", path).status == 200, path  # cached by the second instance
+    assert http(first, "POST", "/v2/repository/models/m/unload").status == 200
+    gone = "model 'm' was unloaded; load it again (POST /v2/repository/models/m/load)"
+    host.on(MLINFERENCE, METADATA, {"error": {"contextNotFoundError": gone}})
+    for path in routes:
+        r = http(second, "GET", path)
+        assert r.status == 404, (path, r.status, r.body)
+        # installed, only unloaded: the message says how to load it, not how to install it
+        assert r.json() == {"error": f"model unloaded: contextNotFoundError: {gone}", "code": "model unloaded"}, path
