@@ -19,21 +19,30 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(PROVIDERS) constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==24.3.1 2>/dev/null || true
-	$(PY) -m pip install --quiet $(INSTALL)
+	@echo "installing Python packages into $(VENV) (a few minutes on a first run; pip says what it is doing)"
+	$(PY) -m pip install --progress-bar on $(INSTALL)
 	touch $(STAMP)
 
-# Debian packages the tests drive for real (OCI registry, headless browser); installed only when missing.
+# Debian packages the tests drive for real (OCI registry, headless browser); installed only when missing, as root
+# or through sudo; without either, the exact command to run is printed and the target fails.
 # Debian bookworm's versions: docker-registry 2.8.2+ds1, chromium 156, libb64-0d 1.2 (perf_analyzer links it).
 APT_PACKAGES := docker-registry chromium libb64-0d
 system-deps:
 	@missing=""; \
-	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
-	test -x /usr/bin/chromium || missing="$$missing chromium"; \
-	test -e /usr/lib/x86_64-linux-gnu/libb64.so.0d || missing="$$missing libb64-0d"; \
+	for package in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$package"; \
+	done; \
 	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+		if [ "$$(id -u)" = 0 ]; then sudo=""; \
+		elif command -v sudo >/dev/null; then sudo="sudo"; \
+		else \
+			echo "make test needs the Debian packages$$missing; as root, run: apt-get install -y$$missing" >&2; \
+			exit 1; \
+		fi; \
+		echo "installing Debian packages:$$missing$${sudo:+ (through sudo)}"; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || { \
+			echo "could not install$$missing; run: sudo apt-get install -y$$missing" >&2; exit 1; }; \
 	fi
 
 actors: venv
