@@ -24,7 +24,7 @@ from pathlib import Path
 from tools.paths import ROOT
 from waft import __version__
 
-MODULES = ("lattice", "httpserver", "mlinference", "bindle", "preprocess", "e2e")
+MODULES = ("lattice", "httpserver", "mlinference", "bindle", "preprocess", "e2e", "scale")
 
 
 def _cpu_model() -> str:
