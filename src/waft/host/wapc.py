@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import wasmtime
+from wasmtime import _ffi as ffi  # the C API's unchecked calls, which wasmtime-py wraps only in its slow path
 
 from waft.config import int_setting
 
@@ -39,6 +40,8 @@ WASI_MODULES = ("wasi_snapshot_preview1", "wasi_unstable")
 WASI_ENOTCAPABLE = 76
 #: WASI preview 1 functions refused even though `define_wasi` would serve them: name -> parameter types.
 WASI_REFUSED = {"clock_time_get": "ili", "clock_res_get": "ii", "poll_oneoff": "iiii"}
+#: waPC's `__guest_call(operation_len, payload_len) -> i32`; checked once per module, since calls are unchecked.
+GUEST_CALL_TYPE = ([wasmtime.ValType.i32()] * 2, [wasmtime.ValType.i32()])
 
 HostCall = Callable[[str, str, str, bytes], bytes]
 """`host_call(binding, namespace, operation, payload)` returns the answer or raises HostCallError."""
@@ -181,6 +184,9 @@ class WapcModule:
         exports = {e.name for e in module.exports}
         if "__guest_call" not in exports:
             raise ActorTrap("module does not export __guest_call: not a waPC actor")
+        guest_call = next(e.type for e in module.exports if e.name == "__guest_call")
+        if not isinstance(guest_call, wasmtime.FuncType) or (guest_call.params, guest_call.results) != GUEST_CALL_TYPE:
+            raise ActorTrap("module's __guest_call is not a function (i32, i32) -> i32: not a waPC actor")
         self.api_version_export = "__wasmbus_rpc_version" if "__wasmbus_rpc_version" in exports else None
         self.init_exports = [name for name in INIT_EXPORTS if name in exports]
         self.needs_wasi = any("wasi" in imp.module for imp in module.imports)
@@ -201,8 +207,21 @@ def _refuse_wasi_clocks(linker: wasmtime.Linker) -> None:
     linker.allow_shadowing = False
 
 
+_Raw = ffi.wasmtime_val_raw_t
+_NO_FINALIZER = ctypes.cast(None, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
+_RawImport = Callable[..., int | None]
+"""An import as `_define_imports` writes it: `(context, *i32 args)`, returning the i32 result or None."""
+
+
 class WapcInstance:
-    """One sandboxed instance. Not thread-safe: the host gives each instance to one call at a time."""
+    """One sandboxed instance. Not thread-safe: the host gives each instance to one call at a time.
+
+    Guest calls and the waPC imports go through wasmtime's *unchecked* C API (raw i32 slots) rather than
+    wasmtime-py's `Func.__call__` and its trampoline, which re-read the function type, box every value
+    and build a `Caller` on each crossing: 10-30 us per crossing, and one host call from a guest is five
+    crossings (`docs/performance.md`). The types are checked once: `__guest_call`'s when the module is
+    compiled, the imports' by wasmtime when it links them against the module.
+    """
 
     def __init__(self, module: WapcModule, host_call: HostCall, limits: Limits,
                  log: Callable[[str], None]) -> None:
@@ -216,6 +235,10 @@ class WapcInstance:
         self._guest_error: bytes | None = None
         self._host_response = b""
         self._host_error = b""
+        #: What an import raised past its own handling (it unwinds the guest as a trap): re-raised by `call`.
+        self._raised: BaseException | None = None
+        self._callbacks: list[object] = []  # the C callbacks must live as long as the store that calls them
+        self._call_slots = (_Raw * 2)()
         # The current invocation's compute budget (ticks), where its latest guest segment began, its wall end.
         self._budget, self._segment, self._wall_end = 0, 0, 0.0
         self.store = wasmtime.Store(module.runtime.engine)
@@ -234,6 +257,8 @@ class WapcInstance:
             exports = self.instance.exports(self.store)
             self._memory: wasmtime.Memory = exports["memory"]  # type: ignore[assignment]
             self._guest_call: wasmtime.Func = exports["__guest_call"]  # type: ignore[assignment]
+            self._memory_ref = ctypes.byref(self._memory._memory)
+            self._guest_call_ref = ctypes.byref(self._guest_call._func)
             for name in module.init_exports:
                 exports[name](self.store)  # type: ignore[operator]
             self.api_version = 0
@@ -254,36 +279,34 @@ class WapcInstance:
         return ticks
 
     # -- memory access: ctypes memmove over the linear memory (re-read the base: it moves on grow)
-    def _read(self, caller: wasmtime.Caller, ptr: int, length: int) -> bytes:
+    def _read(self, context: object, ptr: int, length: int) -> bytes:
         ptr, length = ptr & 0xFFFFFFFF, length & 0xFFFFFFFF  # wasm32 addresses arrive as signed i32
-        mem = self._memory
-        if ptr < 0 or length < 0 or ptr + length > mem.data_len(caller):
+        if ptr + length > ffi.wasmtime_memory_data_size(context, self._memory_ref):
             raise HostCallError(f"guest pointer {ptr}+{length} is outside its memory")
-        base = ctypes.addressof(mem.data_ptr(caller).contents)
+        base = ctypes.addressof(ffi.wasmtime_memory_data(context, self._memory_ref).contents)
         return ctypes.string_at(base + ptr, length)
 
-    def _write(self, caller: wasmtime.Caller, ptr: int, data: bytes) -> None:
+    def _write(self, context: object, ptr: int, data: bytes) -> None:
         ptr &= 0xFFFFFFFF  # wasm32 addresses arrive as signed i32
-        mem = self._memory
-        if ptr < 0 or ptr + len(data) > mem.data_len(caller):
+        if ptr + len(data) > ffi.wasmtime_memory_data_size(context, self._memory_ref):
             raise wasmtime.WasmtimeError(f"guest pointer {ptr}+{len(data)} is outside its memory")
-        base = ctypes.addressof(mem.data_ptr(caller).contents)
+        base = ctypes.addressof(ffi.wasmtime_memory_data(context, self._memory_ref).contents)
         ctypes.memmove(base + ptr, data, len(data))
 
     def _define_imports(self, linker: wasmtime.Linker) -> None:
         i32 = wasmtime.ValType.i32()
 
-        def guest_request(caller: wasmtime.Caller, op_ptr: int, ptr: int) -> None:
-            self._write(caller, op_ptr, self._operation)
-            self._write(caller, ptr, self._payload)
+        def guest_request(context: object, op_ptr: int, ptr: int) -> None:
+            self._write(context, op_ptr, self._operation)
+            self._write(context, ptr, self._payload)
 
-        def guest_response(caller: wasmtime.Caller, ptr: int, length: int) -> None:
-            self._guest_response = self._read(caller, ptr, length)
+        def guest_response(context: object, ptr: int, length: int) -> None:
+            self._guest_response = self._read(context, ptr, length)
 
-        def guest_error(caller: wasmtime.Caller, ptr: int, length: int) -> None:
-            self._guest_error = self._read(caller, ptr, length)
+        def guest_error(context: object, ptr: int, length: int) -> None:
+            self._guest_error = self._read(context, ptr, length)
 
-        def host_call(caller: wasmtime.Caller, bd_ptr: int, bd_len: int, ns_ptr: int, ns_len: int,
+        def host_call(context: object, bd_ptr: int, bd_len: int, ns_ptr: int, ns_len: int,
                       op_ptr: int, op_len: int, ptr: int, length: int) -> int:
             self._host_response = b""
             self._host_error = b""
@@ -292,10 +315,10 @@ class WapcInstance:
             try:
                 if time.monotonic() > self._wall_end:
                     raise _PastWallClock()  # unwinds the guest at once (a HostCallError would let it go on)
-                binding = self._read(caller, bd_ptr, bd_len).decode("utf-8", "replace")
-                namespace = self._read(caller, ns_ptr, ns_len).decode("utf-8", "replace")
-                operation = self._read(caller, op_ptr, op_len).decode("utf-8", "replace")
-                payload = self._read(caller, ptr, length)
+                binding = self._read(context, bd_ptr, bd_len).decode("utf-8", "replace")
+                namespace = self._read(context, ns_ptr, ns_len).decode("utf-8", "replace")
+                operation = self._read(context, op_ptr, op_len).decode("utf-8", "replace")
+                payload = self._read(context, ptr, length)
                 self._host_response = self._host_call(binding, namespace, operation, payload)
                 return 1
             except HostCallError as exc:
@@ -306,22 +329,22 @@ class WapcInstance:
                 # provider is not counted (the RPC timeout bounds it), but the budget is never refilled,
                 # so a guest cannot compute just under the deadline between host calls for ever.
                 self._segment = ticker.ticks
-                self.store.set_epoch_deadline(max(1, self._budget))
+                ffi.wasmtime_context_set_epoch_deadline(context, max(1, self._budget))
 
-        def host_response_len(caller: wasmtime.Caller) -> int:
+        def host_response_len(context: object) -> int:
             return len(self._host_response)
 
-        def host_response(caller: wasmtime.Caller, ptr: int) -> None:
-            self._write(caller, ptr, self._host_response)
+        def host_response(context: object, ptr: int) -> None:
+            self._write(context, ptr, self._host_response)
 
-        def host_error_len(caller: wasmtime.Caller) -> int:
+        def host_error_len(context: object) -> int:
             return len(self._host_error)
 
-        def host_error(caller: wasmtime.Caller, ptr: int) -> None:
-            self._write(caller, ptr, self._host_error)
+        def host_error(context: object, ptr: int) -> None:
+            self._write(context, ptr, self._host_error)
 
-        def console_log(caller: wasmtime.Caller, ptr: int, length: int) -> None:
-            self._log(self._read(caller, ptr, length).decode("utf-8", "replace"))
+        def console_log(context: object, ptr: int, length: int) -> None:
+            self._log(self._read(context, ptr, length).decode("utf-8", "replace"))
 
         table = {
             "__guest_request": (guest_request, 2, False),
@@ -334,10 +357,55 @@ class WapcInstance:
             "__host_error": (host_error, 1, False),
             "__console_log": (console_log, 2, False),
         }
-        for namespace in IMPORT_MODULES:
-            for name, (func, arity, returns) in table.items():
-                ty = wasmtime.FuncType([i32] * arity, [i32] if returns else [])
-                linker.define_func(namespace, name, ty, func, access_caller=True)
+        for name, (func, arity, returns) in table.items():
+            ty = wasmtime.FuncType([i32] * arity, [i32] if returns else [])
+            callback = ffi.wasmtime_func_unchecked_callback_t(self._unchecked(func, arity, returns))
+            self._callbacks.append(callback)
+            for namespace in IMPORT_MODULES:
+                raw_module, raw_name = namespace.encode(), name.encode()
+                error = ffi.wasmtime_linker_define_func_unchecked(
+                    linker.ptr(), ctypes.create_string_buffer(raw_module), len(raw_module),
+                    ctypes.create_string_buffer(raw_name), len(raw_name), ty.ptr(), callback, None,
+                    _NO_FINALIZER)
+                if error:
+                    raise wasmtime.WasmtimeError._from_ptr(error)
+
+    def _unchecked(self, func: _RawImport, arity: int, returns: bool) -> Callable[..., int]:
+        """The C callback of one import: i32 arguments in from the raw slots, the i32 result out to slot 0.
+
+        Anything the import raises becomes a trap that unwinds the guest; `call` re-raises it (a ctypes
+        callback must not raise: ctypes would print it and let the guest go on)."""
+
+        def callback(env: object, caller: object, slots: ctypes.Array[_Raw], count: int) -> int:
+            try:
+                context = ffi.wasmtime_caller_context(caller)
+                result = func(context, *[slots[i].i32 for i in range(arity)])
+                if returns:
+                    slots[0].i32 = result
+                return 0
+            except BaseException as exc:
+                self._raised = exc
+                trap = wasmtime.Trap(f"host function raised {type(exc).__name__}")._consume()
+                return ctypes.cast(trap, ctypes.c_void_p).value or 0
+
+        return callback
+
+    def _call_guest(self, operation_len: int, payload_len: int) -> int:
+        """`__guest_call` through the unchecked API; raises what wasmtime-py's call would (a Trap, a
+        WasmtimeError, or the exception an import raised)."""
+        slots = self._call_slots
+        slots[0].i32, slots[1].i32 = operation_len, payload_len
+        trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        self._raised = None
+        error = ffi.wasmtime_func_call_unchecked(self.store._context(), self._guest_call_ref, slots, 2,
+                                                 ctypes.byref(trap))
+        raised, self._raised = self._raised, None
+        if error or trap:
+            failure = wasmtime.WasmtimeError._from_ptr(error) if error else wasmtime.Trap._from_ptr(trap)
+            if raised is not None:
+                raise raised from None
+            raise failure
+        return int(slots[0].i32)
 
     def call(self, operation: str, payload: bytes) -> bytes:
         """Run one operation; raise GuestError for a guest-reported failure, ActorTrap for a trap."""
@@ -352,7 +420,7 @@ class WapcInstance:
         self._wall_end = time.monotonic() + self.limits.wall_ms / 1000
         self.store.set_epoch_deadline(self._budget)
         try:
-            result = self._guest_call(self.store, len(self._operation), len(payload))
+            result = self._call_guest(len(self._operation), len(payload))
         except wasmtime.Trap as exc:
             self.spent = True
             deadline = exc.trap_code == wasmtime.TrapCode.INTERRUPT
