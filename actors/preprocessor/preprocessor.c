@@ -11,7 +11,9 @@
  *      "RIFF....WEBP" go to formats.c: Wuffs for BMP and GIF's first frame, libwebp for WebP and an
  *      animated WebP's first frame);
  *   2. decode to 8-bit grey or RGB (png.c; jpeg.c for JPEG, which may decode at 1/2, 1/4 or 1/8 scale
- *      in the IDCT when the image is much larger than the model needs);
+ *      in the IDCT when the image is much larger than the model needs); any other format is then
+ *      box-reduced by the same scale (Pillow's reduce(), resize.c), so one photo gives one tensor
+ *      whatever its format;
  *   3. resize ("shorter_side": shorter side to resize_to, longer side truncated like the Python
  *      reference; "stretch": straight to size) with Pillow's exact BILINEAR (or BICUBIC) algorithm,
  *      computing only the pixels the crop keeps (resize.c);
@@ -261,10 +263,11 @@ static int read_request(const uint8_t *req, size_t len, const uint8_t **data, ui
 
 static int is_jpeg(const uint8_t *d, size_t n) { return n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF; }
 
-#ifdef WAFT_WITH_JPEG
-/* Largest IDCT scale denominator (8, 4, 2, 1) whose decoded size still covers what the resize needs,
- * so that the final resize is always a reduction (or exact) from real pixels. */
-static uint32_t jpeg_denom(uint32_t w, uint32_t h, const input_spec *s) {
+/* Largest scale denominator (8, 4, 2, 1) whose reduced size still covers what the resize needs, so that
+ * the final resize is always a reduction (or exact) from real pixels. A JPEG is decoded at that scale in
+ * the IDCT (Pillow's draft()); every other format is box-reduced by the same factor after decoding
+ * (Pillow's reduce()), so that one photo answers the same whatever format it was sent in. */
+static uint32_t draft_denom(uint32_t w, uint32_t h, const input_spec *s) {
     for (uint32_t d = 8; d > 1; d /= 2) {
         uint32_t sw = (w + d - 1) / d, sh = (h + d - 1) / d;
         int ok = s->stretch ? (sw >= s->size_w && sh >= s->size_h)
@@ -273,12 +276,14 @@ static uint32_t jpeg_denom(uint32_t w, uint32_t h, const input_spec *s) {
     }
     return 1;
 }
-#endif
 
-/* Decode `data` into 8-bit grey or RGB. Returns NULL or the invalidEncoding reason. */
-static const char *decode_image(const uint8_t *data, size_t len, const input_spec *spec, waft_image *img) {
+/* Decode `data` into 8-bit grey or RGB; *scaled says the decoder already applied draft_denom (JPEG).
+ * Returns NULL or the invalidEncoding reason. */
+static const char *decode_image(const uint8_t *data, size_t len, const input_spec *spec, waft_image *img,
+                                int *scaled) {
     const char *err = NULL;
     memset(img, 0, sizeof *img);
+    *scaled = 0;
     if (len > MAX_INPUT_BYTES)
         return limit_msg("image too large: ", len, " bytes exceeds the limit of ", MAX_INPUT_BYTES, " bytes");
     if (waft_png_sniff(data, len)) {
@@ -295,7 +300,8 @@ static const char *decode_image(const uint8_t *data, size_t len, const input_spe
                              " pixels");
         /* The decoder applies the EXIF orientation; 5..8 swap the sides, which matters for "stretch". */
         uint32_t ow = orientation >= 5 && orientation <= 8 ? h : w, oh = ow == w ? h : w;
-        if (waft_jpeg_decode(data, len, jpeg_denom(ow, oh, spec), spec->max_pixels, img, &err) != 0) {
+        *scaled = 1;
+        if (waft_jpeg_decode(data, len, draft_denom(ow, oh, spec), spec->max_pixels, img, &err) != 0) {
             free(img->pixels);
             img->pixels = NULL;
             return err ? err : "bad JPEG data";
@@ -336,8 +342,31 @@ static int convert(const uint8_t *req, size_t len, waft_buf *out) {
     }
 
     waft_image img;
-    const char *reason = decode_image(data, data_len, &spec, &img);
+    int scaled;
+    const char *reason = decode_image(data, data_len, &spec, &img, &scaled);
     if (reason) return convert_error(out, reason);
+    if (spec.gray && img.channels == 3) { /* Pillow's RGB -> L, in place: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16 */
+        size_t n = (size_t)img.width * img.height;
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *px = img.pixels + i * 3;
+            img.pixels[i] = (uint8_t)((px[0] * 19595u + px[1] * 38470u + px[2] * 7471u + 0x8000u) >> 16);
+        }
+        img.channels = 1;
+    }
+    uint32_t denom = scaled ? 1 : draft_denom(img.width, img.height, &spec);
+    if (denom > 1) {
+        uint32_t ow = (img.width + denom - 1) / denom, oh = (img.height + denom - 1) / denom;
+        uint8_t *small = malloc((size_t)ow * oh * img.channels);
+        if (!small) {
+            free(img.pixels);
+            return convert_error(out, "out of memory while reducing");
+        }
+        waft_reduce(img.pixels, img.width, img.height, img.channels, denom, small);
+        free(img.pixels);
+        img.pixels = small;
+        img.width = ow;
+        img.height = oh;
+    }
 
     /* Geometry of the resized image and of the window (crop) we keep. */
     uint32_t W = img.width, H = img.height, rw, rh;
@@ -378,15 +407,6 @@ static int convert(const uint8_t *req, size_t len, waft_buf *out) {
     if ((uint64_t)cw * ch > (uint64_t)MAX_SIDE * MAX_SIDE / 4) {
         free(img.pixels);
         return convert_error(out, "bad input spec: output tensor too large");
-    }
-
-    if (spec.gray && img.channels == 3) { /* Pillow's RGB -> L, in place: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16 */
-        size_t n = (size_t)W * H;
-        for (size_t i = 0; i < n; i++) {
-            const uint8_t *px = img.pixels + i * 3;
-            img.pixels[i] = (uint8_t)((px[0] * 19595u + px[1] * 38470u + px[2] * 7471u + 0x8000u) >> 16);
-        }
-        img.channels = 1;
     }
 
     size_t npix = (size_t)cw * ch;
@@ -480,7 +500,8 @@ static int decode_op(const uint8_t *req, size_t len, waft_buf *out) {
     spec.stretch = 1;
     spec.size_w = spec.size_h = MAX_SIDE;
     waft_image img;
-    const char *reason = decode_image(data, data_len, &spec, &img);
+    int scaled;
+    const char *reason = decode_image(data, data_len, &spec, &img, &scaled);
     waft_buf_reset(out);
     if (reason) {
         waft_mp_write_map(out, 1);

@@ -236,3 +236,27 @@ done:
     free_coeffs(&vc);
     return rc;
 }
+
+/* Pillow's division_UINT32(n, 8): 2^32 / (256 n) computed in float, truncated. Exact for powers of two;
+ * for the edge boxes of other sizes the float rounding is part of what Pillow answers. */
+static uint32_t reduce_multiplier(uint32_t n) { return (uint32_t)(4294967296.0f / (float)(256u * n)); }
+
+void waft_reduce(const uint8_t *src, uint32_t sw, uint32_t sh, uint32_t ch, uint32_t d, uint8_t *dst) {
+    uint32_t ow = (sw + d - 1) / d, oh = (sh + d - 1) / d;
+    for (uint32_t y = 0; y < oh; y++) {
+        uint32_t y0 = y * d, y1 = y0 + d < sh ? y0 + d : sh;
+        for (uint32_t x = 0; x < ow; x++) {
+            uint32_t x0 = x * d, x1 = x0 + d < sw ? x0 + d : sw;
+            uint32_t n = (x1 - x0) * (y1 - y0), mul = reduce_multiplier(n);
+            uint32_t ss[4];
+            for (uint32_t c = 0; c < ch; c++) ss[c] = n / 2;
+            for (uint32_t yy = y0; yy < y1; yy++) {
+                const uint8_t *row = src + ((size_t)yy * sw + x0) * ch;
+                for (uint32_t i = 0; i < (x1 - x0) * ch; i += ch)
+                    for (uint32_t c = 0; c < ch; c++) ss[c] += row[i + c];
+            }
+            uint8_t *out = dst + ((size_t)y * ow + x) * ch;
+            for (uint32_t c = 0; c < ch; c++) out[c] = (uint8_t)((ss[c] * mul) >> 24);
+        }
+    }
+}

@@ -27,4 +27,10 @@ int waft_resize_window(const uint8_t *src, uint32_t sw, uint32_t sh, uint32_t ch
                        uint32_t cx, uint32_t cy, uint32_t cw, uint32_t chh, waft_filter filter, uint8_t *dst,
                        const char **err);
 
+/* Equivalent of Pillow's `im.reduce(d)` (libImaging/Reduce.c): each output pixel is the rounded mean of
+ * a d x d box, the last row and column averaging what is left; output ceil(sw/d) x ceil(sh/d). Pillow's
+ * fixed-point division (a float-derived multiplier, then >> 24) is reproduced, not a plain divide, so
+ * that boxes of 3, 5, 6 or 7 pixels round as Pillow's do. Writes to `dst` (may not alias `src`). */
+void waft_reduce(const uint8_t *src, uint32_t sw, uint32_t sh, uint32_t ch, uint32_t d, uint8_t *dst);
+
 #endif

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from tools.bench import e2e, peer_setup
-from tools.bench.peer.pipeline import Pipeline, preprocess
+from tools.bench.peer.pipeline import Pipeline, decode, preprocess
 from waft import models
 
 MODEL_DIR = peer_setup.MODEL_DIR
@@ -70,6 +70,18 @@ def test_preprocess_is_the_reference(size: tuple[int, int]) -> None:
     image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
     spec = models.tf_lite_spec(224).to_json()
     np.testing.assert_array_equal(preprocess(image, spec), models.preprocess(image, spec))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_decode_is_the_reference(fmt: str) -> None:
+    """The peer's decode (draft for a JPEG, reduce for the rest) is waft.models.decode's, pixel for pixel."""
+    rng = np.random.default_rng(7)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (1100, 900, 3), dtype=np.uint8)).save(buf, fmt)
+    spec = models.tf_lite_spec(224).to_json()
+    ours = np.asarray(decode(Image.open(io.BytesIO(buf.getvalue())), spec))
+    assert ours.shape[0] < 1100  # scaled: the case exercises the rule
+    np.testing.assert_array_equal(ours, np.asarray(models.decode(Image.open(io.BytesIO(buf.getvalue())), spec)))
 
 
 def test_bench_manifest_moves_the_port_and_keeps_one_model(tmp_path) -> None:

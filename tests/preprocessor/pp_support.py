@@ -23,6 +23,7 @@ if str(ACTORS_TESTS) not in sys.path:
 from actor_support import compiled  # noqa: E402
 
 from waft.host.wapc import HostCallError, Limits, WapcInstance  # noqa: E402
+from waft.models import draft_scale  # noqa: E402
 
 CONVERT = "MlPreprocessing.Convert"
 DECODE = "MlPreprocessing.Decode"
@@ -96,11 +97,15 @@ def photo(name: str) -> np.ndarray:
 
 
 def reference(image: Image.Image, spec: dict[str, Any] | None = None) -> np.ndarray:
-    """Pillow/numpy reference of Convert: convert("RGB"), shorter side (or stretch) with Pillow's
+    """Pillow/numpy reference of Convert: convert("RGB"), box-reduced as waft.models.decode does for any
+    format but JPEG (whose draft() the caller applies), shorter side (or stretch) with Pillow's
     BILINEAR (or BICUBIC), centre crop with Python's round(), (x - mean) / std in f32, layout, colour."""
     s = {**DEFAULT_SPEC, **(spec or {})}
     gray = s["color"] in ("GRAY", "L")
+    scale = 1 if image.format == "JPEG" else draft_scale(*image.size, s)  # a JPEG comes drafted already
     image = image.convert("L" if gray else "RGB")
+    if scale > 1:
+        image = image.reduce(scale)
     width, height = image.size
     resample = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}[
         s.get("resample", "bilinear")]

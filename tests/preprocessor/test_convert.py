@@ -20,7 +20,7 @@ from pp_support import CONVERT, DEFAULT_SPEC, call, convert, convert_error, new_
 
 from waft.host.wapc import GuestError, WapcInstance
 from waft.interfaces.mlinference import Normalize, Tensor
-from waft.models import IMAGENET_ZOO_SPEC, tf_lite_spec
+from waft.models import IMAGENET_ZOO_SPEC, draft_scale, tf_lite_spec
 
 EPS = 1e-6
 
@@ -167,8 +167,8 @@ def test_image_shapes(inst: WapcInstance, chelsea: Image.Image, image_name: str)
 
 
 def test_resize_matches_pillow_bilinear_on_many_sizes(inst: WapcInstance) -> None:
-    """resize.c alone (stretch, no crop, u8 NHWC) against Pillow's BILINEAR on the same 8-bit image:
-    the contract allows 1 (rounding); it is exact."""
+    """resize.c (stretch, no crop, u8 NHWC) against Pillow's BILINEAR on the same 8-bit image, after
+    Pillow's reduce() where the target is 2x or more smaller: the contract allows 1 (rounding); it is exact."""
     rng = np.random.default_rng(3)
     src = Image.fromarray(photo("astronaut")[::2, ::2])  # 256 x 256 photo
     noise = Image.fromarray(rng.integers(0, 256, (61, 83, 3), dtype=np.uint8))
@@ -180,9 +180,30 @@ def test_resize_matches_pillow_bilinear_on_many_sizes(inst: WapcInstance) -> Non
                 "resample": resample}
         got = convert(inst, png_bytes(image), spec)[0]
         pil_filter = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}[resample]
-        want = np.asarray(image.resize((w, h), pil_filter))
+        scale = draft_scale(*image.size, spec)  # small targets: box-reduced first, as Pillow's reduce()
+        want = np.asarray((image.reduce(scale) if scale > 1 else image).resize((w, h), pil_filter))
         assert_close(got, want, 1)
         np.testing.assert_array_equal(got, want, err_msg=f"{image.size} -> {(w, h)} {resample}")
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+@pytest.mark.parametrize("color", ["RGB", "L"])
+def test_non_jpeg_sources_are_box_reduced_as_pillows_reduce(inst: WapcInstance, scale: int, color: str) -> None:
+    """A PNG 2x or more larger than the target is box-reduced first (as a JPEG is scaled in its IDCT), to
+    Pillow's reduce() exactly, including the narrower last row and column whose boxes of 3, 5, 6 or 7
+    pixels use Pillow's rounded fixed-point division: a target of exactly the reduced size shows the
+    reduced pixels themselves."""
+    rng = np.random.default_rng(scale)
+    for w, h in [(1001, 803), (37, 29), (517, 11)]:
+        if -(-min(w, h) // scale) < 1 or min(w, h) < scale:
+            continue
+        image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(color)
+        size = [-(-h // scale), -(-w // scale)]
+        spec = {**DEFAULT_SPEC, "resize": "stretch", "size": size, "dtype": "u8", "layout": "NHWC",
+                "color": "GRAY" if color == "L" else "RGB", "mean": [0.0] * 3, "std": [1.0] * 3}
+        got = convert(inst, png_bytes(image), spec)[0]
+        want = np.asarray(image.reduce(scale))
+        np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg=f"{(w, h)} / {scale}")
 
 
 def test_png_colour_types_through_convert(inst: WapcInstance, chelsea: Image.Image) -> None:

@@ -9,9 +9,10 @@ actor (waPC binding) with effnetlite0's input spec and through the reference (Pi
 - the final tensors: mean abs diff <= 0.01 (normalised units; measured 0 with a libjpeg-turbo Pillow);
 - onnxruntime on build/models/effnetlite0: the same top-1 class for the actor's tensor and the reference's.
 
-Where the actor decodes a JPEG at a DCT scale (`jpeg_denom` in preprocessor.c: the largest of 8, 4, 2 whose
+Where the actor decodes a JPEG at a DCT scale (`draft_denom` in preprocessor.c: the largest of 8, 4, 2 whose
 scaled shorter side still covers `resize_to`), the reference decodes at the same scale with Pillow's
-`Image.draft`. One documented deviation on the reference side: Pillow opens 16-bit grey PNGs as "I;16" and its
+`Image.draft`; a PNG that large is box-reduced by the same scale on both sides (`Image.reduce`).
+One documented deviation on the reference side: Pillow opens 16-bit grey PNGs as "I;16" and its
 convert("RGB") clips to white; the actor keeps the high byte (as Pillow does for 16-bit RGB), so the
 reference takes the high byte too (tests/preprocessor/test_png.py).
 """
@@ -31,7 +32,8 @@ from pngmaker import encode
 from pp_support import convert, decode, new_instance, photo, png_bytes
 
 from waft.host.wapc import WapcInstance
-from waft.models import preprocess
+from waft.models import decode as decode_for_actor
+from waft.models import draft_scale, preprocess
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "build" / "models" / "effnetlite0"
 COLOUR = ("chelsea", "coffee", "astronaut", "rocket")
@@ -109,30 +111,15 @@ def inst() -> WapcInstance:
     return new_instance()
 
 
-def actor_dct_scale(width: int, height: int, spec: dict[str, Any]) -> int:
-    """preprocessor.c's jpeg_denom: the largest of 8, 4, 2 whose scaled size still covers the resize."""
-    for d in (8, 4, 2):
-        sw, sh = -(-width // d), -(-height // d)
-        ok = (sw >= spec["size"][1] and sh >= spec["size"][0]) if spec["resize"] == "stretch" \
-            else min(sw, sh) >= spec["resize_to"]
-        if ok:
-            return d
-    return 1
-
-
 def reference_image(data: bytes, spec: dict[str, Any]) -> tuple[Image.Image, int]:
-    """The reference's decoded image (at the actor's DCT scale for JPEG) and that scale."""
+    """The reference's image before the resize (waft.models.decode: a JPEG at the DCT scale, any other
+    format box-reduced by the same scale) and that scale."""
     image = Image.open(io.BytesIO(data))
-    scale = 1
-    if image.format == "JPEG":
-        scale = actor_dct_scale(*image.size, spec)
-        if scale > 1:
-            # draft((w // d, h // d)) makes Pillow pick exactly scale d (w // (w // d) is in [d, 2d)).
-            image.draft("RGB", (image.size[0] // scale, image.size[1] // scale))
-    image.load()
+    scale = draft_scale(*image.size, spec)
     if image.mode == "I;16":  # the documented deviation: keep the high byte, as the actor does
+        image.load()
         image = Image.fromarray((np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8))
-    return image.convert("RGB"), scale
+    return decode_for_actor(image, spec), scale
 
 
 def full_reference_pixels(data: bytes) -> np.ndarray:

@@ -39,7 +39,7 @@ SEED = int(os.environ.get("WAFT_FUZZ_SEED", "6"))
 SMALL_SPEC: dict[str, Any] = {**DEFAULT_SPEC, "size": [24, 24], "resize_to": 28, "max_pixels": 1 << 20}
 FULL_SPEC: dict[str, Any] = {**DEFAULT_SPEC, "max_pixels": 1 << 20}
 #: Cycled per case. The seeds are ~64x48, so resize_to 6 / 12 / 24 make the actor decode JPEGs at 1/8, 1/4
-#: and 1/2 DCT scale (preprocessor.c's jpeg_denom): the reduced IDCTs and the DC-only path are fuzzed too.
+#: and 1/2 DCT scale (preprocessor.c's draft_denom): the reduced IDCTs and the DC-only path are fuzzed too.
 SPECS: tuple[dict[str, Any], ...] = (
     FULL_SPEC, SMALL_SPEC, {**SMALL_SPEC, "size": [4, 4], "resize_to": 6}, SMALL_SPEC,
     {**SMALL_SPEC, "size": [12, 12], "resize_to": 12}, SMALL_SPEC,

@@ -2,7 +2,7 @@
 
 Ours: the built pre-processor actor in Waft's waPC binding (wasmtime), one instance, timing msgpack
 request + Convert + msgpack answer, with effnetlite0's input spec. Baseline: Pillow (libjpeg-turbo) +
-numpy doing the same work: open, `draft` at the DCT scale the actor picks (preprocessor.c's jpeg_denom, so
+numpy doing the same work: open, `draft` at the DCT scale the actor picks (preprocessor.c's draft_denom, so
 both decode the same number of pixels), shorter side to 256 with BILINEAR, centre crop 224, (x - mean) / std,
 NCHW float32 (`waft.models.preprocess`). The photos are scikit-image's chelsea upscaled with Pillow (BICUBIC)
 and encoded at quality 90, 4:2:0. Blocks of ours and Pillow alternate (common.latency_pair). Goal: <= 1.5x.
@@ -18,6 +18,7 @@ from typing import Any
 
 from tools.bench.common import latency_pair, row
 from tools.paths import ROOT
+from waft.models import draft_scale
 
 ACTOR = ROOT / "build" / "actors" / "preprocessor.wasm"
 SPEC: dict[str, Any] = {"size": [224, 224], "layout": "NCHW", "resize": "shorter_side", "resize_to": 256,
@@ -38,24 +39,13 @@ def photo_jpeg(width: int, height: int) -> bytes:
     return buf.getvalue()
 
 
-def dct_scale(width: int, height: int, spec: dict[str, Any]) -> int:
-    """preprocessor.c's jpeg_denom for a shorter-side resize."""
-    for d in (8, 4, 2):
-        if min(-(-width // d), -(-height // d)) >= spec["resize_to"]:
-            return d
-    return 1
-
-
 def pillow_convert(data: bytes, spec: dict[str, Any]) -> Any:
+    """Pillow's side of the row: the same decode and scaling rule as the pre-processor (waft.models)."""
     from PIL import Image
 
-    from waft.models import preprocess
+    from waft.models import decode, preprocess
 
-    image = Image.open(io.BytesIO(data))
-    scale = dct_scale(*image.size, spec)
-    if scale > 1:
-        image.draft("RGB", (image.size[0] // scale, image.size[1] // scale))
-    return preprocess(image, spec)
+    return preprocess(decode(Image.open(io.BytesIO(data)), spec), spec)
 
 
 def _instance() -> Any:
@@ -103,7 +93,7 @@ async def run() -> list[dict[str, object]]:
             return baseline()
 
         pair = await latency_pair(ours_call, baseline_call, rounds=5, per_round=per_round, warmup=2)
-        scale = dct_scale(width, height, SPEC)
+        scale = draft_scale(width, height, SPEC)
         name = (f"preprocess {label} JPEG {width}x{height} ({len(data) // 1024} KiB, DCT 1/{scale}) Convert, "
                 f"median (tensor mean diff {diff:.1e})")
         rows.append(row(name, statistics.median(pair.ours) * 1e3, statistics.median(pair.baseline) * 1e3, "ms",

@@ -231,6 +231,41 @@ def preprocess(image: Any, spec: InputSpec | dict[str, Any]) -> Any:
     return np.ascontiguousarray(pixels[None], dtype=np.float32)
 
 
+def draft_scale(width: int, height: int, spec: InputSpec | dict[str, Any]) -> int:
+    """The largest of 8, 4, 2 (else 1) whose reduced size still covers what the resize needs: the scale the
+    pre-processor decodes a JPEG at in the IDCT, and box-reduces every other format by, before resizing.
+    One rule for every format is why a photo answers the same sent as JPEG, PNG, BMP, GIF or WebP."""
+    s = spec if isinstance(spec, dict) else spec.to_json()
+    for d in (8, 4, 2):
+        w, h = -(-width // d), -(-height // d)
+        if (w >= s["size"][1] and h >= s["size"][0]) if s["resize"] == "stretch" else min(w, h) >= s["resize_to"]:
+            return d
+    return 1
+
+
+def decode(image: Any, spec: InputSpec | dict[str, Any]) -> Any:
+    """A PIL image just opened -> the image the pre-processor resizes, in `spec`'s colour mode.
+
+    A JPEG is drafted (libjpeg's DCT scaling, before load) and its EXIF orientation applied; any other
+    format is converted and then box-reduced by the same scale (Pillow's reduce). Give it the image from
+    `Image.open` before anything loads it: draft only works on an unloaded JPEG.
+    """
+    from PIL import ImageOps
+
+    s = spec if isinstance(spec, dict) else spec.to_json()
+    mode = "L" if s["color"] in ("GRAY", "L") else "RGB"
+    if image.format == "JPEG":
+        turned = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientation: sides swap
+        width, height = image.size[::-1] if turned else image.size
+        scale = draft_scale(width, height, s)
+        if scale > 1:
+            image.draft("RGB", (image.size[0] // scale, image.size[1] // scale))
+        return ImageOps.exif_transpose(image).convert(mode)
+    image = image.convert(mode)
+    scale = draft_scale(*image.size, s)
+    return image.reduce(scale) if scale > 1 else image
+
+
 # --- files ---------------------------------------------------------------------------------------
 
 class ModelFileMismatch(ModelsError, ValueError):

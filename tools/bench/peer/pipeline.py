@@ -2,9 +2,10 @@
 
 What a user would write for a model directory built by `make models` (model file, metadata.json,
 labels.txt): decode with Pillow (a JPEG much larger than needed decoded at 1/2, 1/4 or 1/8 scale with
-draft(), as Waft's pre-processor does), then the metadata's input_spec (shorter side to `resize_to`
-with its `resample` filter, bilinear unless it names bicubic; centre crop; (pixel - mean) / std; NCHW
-float32), one onnxruntime session with default options, then softmax and top-k with the labels.
+draft(), as Waft's pre-processor does, other formats box-reduced by the same scale), then the metadata's
+input_spec (shorter side to `resize_to` with its `resample` filter, bilinear unless it names bicubic;
+centre crop; (pixel - mean) / std; NCHW float32), one onnxruntime session with default options, then
+softmax and top-k with the labels.
 `preprocess` is Waft's reference `waft.models.preprocess` step for step, but this file imports nothing
 from waft: the peer's virtualenv runs it as a plain module.
 """
@@ -48,21 +49,25 @@ def preprocess(image: Image.Image, spec: dict[str, Any]) -> np.ndarray:
 
 def jpeg_scale(width: int, height: int, spec: dict[str, Any]) -> int:
     """The largest DCT scale (8, 4, 2, 1) whose decoded shorter side still covers `resize_to`: what Waft's
-    pre-processor decodes a JPEG at (actors/preprocessor/preprocessor.c, jpeg_denom)."""
+    pre-processor decodes a JPEG at (actors/preprocessor/preprocessor.c, draft_denom)."""
     target = int(spec["resize_to"])
     return next((d for d in (8, 4, 2) if min(-(-width // d), -(-height // d)) >= target), 1)
 
 
 def decode(image: Image.Image, spec: dict[str, Any]) -> Image.Image:
     """Decode as Waft does: a JPEG much larger than needed is decoded scaled down in the IDCT (Pillow's
-    draft(), libjpeg's DCT scaling: less work, and Waft's answers exactly), then EXIF orientation applied."""
+    draft(), libjpeg's DCT scaling: less work, and Waft's answers exactly), then EXIF orientation applied;
+    any other format is box-reduced by the same scale (Pillow's reduce()), so one photo answers the same
+    whatever its format."""
     if image.format == "JPEG":
-        scale = jpeg_scale(*image.size, spec)
+        turned = image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
+        scale = jpeg_scale(*(image.size[::-1] if turned else image.size), spec)
         if scale > 1:
             image.draft("RGB", (image.size[0] // scale, image.size[1] // scale))
-    if image.getexif().get(ORIENTATION, 1) != 1:
-        image = ImageOps.exif_transpose(image)
-    return image
+        return ImageOps.exif_transpose(image).convert("RGB")
+    image = image.convert("RGB")
+    scale = jpeg_scale(*image.size, spec)
+    return image.reduce(scale) if scale > 1 else image
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
