@@ -227,7 +227,8 @@ async def _push_models(bindle_url: str, auth: tuple[str, str] | None) -> None:
     """Upload every locally built or imported model; a re-push uploads nothing."""
     from waft.models.store import push_local
 
-    for result in await push_local(bindle_url, auth=auth):
+    # a bar per large parcel when `up` runs in a terminal (a detached lattice logs to a file: none)
+    for result in await push_local(bindle_url, auth=auth, progress=sys.stderr.isatty()):
         log.info("model %s: invoice %s, %d parcel(s) uploaded", result["route"], result["invoice"],
                  result["uploaded"])
 

@@ -326,8 +326,7 @@ class BindleClient:
             raise BindleError(f"downloaded parcel hashes to {hasher.hexdigest()}, not {sha}; nothing cached")
 
     def _bar(self, description: str, total: int | None) -> _ProgressBar:
-        show = self.progress and total is not None and total >= PROGRESS_THRESHOLD
-        return _ProgressBar(description, total, show)
+        return transfer_bar(description, total, self.progress)
 
     # ------------------------------------------------------------------------------------------- push
     async def push(self, invoice: Invoice, parcels: Mapping[str, ParcelData]) -> PushResult:
@@ -487,6 +486,12 @@ def _raise_for_status(status: int, body: bytes, kind: Kind) -> None:
     if status >= 500:
         raise ServerError(message, status)
     raise InvalidRequest(message, status)
+
+
+def transfer_bar(description: str, total: int | None, show: bool) -> _ProgressBar:
+    """The bar the client shows for its own transfers, for other downloads to look the same (`waft models
+    fetch`): shown when `show` and `total` is known and at least PROGRESS_THRESHOLD bytes."""
+    return _ProgressBar(description, total, show and total is not None and total >= PROGRESS_THRESHOLD)
 
 
 class _ProgressBar:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -96,21 +97,26 @@ async def _add(args: argparse.Namespace) -> int:
     spec = _spec_argument(args.spec)
     result = add_local(args.name, args.file, labels=args.labels, spec=spec)
     if args.push:
-        result |= {"pushed": await push_local(args.bindle_url, [args.name])}
+        result |= {"pushed": await push_local(args.bindle_url, [args.name], progress=_on_a_terminal())}
     emit(args, result)
     return 0
 
 
 async def _fetch(args: argparse.Namespace) -> int:
     entry = models.get(args.name)
-    emit(args, await fetch(entry, [args.url] if args.url else [], timeout=args.timeout))
+    emit(args, await fetch(entry, [args.url] if args.url else [], timeout=args.timeout, progress=_on_a_terminal()))
     return 0
+
+
+def _on_a_terminal() -> bool:
+    """Progress bars go to stderr, and only when a person watches it: a script or a log gets none."""
+    return sys.stderr.isatty()
 
 
 # --- push ------------------------------------------------------------------------------------------
 
 async def _push(args: argparse.Namespace) -> int:
-    results = await push_local(args.bindle_url, args.routes, models_dir=args.models_dir)
+    results = await push_local(args.bindle_url, args.routes, models_dir=args.models_dir, progress=_on_a_terminal())
     if not results:
         raise CliError(f"nothing to push from {models.build_dir(args.models_dir)}: run `make models` first, or "
                        "point --models-dir ($WAFT_MODELS_DIR) at the built models")

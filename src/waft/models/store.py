@@ -17,7 +17,7 @@ import aiohttp
 
 from waft import models
 from waft.bindle.auth import local_credentials_for
-from waft.bindle.client import BindleClient, BindleError
+from waft.bindle.client import BindleClient, BindleError, transfer_bar
 from waft.bindle.invoice import Invoice, InvoiceError
 from waft.config import setting
 from waft.models.onnx_names import model_io_names
@@ -155,8 +155,10 @@ def tensor_names(entry: models.ModelEntry, path: Path) -> tuple[str | None, str 
     return model_io_names(path)
 
 
-async def fetch(entry: models.ModelEntry, urls: Sequence[str] = (), *, timeout: float = 120.0) -> dict[str, Any]:
-    """Download the entry's file (from `urls`, else the registry's) and `install` it; the first good source wins."""
+async def fetch(entry: models.ModelEntry, urls: Sequence[str] = (), *, timeout: float = 120.0,
+                progress: bool = False) -> dict[str, Any]:
+    """Download the entry's file (from `urls`, else the registry's) and `install` it; the first good source wins.
+    `progress`: a bar on stderr for a large file (the CLI asks for one on a terminal)."""
     urls = list(urls) or list(entry.urls)
     if not urls:
         raise ModelStoreError(f"{entry.route} has no download URL; it is built by `make models`")
@@ -167,7 +169,7 @@ async def fetch(entry: models.ModelEntry, urls: Sequence[str] = (), *, timeout: 
     try:
         for url in urls:
             try:
-                await _download(url, part, timeout)
+                await _download(url, part, timeout, progress)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 errors.append(f"{url}: {type(exc).__name__}: {exc}".rstrip(": "))
                 continue
@@ -178,14 +180,16 @@ async def fetch(entry: models.ModelEntry, urls: Sequence[str] = (), *, timeout: 
                           f"network, copy the file here and run `waft models add {entry.route} FILE`")
 
 
-async def _download(url: str, target: Path, timeout: float) -> None:
+async def _download(url: str, target: Path, timeout: float, progress: bool = False) -> None:
     client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 15.0))
     async with aiohttp.ClientSession(timeout=client_timeout) as session, session.get(url) as resp:
         if resp.status != 200:
             raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status, message=resp.reason or "")
-        with target.open("wb") as f:
+        with transfer_bar(f"download {target.name.removeprefix('.').removesuffix('.download')}",
+                          resp.content_length, progress) as advance, target.open("wb") as f:
             async for chunk in resp.content.iter_chunked(1 << 20):
                 f.write(chunk)
+                advance(len(chunk))
 
 
 # --- push ------------------------------------------------------------------------------------------
@@ -205,9 +209,9 @@ async def push_model(client: BindleClient, directory: Path) -> dict[str, Any]:
 
 async def push_local(bindle_url: str | None = None, routes: Sequence[str] = (), *,
                      models_dir: str | Path | None = None,
-                     auth: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+                     auth: tuple[str, str] | None = None, progress: bool = False) -> list[dict[str, Any]]:
     """Push `routes` (default: every built or imported model, which may be none) to the bindle server; one
-    result row per route pushed."""
+    result row per route pushed. `progress`: the bindle client's bar on stderr for each large parcel."""
     local = dict(models.local_models(models_dir))
     routes = list(routes) or list(local)
     missing = [r for r in routes if r not in local]
@@ -219,7 +223,7 @@ async def push_local(bindle_url: str | None = None, routes: Sequence[str] = (), 
     base = bindle_base(bindle_url)
     results = []
     # a loopback server started by `waft up` wants its stored credentials for the push
-    async with BindleClient(base, auth=auth, write_auth=local_credentials_for(base)) as client:
+    async with BindleClient(base, auth=auth, write_auth=local_credentials_for(base), progress=progress) as client:
         for route in routes:
             try:
                 results.append(await push_model(client, local[route]))
