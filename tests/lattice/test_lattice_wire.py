@@ -54,6 +54,19 @@ def test_jwt_layout_matches_wascap() -> None:
         jwt.decode(tampered)
 
 
+def test_jwt_header_written_another_way_still_decodes() -> None:
+    """`decode` skips parsing the header it writes itself; any other spelling is parsed as before."""
+    account = KeyPair.generate(Role.ACCOUNT)
+    header = jwt.b64url(b'{ "alg": "Ed25519", "typ": "JWT" }')
+    body = jwt.b64url(json.dumps({"iss": account.public_key, "sub": "x"}).encode())
+    token = f"{header}.{body}.{jwt.b64url(account.sign(f'{header}.{body}'.encode()))}"
+    assert header != jwt.HEADER_SEGMENT and jwt.decode(token)["sub"] == "x"
+    bad = jwt.b64url(b'{"alg":"none"}')
+    forged = f"{bad}.{body}.{jwt.b64url(account.sign(f'{bad}.{body}'.encode()))}"
+    with pytest.raises(ClaimsError, match="alg Ed25519"):
+        jwt.decode(forged)
+
+
 @pytest.mark.parametrize("token", ["", "a.b", "a.b.c.d", "!!!.###.$$$", "e30.e30.e30", "eyJhbGciOiJub25lIn0.e30.e30"])
 def test_malformed_jwts_are_refused(token: str) -> None:
     with pytest.raises(ClaimsError):

@@ -13,6 +13,8 @@ from waft.claims.keys import KeyError_, KeyPair, verify
 from waft.errors import WaftError
 
 HEADER = {"typ": "jwt", "alg": "Ed25519"}
+#: The header as `encode` writes it: every invocation carries it, so `decode` compares instead of parsing.
+HEADER_SEGMENT = base64.urlsafe_b64encode(json.dumps(HEADER, separators=(",", ":")).encode()).decode().rstrip("=")
 _NUID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -37,10 +39,8 @@ def nuid() -> str:
 
 
 def encode(claims: dict[str, Any], signer: KeyPair) -> str:
-    header = b64url(json.dumps(HEADER, separators=(",", ":")).encode())
-    body = b64url(json.dumps(claims, separators=(",", ":")).encode())
-    signature = signer.sign(f"{header}.{body}".encode())
-    return f"{header}.{body}.{b64url(signature)}"
+    signed = f"{HEADER_SEGMENT}.{b64url(json.dumps(claims, separators=(',', ':')).encode())}"
+    return f"{signed}.{b64url(signer.sign(signed.encode()))}"
 
 
 def decode_unverified(token: str) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def decode_unverified(token: str) -> dict[str, Any]:
     if len(parts) != 3:
         raise ClaimsError(f"a JWT has 3 dot-separated segments, this one has {len(parts)}")
     try:
-        header = json.loads(b64url_decode(parts[0]))
+        header = HEADER if parts[0] == HEADER_SEGMENT else json.loads(b64url_decode(parts[0]))
         claims = json.loads(b64url_decode(parts[1]))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ClaimsError(f"JWT segment is not JSON: {exc}") from None
