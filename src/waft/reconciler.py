@@ -32,7 +32,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 
-from waft.app import LatticeState, reconcile
+from waft.app import LatticeState, Manifest, reconcile, undeploy
 from waft.app_store import AppStore, bucket_name, manifest_of
 from waft.config import int_setting
 from waft.ctl import CtlClient, CtlError
@@ -162,6 +162,21 @@ async def app_lease(nc: NATS, prefix: str, app: str, owner: str, *, wait: float 
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)  # joined, whatever it ended with
         await lease.release()
+
+
+async def deploy_stored(ctl: CtlClient, store: AppStore, manifest: Manifest, before: dict[str, Any] | None, *,
+                        owner: str, host_id: str | None = None) -> list[str]:
+    """Deploy `manifest` (already in `store`) and mark it deployed, under the app's lease: what `waft app
+    deploy` and `waft up --app` do, so the lattice's reconciler keeps either as declared afterwards.
+    `before` is the app's record before the manifest was stored: what its deployed version had and this one
+    lacks is undeployed."""
+    previous = manifest_of(before) if before and before.get("deployed") else None
+    async with app_lease(ctl.nc, ctl.prefix, manifest.name, owner):
+        done = await reconcile(ctl, manifest, host_id=host_id)
+        if previous is not None and previous.to_oam() != manifest.to_oam():
+            done += await undeploy(ctl, previous, keep=manifest)
+        await store.set_deployed(manifest.name, manifest.version)
+    return done
 
 
 class Reconciler:
@@ -315,5 +330,6 @@ async def leader_of(nc: NATS, prefix: str) -> str | None:
     return await Lease(kv, LEADER_KEY, "").holder()
 
 
-__all__ = ["LEADER_KEY", "Lease", "LeaseHeld", "Reconciler", "ReconcilerSettings", "app_lease", "leader_of",
+__all__ = ["LEADER_KEY", "Lease", "LeaseHeld", "Reconciler", "ReconcilerSettings", "app_lease", "deploy_stored",
+           "leader_of",
            "lease_bucket", "open_leases"]

@@ -234,12 +234,20 @@ async def _push_models(bindle_url: str, auth: tuple[str, str] | None) -> None:
 
 
 async def _deploy(nats_url: str, prefix: str, manifest_path: Path, host_id: str) -> None:
-    from waft.app import Manifest, reconcile
+    """Onto `up`'s own host, stored and marked deployed in the apps store as `waft app deploy FILE` does, so
+    the lattice's reconciler restores what the app loses later (a stopped actor, a provider that gave up)."""
+    from waft.app import Manifest
+    from waft.app_store import AppStore
     from waft.ctl import CtlClient
+    from waft.reconciler import deploy_stored
 
     manifest = Manifest.load(manifest_path)
     async with CtlClient.connect(nats_url, prefix, timeout=10) as ctl:
-        for line in await reconcile(ctl, manifest, host_id=host_id):
+        store = await AppStore.open(ctl.nc, prefix)
+        before = await store.get(manifest.name)
+        await store.put(manifest, source=str(manifest.source), replace=True)
+        owner = f"waft up on {socket.gethostname()} (pid {os.getpid()})"
+        for line in await deploy_stored(ctl, store, manifest, before, owner=owner, host_id=host_id):
             log.info("%s: %s", manifest.name, line)
 
 

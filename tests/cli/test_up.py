@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from waft_testing import echo_app_manifest
+from waft_testing import built_actor, echo_app_manifest
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -47,6 +48,7 @@ def test_up_serves_an_app_and_stops_everything(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "waft", "up", "--nats-port", "0", "--bindle-address",
                              "127.0.0.1:0", "--no-dashboard", "--app", str(manifest)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
     try:
         body = None
         for _ in range(200):
@@ -61,9 +63,17 @@ def test_up_serves_an_app_and_stops_everything(tmp_path: Path) -> None:
         assert b'"path":"/hello"' in body and b'"queryString":"x=1"' in body
         running = processes_mentioning(str(home))
         assert any("nats-server" in p for p in running) and any("waft_httpserver" in p for p in running), running
+        for line in proc.stdout or ():  # up printed its URLs before (or while) the app answered
+            seen.append(line)
+            if "lattice is up" in line:
+                break
+        nats_url = next(line.split()[1] for line in seen if line.split()[:1] == ["nats"])
+        _the_app_is_kept_as_deployed(proc, {**env, "WAFT_NATS_URL": nats_url}, "echo-test")
     finally:
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
+        proc.wait(60)
+        # read, not communicate: the lines read above left the rest of their chunk in the file's buffer
+        output = "".join(seen) + (proc.stdout.read() if proc.stdout else "")
     assert proc.returncode == 0, output
     assert "lattice is up" in output
     assert f"try: curl http://127.0.0.1:{port}/" in output  # printed once the app answered (issue 6)
@@ -74,6 +84,34 @@ def test_up_serves_an_app_and_stops_everything(tmp_path: Path) -> None:
     assert processes_mentioning(str(home)) == []
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+def _the_app_is_kept_as_deployed(proc: subprocess.Popen[str], env: dict[str, str], name: str) -> None:
+    """`up --app` stores the app as deployed (as `waft app deploy FILE` does), so the reconciler restores its
+    actor after someone stops it."""
+    from waft.claims import inspect_actor
+
+    def waft(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "waft", *args, "-o", "json"], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    apps = {a["name"]: a for a in json.loads(waft("app", "list"))}
+    assert apps[name]["deployed"] == apps[name]["latest"] and apps[name]["status"] == "deployed", apps
+    (host,) = json.loads(waft("ctl", "get", "hosts"))
+    echo = inspect_actor(built_actor("echo").read_bytes()).subject
+
+    def echoes() -> list[str]:
+        inventory = json.loads(waft("ctl", "get", "inventory", host["id"]))
+        return [i["instance_id"] for a in inventory["actors"] if a["id"] == echo for i in a["instances"]]
+
+    (first,) = echoes()
+    waft("ctl", "stop", "actor", host["id"], echo)
+    while (now := echoes()) in ([], [first]):  # gone, then back from the reconciler; bounded by the test's timeout
+        assert proc.poll() is None, "waft up exited"
+        time.sleep(0.1)
+    assert len(now) == 1 and now != [first]
 
 
 def test_up_refuses_a_taken_port_with_one_line(tmp_path: Path) -> None:

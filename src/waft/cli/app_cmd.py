@@ -17,11 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from waft.app import Manifest, ManifestError, reconcile, status, undeploy
+from waft.app import Manifest, ManifestError, status, undeploy
 from waft.app_store import AppStore, AppStoreError, Record, manifest_of, version_entry
 from waft.cli.output import CliError, add_connection_flags, add_output_flag, console, emit
 from waft.ctl import CtlClient, CtlError
-from waft.reconciler import LeaseHeld, app_lease, leader_of
+from waft.reconciler import LeaseHeld, app_lease, deploy_stored, leader_of
 
 Handler = Callable[[CtlClient, argparse.Namespace], Awaitable[int]]
 
@@ -126,12 +126,7 @@ async def _deploy(ctl: CtlClient, args: argparse.Namespace) -> int:
     else:
         before = await store.require(args.app)
         manifest = manifest_of(before, version_entry(before, args.version)["version"])
-    previous = manifest_of(before) if before and before.get("deployed") else None
-    async with app_lease(ctl.nc, ctl.prefix, manifest.name, _owner()):
-        done = await reconcile(ctl, manifest, host_id=args.host_id)
-        if previous is not None and previous.to_oam() != manifest.to_oam():
-            done += await undeploy(ctl, previous, keep=manifest)
-        await store.set_deployed(manifest.name, manifest.version)
+    done = await deploy_stored(ctl, store, manifest, before, owner=_owner(), host_id=args.host_id)
     _report(args, manifest, done, "already in the declared state")
     return 0
 
