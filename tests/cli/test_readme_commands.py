@@ -1,8 +1,11 @@
-"""Issue 7: every command in the README's CLI table runs, as a user types it, against a real lattice
-(`waft up --detached`), a real docker-registry and the lattice's bindle server.
+"""Issues 7 and 16: every command in the README runs as a newcomer types it in a fresh clone. The CLI table's
+commands against a real lattice (`waft up --detached`), a real docker-registry and the lattice's bindle server;
+the "Try it" curl lines, word for word but for the port, against the ML app as `make run` serves it (models
+pushed, deploy/ml-app.yaml deployed, `build/cat.jpg` made by the Makefile's own rule); and the docs name the
+checkout's Python (`.venv/bin/python`), not whatever `python` is on PATH.
 
-The table is parsed, not copied: a command the README gains without a run here fails the last assertion.
-Everything shares one detached lattice, and `waft down` must leave nothing running.
+The README is parsed, not copied: a command it gains without a run here fails the last assertion of its test.
+Everything in the CLI test shares one detached lattice, and `waft down` must leave nothing running.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_app_cli import wait_lattice_stopped, wait_ready
+from test_app_cli import ml_manifest, running_lattice, wait_http, wait_lattice_stopped, wait_ready
 from test_up import processes_mentioning
 from waft_testing import ROOT, docker_registry
 
@@ -249,6 +252,10 @@ def ctl_commands(waft: Waft, nats: tuple[str, ...], echo_ref: str, http_ref: str
     answer = waft.json("ctl", "call", actor["id"], "HttpServer.HandleRequest", request, *nats)
     assert answer["statusCode"] == 200, answer  # type: ignore[index]
     assert json.loads(answer["body"])["path"] == "/called"  # type: ignore[index]
+    data = waft.home.parent / "request.json"
+    data.write_text(request)
+    answer = waft.json("call", actor["id"], "HttpServer.HandleRequest", "--data", str(data), *nats)  # wash call
+    assert json.loads(answer["body"])["path"] == "/called"  # type: ignore[index]
 
     load = waft.json("bench", "load", f"http://127.0.0.1:{port}/load", "--rate", "10", "--duration", "1",
                      "--method", "GET")
@@ -288,14 +295,21 @@ links:
     contract: {HTTP}
     values: {{address: "127.0.0.1:{port}"}}
 """)
-    deployed = waft.json("app", "deploy", str(manifest), *nats, "-t", "10000")
+    assert waft.json("app", "put", str(manifest), *nats)["actions"] == ["version 0.2.0 stored"]  # type: ignore
+    deployed = waft.json("app", "deploy", "echo-readme", *nats, "-t", "10000")  # by name, as wash app deploy
     assert len(deployed["actions"]) == 3, deployed  # type: ignore[index]
     rows = waft.json("app", "status", str(manifest), *nats)
     assert [(r["name"], r["running"], r["ok"]) for r in rows] == [("echo", 2, True), ("http", 1, True)]  # type: ignore
     assert [a["name"] for a in waft.json("app", "list", *nats)] == ["echo-readme"]  # type: ignore[union-attr,index]
+    stored = waft.json("app", "get", "echo-readme", *nats)
+    assert (stored["apiVersion"], stored["kind"]) == ("core.oam.dev/v1beta1", "Application"), stored  # type: ignore
+    assert [(h["version"], h["deployed"]) for h in waft.json("app", "history", "echo-readme", *nats)] == [  # type: ignore
+        ("0.2.0", True)]
     poll(lambda: get(f"http://127.0.0.1:{port}/app"), "the deployed app serving")
-    assert "stopped provider http" in waft.run("app", "undeploy", str(manifest), *nats).stdout
+    assert "stopped provider http" in waft.run("app", "undeploy", "echo-readme", *nats).stdout
     assert [a["status"] for a in waft.json("app", "list", *nats)] == ["undeployed"]  # type: ignore[union-attr,index]
+    assert waft.json("app", "del", "echo-readme", *nats) == {"app": "echo-readme", "deleted": "all"}
+    assert waft.json("app", "list", *nats) == []
     assert "cannot read" in waft.error("app", "status", str(tmp_path / "nosuch.yaml"), *nats)
 
 
@@ -344,3 +358,86 @@ def model_commands(waft: Waft, bindle_url: str, tmp_path: Path) -> None:
     invoice = waft.run("bindle", *server, "get-invoice", "identity_model/0.2.0", "-O", "-").stdout
     assert "[[parcel]]" in invoice, invoice
     assert "not found" in waft.error("bindle", *server, "info", "nosuch/9.9.9").lower()
+
+
+def try_it_commands() -> list[str]:
+    """The commands of the first `sh` block under "## Try it", continuation lines joined (what a user pastes)."""
+    section = (ROOT / "README.md").read_text().split("## Try it", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def test_every_try_it_line_runs_against_the_ml_app(tmp_path: Path) -> None:
+    commands = try_it_commands()
+    assert len(commands) >= 5, commands
+    # a newcomer pastes them as they are: no placeholder to fill in (those lines are in the next block)
+    placeholder = re.compile(r"\b(NAME|MODEL|FILE|URL|ACTOR|REF|PORT)\b")
+    assert [c for c in commands if placeholder.search(c.split("#")[0])] == [], commands
+    made = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", "build/cat.jpg"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0 and (ROOT / "build" / "cat.jpg").is_file(), made.stderr
+
+    port = free_port()
+    manifest = ml_manifest(tmp_path / "ml-app.yaml", port=port)  # deploy/ml-app.yaml, on a port of this test's
+    with running_lattice(tmp_path, "--push-models", "--app", str(manifest)):
+        wait_http(f"http://127.0.0.1:{port}/v2/models/effnetlite0/ready")
+        checked: dict[str, object] = {}
+        for command in commands:
+            line = command.split(" #", 1)[0].strip().replace("localhost:8078", f"127.0.0.1:{port}")
+            done = subprocess.run(["bash", "-c", line], cwd=ROOT, capture_output=True, timeout=120)
+            assert done.returncode == 0, (command, done.stderr)
+            answer = json.loads(done.stdout)
+            assert not (isinstance(answer, dict) and "error" in answer), (command, answer)
+            checked[command] = answer
+        untested = [c for c in commands if not any(check(c, checked[c]) for check in TRY_IT_CHECKS)]
+        assert untested == [], f"README lines no check here judges: {untested}"
+
+
+def _matches(command: str, answer: object) -> bool:
+    if "/effnetlite0/matches" not in command:
+        return False
+    k = int(re.search(r"k=(\d+)", command).group(1)) if "k=" in command else 5  # type: ignore[union-attr]
+    assert isinstance(answer, list) and len(answer) == k, answer
+    assert all(set(m) == {"label", "probability"} for m in answer), answer
+    assert "cat" in answer[0]["label"], answer  # scikit-image's chelsea is a tabby
+    return True
+
+
+def _identity(command: str, answer: object) -> bool:
+    if "/identity" not in command:
+        return False
+    sent = json.loads(re.search(r"-d '([^']+)'", command).group(1))  # type: ignore[union-attr]
+    assert isinstance(answer, dict) and answer["tensor"]["data"] == sent["data"], answer
+    assert answer["tensor"]["dimensions"] == sent["dimensions"], answer
+    return True
+
+
+def _models(command: str, answer: object) -> bool:
+    if not command.split("#")[0].rstrip().endswith("/models"):
+        return False
+    assert isinstance(answer, dict)
+    effnet = next(m for m in answer["models"] if m["name"] == "effnetlite0")
+    assert effnet["status"] == "ready", effnet
+    # "their state and the input spec in use", as the README's comment says
+    assert effnet["inputSpec"]["size"] == [224, 224] and effnet["inputSpec"]["layout"] == "NCHW", effnet
+    assert effnet["inputSpecSource"], effnet
+    return True
+
+
+def _v2_metadata(command: str, answer: object) -> bool:
+    if "/v2/models/effnetlite0" not in command:
+        return False
+    assert isinstance(answer, dict) and answer["name"] == "effnetlite0" and answer["platform"], answer
+    assert [i["shape"] for i in answer["inputs"]] == [[1, 3, 224, 224]], answer
+    return True
+
+
+TRY_IT_CHECKS = (_matches, _identity, _models, _v2_metadata)
+
+
+def test_docs_run_the_checkouts_python() -> None:
+    """`python -m …` in a document means whatever `python` is first on PATH, which lacks every dependency."""
+    bare = re.compile(r"(?<![\w/.-])python3? (-m |models/|tools/)")
+    found = [f"{doc.name}:{n}: {line.strip()}" for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+             for n, line in enumerate(doc.read_text().splitlines(), 1) if bare.search(line)]
+    assert found == []

@@ -1,4 +1,4 @@
-"""`python -m tools.bench [NAME ...]`: run the benchmarks and write docs/benchmarks.md.
+"""`.venv/bin/python -m tools.bench [NAME ...]`: run the benchmarks and write docs/benchmarks.md.
 
 Naming sections re-runs only those: the other sections of the file are kept as they were, each under
 its own "measured" stamp, so one section can be re-measured without losing the rest.
@@ -77,7 +77,7 @@ def render(results: dict[str, list[dict[str, object]]], notes: list[str],
     lines = ["# Benchmarks", "",
              "Written by `make bench`. Every figure is a pair measured in the same run, interleaved, on a shared",
              "2-core machine: read the **ratio** (ours / baseline), not the absolute numbers. A section",
-             "re-measured alone (`python -m tools.bench NAME`) carries its own date.", "",
+             "re-measured alone (`.venv/bin/python -m tools.bench NAME`) carries its own date.", "",
              f"- date: {_now()}",
              f"- machine: {os.cpu_count()} cores, {_cpu_model()}, {platform.system()} {platform.release()}",
              f"- versions: {_versions()}", ""]
