@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -414,9 +414,33 @@ def _unless_keep_going(done: list[str], keep_going: bool) -> Iterator[None]:
         done.append(f"failed: {exc}")
 
 
+class StartBackoff(Protocol):
+    """How long a component whose start failed is left alone (`waft.reconciler.ComponentBackoff`): a start
+    that keeps failing (an image that cannot be fetched or is not trusted) must not be retried every pass."""
+
+    def waiting(self, key: str) -> bool: ...
+
+    def failed(self, key: str) -> float: ...
+
+    def succeeded(self, key: str) -> None: ...
+
+
+@contextlib.contextmanager
+def _backing_off(backoff: StartBackoff | None, key: str) -> Iterator[None]:
+    if backoff is None:
+        yield
+        return
+    try:
+        yield
+    except CtlError as exc:
+        raise CtlError(f"{exc} (next try in {backoff.failed(key):g} s)") from None
+    backoff.succeeded(key)
+
+
 async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None = None,
                     timeout: float = 60.0, state: LatticeState | None = None,
-                    keep_going: bool = False) -> list[str]:
+                    keep_going: bool = False,
+                    backoff: StartBackoff | None = None) -> list[str]:
     """Drive the lattice to the manifest; returns what was done, one line per action.
 
     Only instances carrying the app's annotations (`Manifest.annotations`, plus the spread's name) count
@@ -429,7 +453,8 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
     runs (same image and link name) counts and is used, and is never the app's to stop. `state` is a
     reading of the lattice the caller already has (the reconciler's). With `keep_going` (the reconciler) a
     spread that cannot be met now is reported as a "failed: ..." line and the rest of the app, links
-    included, is still reconciled; without it the first failure raises, as a deploy should."""
+    included, is still reconciled; without it the first failure raises, as a deploy should. With `backoff`
+    (the reconciler's) a component whose start failed is not started again until its backoff has passed."""
     done: list[str] = []
     state = state or await read_state(ctl)
     if host_id:
@@ -452,14 +477,18 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
                         hosts = state.eligible(spread)
                         if not hosts:
                             raise _no_host(spread, named)
+                        key = f"{manifest.name}/{named}"
+                        if backoff is not None and backoff.waiting(key):
+                            continue
                         placed = ({host_id: wanted - total} if host_id in hosts else
                                   _spread_evenly(hosts, {h: c for h, _, c in running}, wanted - total))
-                        for where, add in placed.items():
-                            await ctl.start_actor(where, actor.image, add, mine)
-                            for _ in range(add):  # one event per instance: all of them, before going on
-                                started = await wait_started(events, "actor_started", "actor_start_failed",
-                                                             actor.image, timeout)
-                            actor_ids[actor.name] = started.public_key
+                        with _backing_off(backoff, key):
+                            for where, add in placed.items():
+                                await ctl.start_actor(where, actor.image, add, mine)
+                                for _ in range(add):  # one event per instance: all of them, before going on
+                                    started = await wait_started(events, "actor_started", "actor_start_failed",
+                                                                 actor.image, timeout)
+                                actor_ids[actor.name] = started.public_key
                         done.append(f"started {wanted - total} x {named}")
                     elif total > wanted:
                         excess = total - wanted
@@ -482,13 +511,16 @@ async def reconcile(ctl: CtlClient, manifest: Manifest, *, host_id: str | None =
                     if not hosts and wanted:
                         raise _no_host(spread, named)
                     running = [h for h, _ in state.providers(provider.image, provider.link_name) if h in hosts]
-                    if len(running) < wanted:
+                    key = f"{manifest.name}/{named}"
+                    if len(running) < wanted and not (backoff is not None and backoff.waiting(key)):
                         free = _preferred_first([h for h in hosts if h not in running], host_id)
-                        for where in free[:wanted - len(running)]:
-                            await ctl.start_provider(where, provider.image, provider.link_name, provider.config, mine)
-                            started = await wait_started(events, "provider_started", "provider_start_failed",
-                                                         provider.image, timeout)
-                            provider_ids[provider.name] = started.public_key
+                        with _backing_off(backoff, key):
+                            for where in free[:wanted - len(running)]:
+                                await ctl.start_provider(where, provider.image, provider.link_name, provider.config,
+                                                         mine)
+                                started = await wait_started(events, "provider_started", "provider_start_failed",
+                                                             provider.image, timeout)
+                                provider_ids[provider.name] = started.public_key
                         started_n = min(len(free), wanted - len(running))
                         if started_n:
                             done.append(f"started {started_n} x {named}" if wanted > 1 else f"started {named}")

@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,12 +73,44 @@ class ReconcilerSettings:
     renew_s: float = 1.0
     interval_s: float = 2.0
     ping_s: float = 0.5
+    #: A component whose start failed waits `backoff_s` before the next try, doubled per failure up to
+    #: `backoff_max_s`.
+    backoff_s: float = 1.0
+    backoff_max_s: float = 60.0
 
     @classmethod
     def from_settings(cls, env: Mapping[str, str] | None = None) -> ReconcilerSettings:
         lease = int_setting("reconciler_lease_ms", 5000, env=env) / 1000
         interval = int_setting("reconciler_interval_ms", 2000, env=env) / 1000
-        return cls(lease_s=lease, renew_s=max(lease / 5, 0.1), interval_s=interval)
+        backoff = int_setting("reconciler_backoff_ms", 1000, env=env) / 1000
+        backoff_max = int_setting("reconciler_backoff_max_ms", 60000, env=env) / 1000
+        return cls(lease_s=lease, renew_s=max(lease / 5, 0.1), interval_s=interval, backoff_s=backoff,
+                   backoff_max_s=max(backoff, backoff_max))
+
+
+class ComponentBackoff:
+    """Per component (app and name), when its start may be tried again: without it a start that keeps
+    failing (an image that cannot be fetched or is not trusted, a provider that will not come up) was
+    retried on every pass, and every event woke another pass. The delay doubles per consecutive failure,
+    up to a bound, and a start that succeeds clears it."""
+
+    def __init__(self, first_s: float, max_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.first_s, self.max_s, self.clock = first_s, max_s, clock
+        self._failures: dict[str, tuple[int, float]] = {}  # key -> (consecutive failures, next try at)
+
+    def waiting(self, key: str) -> bool:
+        entry = self._failures.get(key)
+        return entry is not None and self.clock() < entry[1]
+
+    def failed(self, key: str) -> float:
+        """Record a failed start; returns the seconds until the next try."""
+        failures = self._failures.get(key, (0, 0.0))[0] + 1
+        delay = min(self.max_s, self.first_s * 2 ** (failures - 1))
+        self._failures[key] = (failures, self.clock() + delay)
+        return delay
+
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)
 
 
 async def open_leases(nc: NATS, prefix: str, lease_s: float) -> KeyValue:
@@ -192,6 +225,7 @@ class Reconciler:
         self._known: dict[str, dict[str, Any]] = {}
         self._stopping = False
         self.passes = 0
+        self.backoff = ComponentBackoff(self.settings.backoff_s, self.settings.backoff_max_s)
 
     @property
     def leading(self) -> bool:
@@ -285,7 +319,8 @@ class Reconciler:
                     continue
                 manifest = manifest_of(record)
                 try:
-                    lines = await reconcile(self.ctl, manifest, state=await self.read_state(), keep_going=True)
+                    lines = await reconcile(self.ctl, manifest, state=await self.read_state(), keep_going=True,
+                                            backoff=self.backoff)
                 except WaftError as exc:
                     log.warning("%s: cannot reconcile: %s", name, exc)
                     continue
@@ -330,6 +365,5 @@ async def leader_of(nc: NATS, prefix: str) -> str | None:
     return await Lease(kv, LEADER_KEY, "").holder()
 
 
-__all__ = ["LEADER_KEY", "Lease", "LeaseHeld", "Reconciler", "ReconcilerSettings", "app_lease", "deploy_stored",
-           "leader_of",
-           "lease_bucket", "open_leases"]
+__all__ = ["LEADER_KEY", "ComponentBackoff", "Lease", "LeaseHeld", "Reconciler", "ReconcilerSettings", "app_lease",
+           "deploy_stored", "leader_of", "lease_bucket", "open_leases"]

@@ -222,3 +222,51 @@ async def test_hand_started_instances_are_left_alone_and_undeploy_ends_reconcili
 
 async def _more_passes(h1: Any, h2: Any, at_least: int) -> bool:
     return sum(h._reconciler.passes for h in (h1, h2) if h._reconciler) >= at_least
+
+
+def test_component_backoff_doubles_up_to_its_bound_and_a_start_that_succeeds_clears_it():
+    from waft.reconciler import ComponentBackoff
+
+    now = [0.0]
+    backoff = ComponentBackoff(1.0, 5.0, clock=lambda: now[0])
+    assert not backoff.waiting("app/actor a")
+    assert [backoff.failed("app/actor a") for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert backoff.waiting("app/actor a") and not backoff.waiting("app/actor b")
+    now[0] = 4.999
+    assert backoff.waiting("app/actor a")
+    now[0] = 5.0
+    assert not backoff.waiting("app/actor a")
+    backoff.succeeded("app/actor a")
+    assert backoff.failed("app/actor a") == 1.0
+
+
+async def test_a_start_that_keeps_failing_is_not_retried_every_pass(nats_url, lattice_prefix, monkeypatch):
+    """An app with an actor whose start always fails (unsigned) and one that starts: passes come every 0.1 s,
+    the failing start is tried once in eight passes (its backoff is an hour), and the rest is kept."""
+    monkeypatch.setenv("WAFT_RECONCILER_INTERVAL_MS", "100")
+    monkeypatch.setenv("WAFT_RECONCILER_BACKOFF_MS", "3600000")
+    broken = ROOT / "build" / "actors" / "echo.wasm"  # no claims: every host refuses it
+    manifest = Manifest.parse({"name": "half-broken", "actors": [{"name": "echo", "image": str(built_actor("echo"))},
+                                                                 {"name": "unsigned", "image": str(broken)}]})
+    async with (running_host(nats_url=nats_url, prefix=lattice_prefix) as host,
+                CtlClient.connect(nats_url, lattice_prefix, timeout=5) as ctl, ctl.events() as events):
+        await deploy_in_store(ctl.nc, lattice_prefix, manifest)
+        await until("the app's good actor started", lambda: _app_echoes(ctl, "half-broken", 1))
+        reconciler = host._reconciler
+        assert reconciler is not None
+        passes = reconciler.passes
+        async def eight_more() -> bool:
+            return reconciler.passes >= passes + 8
+
+        await until("eight more passes", eight_more)
+        failures = []
+        while not events.empty():
+            event = events.get_nowait()
+            if event.kind == "actor_start_failed":
+                failures.append(event)
+        assert len(failures) == 1, [e.error for e in failures]
+        assert await _app_echoes(ctl, "half-broken", 1)
+
+
+async def _app_echoes(ctl: CtlClient, app_name: str, want: int) -> bool:
+    return sum(e for e, _ in (await layout(ctl, app_name)).values()) == want
