@@ -528,10 +528,21 @@ async def run_cluster_scenarios(workload: Workload, *, rate: float | None, durat
         return results
 
 
+REPORT_HEADING = "## NATS cluster faults"
+
+
 def write_report(results: list[ClusterResult], rate: float, duration: float) -> Path:
-    """The cluster table, appended under its own heading in docs/reliability.md (replacing an older one)."""
+    """The cluster table, under its own heading in docs/reliability.md (replacing an older one)."""
     out = ROOT / "docs" / "reliability.md"
-    heading = "## NATS cluster faults"
+    out.write_text(render_report(results, rate, duration, out.read_text() if out.exists() else "# Reliability\n"))
+    return out
+
+
+def render_report(results: list[ClusterResult], rate: float, duration: float, earlier: str) -> str:
+    """`earlier` with its cluster section's introduction and table replaced by this run's. What people wrote
+    by hand is kept: the rest of the file, and the notes under the old table (every line after it up to the
+    next `## ` section), which say what a run's numbers mean and are written after it."""
+    heading = REPORT_HEADING
     lines = [heading, "", f"Written by `make chaos` (`tools/chaos_cluster.py`): three nats-servers in one cluster on "
              "127.0.0.2-4, each with its own host; each fault 5 s into a steady open-loop load of "
              f"{rate:g} req/s (70% of the maximum measured first, unless WAFT_CHAOS_RATE) for {duration:g} s "
@@ -552,10 +563,15 @@ def write_report(results: list[ClusterResult], rate: float, duration: float) -> 
                      f"{'yes' if r.written_during else 'no'} | {replicas} | "
                      f"{'never' if r.restored_s is None else r.restored_s} |")
     lines.append("")
-    text = out.read_text() if out.exists() else "# Reliability\n"
-    text = text.split(heading)[0].rstrip() + "\n\n" + "\n".join(lines)
-    out.write_text(text)
-    return out
+    before, found, old_section = earlier.partition(heading)
+    kept = ""
+    if found:
+        old_lines = old_section.split("\n")
+        table = next((i for i, line in enumerate(old_lines) if line.startswith("|")), len(old_lines))
+        end_of_table = next((i for i in range(table, len(old_lines)) if not old_lines[i].startswith("|")),
+                            len(old_lines))
+        kept = "\n".join(old_lines[end_of_table:]).strip("\n")
+    return before.rstrip() + "\n\n" + "\n".join(lines) + (f"\n{kept}\n" if kept else "")
 
 
 def main() -> int:
