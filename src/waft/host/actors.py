@@ -96,7 +96,10 @@ class ActorPool:
         instance frees up in time.
         """
         self.calls += 1
-        instance = await asyncio.wait_for(self._acquire(), timeout)
+        with self._lock:  # a free instance now: no wait_for (in 3.11 it wraps _acquire in a task of its own)
+            instance = self._pop_free() if self.instances else None
+        if instance is None:
+            instance = await asyncio.wait_for(self._acquire(), timeout)
         loop = asyncio.get_running_loop()
         try:
             answer = await loop.run_in_executor(self._executor, instance.wapc.call, operation, payload)
