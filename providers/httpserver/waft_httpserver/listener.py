@@ -4,7 +4,8 @@ The listener knows nothing of NATS: it is handed an `invoke(payload, timeout)` c
 limits, error mapping, CORS and access log can be tested against a stand-in actor in-process, and
 the provider only glues it to `call_actor`. Limits are answered before the actor is bothered:
 oversized bodies get 413 (before they are read, when Content-Length or `Expect: 100-continue`
-tells us), a full listener gets 503 at once rather than queueing without bound.
+tells us), a full listener gets 503 at once rather than queueing without bound, and one client over its
+own share gets 429 (`admission.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from waft.interfaces.httpserver import (
 )
 from waft.lattice.rpc import CHUNKED_EXTRA_TIMEOUT_S, RpcError
 from waft_httpserver.accesslog import AccessEntry, log_access, publish_access
+from waft_httpserver.admission import Admission, ClientLimits, Refused
 from waft_httpserver.settings import ListenerSettings
 
 log = logging.getLogger("waft.httpserver")
@@ -55,6 +57,8 @@ class Listener:
         #: limit when it sends none), against `max_bodies_bytes`.
         self.body_bytes = 0
         self.served = 0
+        self.admission = Admission(ClientLimits(settings.max_client_concurrent, settings.max_client_bodies_bytes,
+                                                settings.max_client_active))
         self.port = settings.port
         self._runner: web.AppRunner | None = None
 
@@ -142,15 +146,20 @@ class Listener:
                                      f"{self.settings.max_concurrent} requests (max_concurrent); retry shortly")
             response.headers["Retry-After"] = "1"
             return response, error
+        client = request.remote or ""
         self.in_flight += 1
         try:
-            response, error = await self._call_actor(request)
+            with self.admission.request(client):
+                response, error = await self._call_actor(request, client)
+        except Refused as exc:
+            response, error = _error(429, exc.error, exc.detail)
+            response.headers["Retry-After"] = "1"
         finally:
             self.in_flight -= 1
         response.headers.extend(cors)
         return response, error
 
-    async def _call_actor(self, request: web.Request) -> tuple[web.Response, str]:
+    async def _call_actor(self, request: web.Request, client: str) -> tuple[web.Response, str]:
         if (request.content_length or 0) > self.settings.max_body_bytes:
             return self._too_large(request.content_length or 0), "body too large"
         reserved = request.content_length if request.content_length is not None else (
@@ -161,13 +170,14 @@ class Listener:
                                      "retry shortly")
             response.headers["Retry-After"] = "1"
             return response, error
-        self.body_bytes += reserved
-        try:
-            return await self._read_and_call(request)
-        finally:
-            self.body_bytes -= reserved
+        with self.admission.body(client, reserved):
+            self.body_bytes += reserved
+            try:
+                return await self._read_and_call(request, client)
+            finally:
+                self.body_bytes -= reserved
 
-    async def _read_and_call(self, request: web.Request) -> tuple[web.Response, str]:
+    async def _read_and_call(self, request: web.Request, client: str) -> tuple[web.Response, str]:
         try:
             async with asyncio.timeout(self.settings.body_timeout_s):
                 body = await request.read()
@@ -181,7 +191,7 @@ class Listener:
         payload = encode_request(request.method, path, query, request.headers.items(), body)
         timeout = self.settings.timeout_s
         try:
-            async with asyncio.timeout(timeout + SAFETY_MARGIN_S):
+            async with asyncio.timeout(timeout + SAFETY_MARGIN_S), self.admission.at_actor(client):
                 answer = await self._invoke(payload, timeout)
         except RpcError as exc:
             if exc.no_responders:

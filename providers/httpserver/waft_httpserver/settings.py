@@ -5,7 +5,8 @@ wasmCloud (`httpserver-rs/src/settings.rs load_settings`) takes, in this order, 
 `port` (which binds 127.0.0.1). Keys are case-insensitive. The JSON holds `address`, `tls`
 {cert_file, priv_key_file}, `cors` {allowed_origins, allowed_headers, allowed_methods, exposed_headers,
 max_age_secs}, `timeout_ms` and `max_content_len` ("10m" style). We accept all of that unchanged, so a
-wasmCloud manifest works here, and add our own limits (`max_concurrent`, `log_format`, `access_log`).
+wasmCloud manifest works here, and add our own limits (`max_concurrent`, the per-client ones, `log_format`,
+`access_log`).
 Each limit falls back to a `WAFT_HTTP_*` environment variable, then to a default.
 """
 
@@ -28,6 +29,12 @@ DEFAULT_MAX_CONCURRENT = 256
 DEFAULT_BODY_TIMEOUT_MS = 10_000
 #: Bytes of request bodies the listener holds at once (reserved by Content-Length before reading).
 DEFAULT_MAX_BODIES_BYTES = 256 * 1024 * 1024
+#: What one client address may hold (`admission.py`): requests in flight, and body bytes reserved (a quarter
+#: of the listener's budget, so one client's slow bodies leave the rest to others).
+DEFAULT_MAX_CLIENT_CONCURRENT = 32
+DEFAULT_MAX_CLIENT_BODIES_BYTES = 64 * 1024 * 1024
+#: Calls one client may have at the actor while other clients use it too (more wait for their own).
+DEFAULT_MAX_CLIENT_ACTIVE = 1
 DEFAULT_CORS_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS")
 DEFAULT_CORS_HEADERS = ("accept", "accept-language", "content-type", "content-language")
 DEFAULT_CORS_MAX_AGE_S = 300
@@ -59,6 +66,9 @@ class ListenerSettings:
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_MS / 1000
     max_bodies_bytes: int = DEFAULT_MAX_BODIES_BYTES
+    max_client_concurrent: int = DEFAULT_MAX_CLIENT_CONCURRENT
+    max_client_bodies_bytes: int = DEFAULT_MAX_CLIENT_BODIES_BYTES
+    max_client_active: int = DEFAULT_MAX_CLIENT_ACTIVE
     log_format: str = "text"
     access_log: bool = True
 
@@ -180,7 +190,8 @@ def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = Non
         _merge_config(config, _lowered_json(lowered["config_json"], "config_json"))
     # plain link values override the JSON config, as `address` and `port` do in wasmCloud
     for key in ("address", "max_content_len", "max_body_bytes", "timeout_ms", "max_concurrent", "log_format",
-                "access_log", "body_timeout_ms", "max_bodies_bytes"):
+                "access_log", "body_timeout_ms", "max_bodies_bytes", "max_client_concurrent",
+                "max_client_bodies_bytes", "max_client_active"):
         if key in lowered:
             config[key] = lowered[key]
 
@@ -209,6 +220,12 @@ def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = Non
     body_timeout_ms = (config.get("body_timeout_ms") or env.get("WAFT_HTTP_BODY_TIMEOUT_MS")
                        or DEFAULT_BODY_TIMEOUT_MS)
     bodies = config.get("max_bodies_bytes") or env.get("WAFT_HTTP_MAX_BODIES_BYTES") or DEFAULT_MAX_BODIES_BYTES
+    client_concurrent = (config.get("max_client_concurrent") or env.get("WAFT_HTTP_MAX_CLIENT_CONCURRENT")
+                         or DEFAULT_MAX_CLIENT_CONCURRENT)
+    client_bodies = (config.get("max_client_bodies_bytes") or env.get("WAFT_HTTP_MAX_CLIENT_BODIES_BYTES")
+                     or DEFAULT_MAX_CLIENT_BODIES_BYTES)
+    client_active = (config.get("max_client_active") or env.get("WAFT_HTTP_MAX_CLIENT_ACTIVE")
+                     or DEFAULT_MAX_CLIENT_ACTIVE)
     log_format = str(config.get("log_format") or env.get("WAFT_LOG_FORMAT")
                      or ("json" if structured_logging else "text")).lower()
     if log_format not in ("text", "json"):
@@ -223,4 +240,7 @@ def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = Non
         max_concurrent=_positive_int(concurrent, "max_concurrent"),
         body_timeout_s=_positive_int(body_timeout_ms, "body_timeout_ms") / 1000,
         max_bodies_bytes=parse_size(bodies, what="max bytes of bodies in flight"),
+        max_client_concurrent=_positive_int(client_concurrent, "max_client_concurrent"),
+        max_client_bodies_bytes=parse_size(client_bodies, what="max_client_bodies_bytes"),
+        max_client_active=_positive_int(client_active, "max_client_active"),
         log_format=log_format, access_log=access_log)

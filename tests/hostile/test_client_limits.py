@@ -1,0 +1,193 @@
+"""One client address must not take the listener from the others: its requests in flight and its body bytes
+have their own limits (429, Retry-After), and while a lighter client wants the actor, a heavier one may have
+only `max_client_active` calls there, the rest waiting behind its own.
+
+Before these limits one client could fill `max_concurrent` or the whole bodies budget (everyone else 503), and
+two back-to-back streams of slow-to-decode images kept every pre-processor instance busy. The attacker here
+connects from 127.0.0.2, the ordinary client from 127.0.0.1: two clients, as the listener tells them apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import msgpack
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "httpserver"))
+from waft_httpserver.admission import Admission, ClientLimits
+from waft_httpserver.listener import Invoke, Listener
+from waft_httpserver.settings import (
+    DEFAULT_MAX_CLIENT_ACTIVE,
+    DEFAULT_MAX_CLIENT_BODIES_BYTES,
+    DEFAULT_MAX_CLIENT_CONCURRENT,
+    load_settings,
+)
+
+from waft.provider.link_values import SettingsError
+
+pytestmark = pytest.mark.timeout(60)
+ACTOR = "M" + "A" * 55
+ATTACKER, ORDINARY = "127.0.0.2", "127.0.0.1"
+
+
+class HeldActor:
+    """A stand-in actor that answers a path only once the test releases it: what is at the actor is known."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.gates: dict[str, asyncio.Event] = {}
+
+    def release(self, path: str) -> None:
+        self.gates.setdefault(path, asyncio.Event()).set()
+
+    async def __call__(self, payload: bytes, timeout: float) -> bytes:
+        path = msgpack.unpackb(payload)["path"]
+        self.seen.append(path)
+        await self.gates.setdefault(path, asyncio.Event()).wait()
+        return msgpack.packb({"statusCode": 200, "header": {}, "body": path.encode()})
+
+
+async def echo(payload: bytes, timeout: float) -> bytes:
+    return msgpack.packb({"statusCode": 200, "header": {}, "body": b"ok"})
+
+
+@contextlib.asynccontextmanager
+async def listening(invoke: Invoke, **values: str) -> AsyncIterator[Listener]:
+    listener = Listener(ACTOR, load_settings({"address": "127.0.0.1:0", **values}, env={}), invoke)
+    await listener.start()
+    try:
+        yield listener
+    finally:
+        await listener.close()
+
+
+def session_from(address: str) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0), force_close=True))
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(1000):  # a bound that only turns a hang into a failure
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+async def slow_body(port: int, declared: int) -> asyncio.StreamWriter:
+    """From the attacker: a request that declares `declared` bytes, sends one, and waits."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(ATTACKER, 0))
+    writer.write(f"PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\nx".encode())
+    await writer.drain()
+    return writer
+
+
+async def test_one_client_over_its_requests_or_bytes_gets_429_and_others_are_served() -> None:
+    async with listening(echo, max_client_concurrent="2", max_client_bodies_bytes="1000",
+                         max_bodies_bytes="100000", body_timeout_ms="20000") as listener:
+        url = f"http://127.0.0.1:{listener.port}/m/matches"
+        held = [await slow_body(listener.port, 400), await slow_body(listener.port, 400)]
+        await until(lambda: listener.admission.in_flight[ATTACKER] == 2, "two attacker requests in flight")
+        async with session_from(ATTACKER) as attacker, session_from(ORDINARY) as ordinary:
+            async with attacker.put(url, data=b"y") as response:  # its third request
+                assert response.status == 429 and response.headers["Retry-After"] == "1"
+                assert "max_client_concurrent 2" in await response.text()
+            async with ordinary.put(url, data=b"y" * 900) as response:  # another client: served
+                assert response.status == 200
+            held.pop().close()  # one slow body gone: 400 of the attacker's 1000 bytes still held
+            await until(lambda: listener.admission.in_flight[ATTACKER] == 1, "the closed body released")
+            assert listener.admission.body_bytes[ATTACKER] == 400
+            async with attacker.put(url, data=b"y" * 700) as response:  # 400 + 700 > 1000
+                assert response.status == 429
+                assert "max_client_bodies_bytes 1000" in await response.text()
+            async with attacker.put(url, data=b"y" * 500) as response:  # within its share
+                assert response.status == 200
+            async with ordinary.put(url, data=b"y" * 990) as response:  # the others' bytes are theirs
+                assert response.status == 200
+        held.pop().close()
+        await until(lambda: not listener.admission.in_flight and not listener.admission.body_bytes,
+                    "every count back to nothing")
+
+
+async def test_a_heavy_client_waits_behind_its_own_calls_while_a_lighter_one_is_served() -> None:
+    actor = HeldActor()
+    async with listening(actor) as listener, session_from(ATTACKER) as attacker, \
+            session_from(ORDINARY) as ordinary:
+        base = f"http://127.0.0.1:{listener.port}"
+
+        async def get(session: aiohttp.ClientSession, path: str) -> tuple[int, str]:
+            async with session.get(base + path) as response:
+                return response.status, await response.text()
+
+        async with asyncio.TaskGroup() as tasks:
+            answers = [tasks.create_task(get(attacker, "/a1"))]
+            await until(lambda: actor.seen == ["/a1"], "a1 at the actor")
+            answers.append(tasks.create_task(get(attacker, "/a2")))  # alone, a client is not held back
+            await until(lambda: actor.seen == ["/a1", "/a2"], "a2 at the actor")
+            answers.append(tasks.create_task(get(ordinary, "/b1")))
+            await until(lambda: "/b1" in actor.seen, "b1 at the actor")
+            answers.append(tasks.create_task(get(attacker, "/a3")))  # heavier, and a lighter client is there
+            await until(lambda: listener.admission.waiting == 1, "a3 waiting")
+            answers.append(tasks.create_task(get(ordinary, "/b2")))  # the lighter client is never held back
+            await until(lambda: "/b2" in actor.seen, "b2 at the actor")
+            assert "/a3" not in actor.seen
+
+            actor.release("/a1")
+            assert await answers[0] == (200, "/a1")
+            assert listener.admission.waiting == 1 and "/a3" not in actor.seen  # still a lighter client there
+            actor.release("/b1")
+            actor.release("/b2")
+            assert await answers[2] == (200, "/b1") and await answers[4] == (200, "/b2")
+            await until(lambda: "/a3" in actor.seen, "a3 going once the attacker is alone")
+            actor.release("/a2")
+            actor.release("/a3")
+        assert [a.result() for a in answers] == [(200, p) for p in ("/a1", "/a2", "/b1", "/a3", "/b2")]
+        assert actor.seen == ["/a1", "/a2", "/b1", "/b2", "/a3"]
+        assert listener.admission.active_total == 0 and not listener.admission.active
+
+
+async def test_a_cancelled_wait_gives_its_turn_up() -> None:
+    """A request cancelled while waiting (its deadline passed) leaves the queue, and no count is left behind."""
+    admission = Admission(ClientLimits(32, 1 << 20, 1))
+    done = asyncio.Event()
+    inside: list[str] = []
+
+    async def call(client: str, name: str) -> None:
+        async with admission.at_actor(client):
+            inside.append(name)
+            await done.wait()
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(call(ATTACKER, "a1"))
+        await until(lambda: inside == ["a1"], "a1 inside")
+        tasks.create_task(call(ORDINARY, "b1"))
+        await until(lambda: inside == ["a1", "b1"], "b1 inside")
+        waiting = tasks.create_task(call(ATTACKER, "a2"))
+        await until(lambda: admission.waiting == 1, "a2 waiting")
+        waiting.cancel()
+        await until(lambda: admission.waiting == 0, "the turn given up")
+        done.set()
+    assert inside == ["a1", "b1"] and admission.active_total == 0 and not admission.active
+
+
+def test_per_client_limits_have_defaults_settings_and_link_values() -> None:
+    s = load_settings({}, env={})
+    assert (s.max_client_concurrent, s.max_client_bodies_bytes, s.max_client_active) == (
+        DEFAULT_MAX_CLIENT_CONCURRENT, DEFAULT_MAX_CLIENT_BODIES_BYTES, DEFAULT_MAX_CLIENT_ACTIVE) == (
+        32, 64 * 1024 * 1024, 1)
+    env = {"WAFT_HTTP_MAX_CLIENT_CONCURRENT": "5", "WAFT_HTTP_MAX_CLIENT_BODIES_BYTES": "2m",
+           "WAFT_HTTP_MAX_CLIENT_ACTIVE": "3"}
+    s = load_settings({}, env=env)
+    assert (s.max_client_concurrent, s.max_client_bodies_bytes, s.max_client_active) == (5, 2 << 20, 3)
+    s = load_settings({"MAX_CLIENT_CONCURRENT": "7", "max_client_bodies_bytes": "1k", "max_client_active": "2"},
+                      env=env)
+    assert (s.max_client_concurrent, s.max_client_bodies_bytes, s.max_client_active) == (7, 1024, 2)
+    for values in ({"max_client_concurrent": "0"}, {"max_client_active": "many"},
+                   {"max_client_bodies_bytes": "lots"}):
+        with pytest.raises(SettingsError, match="max_client_"):
+            load_settings(values, env={})
