@@ -51,6 +51,23 @@ CONCURRENCY = 12
 #: Instances per host: one core runs one at a time; a second lets the host decode the next call meanwhile.
 INSTANCES = 2
 GOAL = ">= 1.8x"
+#: The bench's processes, and their scheduler autogroups (each process started in its own session has
+#: one, and nice only orders threads within a group), run at this niceness where allowed: on a shared
+#: machine other sessions' jobs would otherwise take the hosts' cores in the 2-host rounds more than in the
+#: 1-host ones (which leave core 1 to them), and the ratio would measure the neighbours.
+NICE = -10
+
+
+def _autogroup_nice(pid: int | str, nice: int | None = None) -> int | None:
+    """The niceness of `pid`'s autogroup (Linux with autogroups), set first when `nice` is given; None where
+    there is none or it cannot be set."""
+    path = Path(f"/proc/{pid}/autogroup")
+    try:
+        if nice is not None:
+            path.write_text(f"{nice}\n")
+        return int(path.read_text().split("nice")[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _photo() -> bytes:
@@ -134,13 +151,25 @@ async def run() -> list[dict[str, object]]:
     spare = {c for c in own_cores if c > 1}
     if spare:  # nats-server, started below, inherits this
         os.sched_setaffinity(0, spare)
+    own_nice, own_group_nice = os.nice(0), _autogroup_nice("self")
+    prioritised = False
     try:
-        return await _measure(payload, len(data))
+        with contextlib.suppress(PermissionError):
+            os.nice(NICE)  # inherited by nats-server and the hosts
+            prioritised = _autogroup_nice("self", NICE) in (NICE, None)
+        rows = await _measure(payload, len(data), prioritised)
     finally:
         os.sched_setaffinity(0, own_cores)
+        if os.nice(0) != own_nice:
+            os.nice(own_nice - os.nice(0))
+        if own_group_nice is not None:
+            _autogroup_nice("self", own_group_nice)
+    rows[0]["goal"] = f"{rows[0]['goal']}; at nice {NICE}" if prioritised else \
+        f"{rows[0]['goal']}; not at nice {NICE} (no permission)"
+    return rows
 
 
-async def _measure(payload: bytes, jpeg_bytes: int) -> list[dict[str, object]]:
+async def _measure(payload: bytes, jpeg_bytes: int, prioritised: bool) -> list[dict[str, object]]:
     cluster = KeyPair.generate(Role.CLUSTER)
     actor = WasmCloudEntity.actor(inspect_actor(ACTOR.read_bytes()).subject)
     caller = WasmCloudEntity.actor("M" + "A" * 55)
@@ -149,6 +178,8 @@ async def _measure(payload: bytes, jpeg_bytes: int) -> list[dict[str, object]]:
         async with EmbeddedNats(Path(tmp) / "nats") as server:
             assert server.process is not None
             server_pid = server.process.pid
+            if prioritised:  # nats-server and each host run in sessions of their own: autogroups of their own
+                _autogroup_nice(server_pid, NICE)
             nc = await nats.connect(server.url)
             try:
                 plan = {"one": (0,), "two": (0, 1)}
@@ -156,6 +187,8 @@ async def _measure(payload: bytes, jpeg_bytes: int) -> list[dict[str, object]]:
                     for core in cores:
                         procs.append(_host_process(server.url, prefix, core, Path(tmp) / f"{prefix}-{core}",
                                                    cluster.seed))
+                        if prioritised:
+                            _autogroup_nice(procs[-1].pid, NICE)
                 for prefix, cores in plan.items():
                     await _start_actor(nc, prefix, len(cores))
                 rpcs = {p: LatticeRpc(nc, LatticeConfig(p, cluster, "N" * 56, rpc_timeout_s=30)) for p in plan}
