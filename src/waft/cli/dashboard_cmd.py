@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 import signal
 
-from waft.cli.output import CliError, add_lattice_flags, console
-from waft.config import setting
+from waft.cli.output import CliError, add_lattice_flags, console, join_timeout_s, not_joined
+from waft.config import setting, without_credentials
 from waft.ctl import CtlError
 
 
@@ -40,8 +40,33 @@ def _run(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-        await serve_dashboard(args.nats_url, args.lattice_prefix, host, port, bindle_url=args.bindle_url,
-                              stop=stop, on_ready=lambda url: console.print(f"dashboard: {url}", highlight=False))
+        ready: asyncio.Future[str] = loop.create_future()
+
+        def on_ready(url: str) -> None:
+            console.print(f"dashboard: {url}", highlight=False)
+            ready.set_result(url)
+
+        serving = asyncio.create_task(serve_dashboard(args.nats_url, args.lattice_prefix, host, port,
+                                                      bindle_url=args.bindle_url, stop=stop, on_ready=on_ready))
+        # Until it is on the lattice the dashboard retries NATS forever and does not look at `stop`: a signal
+        # or the join timeout ends that wait here.
+        stopped = asyncio.ensure_future(stop.wait())
+        in_time = asyncio.ensure_future(asyncio.wait_for(asyncio.shield(ready), join_timeout_s()))
+        try:
+            done, _ = await asyncio.wait({serving, stopped, in_time}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            in_time.cancel()
+        if serving in done:
+            serving.result()  # ended before it was ready: raises why
+            return
+        if in_time in done and not in_time.cancelled() and in_time.exception() is None:
+            await serving  # on the lattice: it serves until `stop`
+            return
+        serving.cancel()  # a signal, or no NATS within the join timeout
+        await asyncio.gather(serving, return_exceptions=True)
+        if not stop.is_set():
+            raise not_joined(without_credentials(args.nats_url))
 
     try:
         asyncio.run(main())

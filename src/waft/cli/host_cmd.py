@@ -7,8 +7,31 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable
+from typing import Any
 
-from waft.cli.output import add_lattice_flags, console, parse_pairs
+from waft.cli.output import add_lattice_flags, console, join_timeout_s, not_joined, parse_pairs
+
+
+async def joined(task: asyncio.Task[Any], ready: Awaitable[Any], nats_url: str) -> bool:
+    """True once `ready` is; False when `task` ended first without an error (stopped by a signal), its error
+    when it failed; no readiness within the join timeout is a one-line error naming the NATS URL, not a bare
+    TimeoutError, and `task` is cancelled."""
+    waiting = asyncio.ensure_future(ready)
+    try:
+        done, _ = await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if task in done:
+        task.result()  # raises what ended it
+        return False
+    try:
+        waiting.result()
+    except TimeoutError:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise not_joined(nats_url) from None
+    return True
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +48,8 @@ def _host(args: argparse.Namespace) -> int:
     from waft.logs import configure_logging
 
     configure_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    if not args.verbose:
+        logging.getLogger("nats.aio.client").addFilter(_one_line_connection_errors)
     config = (HostConfig.from_env(nats_url=args.nats_url, prefix=args.lattice_prefix).with_stored_cluster_key()
               .with_stored_nats_credentials())
     config.labels.update(parse_pairs(args.label, "label"))
@@ -36,9 +61,18 @@ def _host(args: argparse.Namespace) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, host.stop)
         task = asyncio.create_task(host.run())
-        await host.wait_ready(30)
+        if not await joined(task, host.wait_ready(join_timeout_s()), without_credentials(config.nats_url)):
+            return
         console.print(f"host {host.host_id} joined lattice {config.prefix!r} at {without_credentials(config.nats_url)}")
         await task
 
     asyncio.run(main())
     return 0
+
+
+def _one_line_connection_errors(record: logging.LogRecord) -> bool:
+    """nats-py logs each failed (re)connect with its traceback; one line naming the error says as much."""
+    if record.exc_info and isinstance(record.exc_info[1], OSError | TimeoutError):
+        record.msg, record.args = f"{record.getMessage()}: {record.exc_info[1]}", ()
+        record.exc_info = record.exc_text = None
+    return True

@@ -90,6 +90,24 @@ def default_nats_url() -> str:
     return host if "://" in host else f"nats://{host}:{port or 4222}"
 
 
+#: How long `waft host` and `waft dashboard` wait to be on the lattice before saying they cannot reach it.
+DEFAULT_JOIN_TIMEOUT_MS = 30_000
+
+
+def join_timeout_s() -> float:
+    """`WAFT_JOIN_TIMEOUT_MS`, else 30 s: NATS clients retry an unreachable server forever, so without a bound
+    a mistyped URL waits in silence."""
+    raw = setting("join_timeout_ms", str(DEFAULT_JOIN_TIMEOUT_MS)) or ""
+    if not raw.isdigit() or int(raw) <= 0:
+        raise CliError(f"WAFT_JOIN_TIMEOUT_MS must be a positive whole number of milliseconds, got {raw!r}")
+    return int(raw) / 1000
+
+
+def not_joined(nats_url: str) -> CliError:
+    return CliError(f"not on the lattice at {nats_url} after {join_timeout_s():g} s: cannot reach NATS there? "
+                    "(is the lattice up? `waft up`; WAFT_JOIN_TIMEOUT_MS waits longer)")
+
+
 def add_lattice_flags(parser: argparse.ArgumentParser) -> None:
     """Which NATS and which lattice on it, for every command that joins one."""
     parser.add_argument("--nats-url", default=default_nats_url(),
