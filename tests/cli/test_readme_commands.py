@@ -81,8 +81,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: The CLI as the README names it (`.venv/bin/waft`): the console script next to the test's Python.
+WAFT = str(Path(sys.executable).with_name("waft"))
+
+
 class Waft:
-    """`python -m waft …` with one $WAFT_HOME; records which command words ran."""
+    """`.venv/bin/waft …` with one $WAFT_HOME; records which command words ran."""
 
     def __init__(self, home: Path, env: dict[str, str]) -> None:
         self.home = home
@@ -91,7 +95,7 @@ class Waft:
 
     def run(self, *args: str, rc: int = 0, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         self.ran.append(tuple(args))
-        done = subprocess.run([sys.executable, "-m", "waft", *args], capture_output=True, text=True, env=self.env,
+        done = subprocess.run([WAFT, *args], capture_output=True, text=True, env=self.env,
                               timeout=timeout, stdin=subprocess.DEVNULL)
         assert done.returncode == rc, f"waft {' '.join(args)}: rc {done.returncode}\n{done.stdout}\n{done.stderr}"
         assert "Traceback" not in done.stderr, done.stderr
@@ -318,7 +322,7 @@ def host_command(waft: Waft, nats: tuple[str, ...], tmp_path: Path) -> None:
     log = tmp_path / "host.log"
     waft.ran.append(("host",))
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "waft", "host", *nats], env=waft.env, stdout=out,
+        proc = subprocess.Popen([WAFT, "host", *nats], env=waft.env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         poll(lambda: "joined lattice" in log.read_text() or proc.poll() is not None, "the second host joining")
