@@ -12,12 +12,12 @@ import aiohttp
 import pytest
 from conftest import serving_dashboard
 from prometheus_client.parser import text_string_to_metric_families
-from waft_httpserver.accesslog import AccessEntry, AccessPublisher
+from waft_httpserver.accesslog import BATCH_MAX, MAX_SENDING, AccessEntry, AccessPublisher
 
 from waft.dashboard.metrics import MAX_LABEL_VALUES, OTHER, AccessMetrics, percentile, route_of
 from waft.dashboard.server import TOKEN_COOKIE, DashboardConfig, is_loopback
 from waft.dashboard.state import LatticeState
-from waft.interfaces.httpserver import AccessRecord, model_of
+from waft.interfaces.httpserver import AccessRecord, BadAccessRecord, model_of
 from waft.interfaces.mlinference import ModelState, ModelStatus, RetryInfo
 from waft.lattice import events
 from waft.lattice.events import Event, parse_event
@@ -249,7 +249,7 @@ def test_route_and_percentile():
 
 
 # ------------------------------------------------------------------ the access feed of the httpserver provider
-async def test_access_publisher_sends_one_message_per_request_and_never_raises():
+async def test_access_publisher_sends_each_interval_as_one_message_and_never_raises():
     sent: list[tuple[str, bytes]] = []
 
     async def publish(subject: str, data: bytes) -> None:
@@ -258,19 +258,56 @@ async def test_access_publisher_sends_one_message_per_request_and_never_raises()
     async def broken(subject: str, data: bytes) -> None:
         raise ConnectionError("NATS is gone")
 
-    entry = AccessEntry("POST", "/effnetlite0/matches?k=3", 200, 321, 12.34567, "127.0.0.1", "http://x", ACTOR)
-    publisher = AccessPublisher(publish, "waft.access.p")
-    publisher(entry)
-    failing = AccessPublisher(broken, "waft.access.p")
-    failing(entry)
-    await asyncio.sleep(0.01)
-    assert [(s, json.loads(d)) for s, d in sent] == [("waft.access.p", {
-        "method": "POST", "path": "/effnetlite0/matches?k=3", "status": 200, "bytes": 321, "ms": 12.346,
-        "model": "effnetlite0"})]
-    assert failing.dropped == 1
-    assert AccessRecord.decode(sent[0][1]).model == "effnetlite0"
+    entries = [AccessEntry("POST", f"/effnetlite0/matches?k={k}", 200, 321, 12.34567, "127.0.0.1", "http://x", ACTOR)
+               for k in range(3)]
+    publisher = AccessPublisher(publish, "waft.access.p", batch_ms=20)
+    failing = AccessPublisher(broken, "waft.access.p", batch_ms=0)
+    for entry in entries:
+        publisher(entry)
+        failing(entry)
+    assert sent == []  # nothing before the interval ends
+    await publisher.flush()
+    await failing.flush()
+    assert [(s, json.loads(d)) for s, d in sent] == [("waft.access.p", [{
+        "method": "POST", "path": f"/effnetlite0/matches?k={k}", "status": 200, "bytes": 321, "ms": 12.346,
+        "model": "effnetlite0"} for k in range(3)])]
+    assert failing.dropped == 3
+    records, bad = AccessRecord.decode_many(sent[0][1])
+    assert [r.model for r in records] == ["effnetlite0"] * 3 and bad == 0
     assert model_of("/v2/models/resnet/infer") == "resnet"
     assert model_of("/healthz") == model_of("/models") == model_of("/") == model_of("/v2/health/ready") == ""
+
+
+async def test_a_full_batch_goes_at_once_and_a_slow_nats_drops_whole_batches():
+    sent: list[bytes] = []
+    stuck = asyncio.Event()
+
+    async def slow(subject: str, data: bytes) -> None:
+        sent.append(data)
+        await stuck.wait()
+
+    publisher = AccessPublisher(slow, "waft.access.p", batch_ms=60_000)
+    entry = AccessEntry("GET", "/effnetlite0/matches", 200, 1, 1.0, "127.0.0.1", "http://x", ACTOR)
+    for _ in range(BATCH_MAX * (MAX_SENDING + 2)):
+        publisher(entry)
+    await asyncio.sleep(0)  # the sends start
+    assert len(sent) == MAX_SENDING and all(len(json.loads(d)) == BATCH_MAX for d in sent)
+    assert publisher.dropped == 2 * BATCH_MAX
+    stuck.set()
+    await publisher.flush()
+    with pytest.raises(ValueError, match="0 ms or more"):
+        AccessPublisher(slow, "waft.access.p", batch_ms=-1)
+
+
+def test_access_batches_are_read_record_by_record():
+    good = {"method": "GET", "path": "/m/matches", "status": 200, "bytes": 3, "ms": 1.5}
+    records, bad = AccessRecord.decode_many(json.dumps([good, {"path": "/x", "status": 99}, "junk", good]).encode())
+    assert records == [AccessRecord("GET", "/m/matches", 200, 3, 1.5)] * 2 and bad == 2
+    assert AccessRecord.decode_many(json.dumps(good).encode()) == ([AccessRecord("GET", "/m/matches", 200, 3, 1.5)], 0)
+    with pytest.raises(BadAccessRecord, match="at most 10000"):
+        AccessRecord.decode_many(json.dumps([good] * 10_001).encode())
+    with pytest.raises(BadAccessRecord):
+        AccessRecord.decode_many(b"[not json")
 
 
 # ------------------------------------------------------------------ token and binding

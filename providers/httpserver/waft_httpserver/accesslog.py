@@ -4,9 +4,9 @@ The line is formatted here rather than by the root logging config, because the f
 setting (two links may want different ones) and the SDK owns the root logger's set-up. The lines go
 to stderr, which the host passes through, under the logger `waft.httpserver.access`.
 
-Each request is also published, best effort, as one `AccessRecord` (`waft.interfaces.httpserver`, the
-record's one definition) on `subjects.access_log(prefix)` for the dashboard's inference metrics; a
-NATS problem drops the message, never the request.
+Each request is also published, best effort, as an `AccessRecord` (`waft.interfaces.httpserver`, the
+record's one definition) on `subjects.access_log(prefix)` for the dashboard's inference metrics, the
+records of each interval in one message; a NATS problem drops the message, never the request.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from waft.config import int_setting
 from waft.interfaces.httpserver import AccessRecord
 
 LOGGER_NAME = "waft.httpserver.access"
@@ -72,36 +73,70 @@ def log_access(entry: AccessEntry, fmt: str) -> None:
 
 # ---------------------------------------------------------------------------------------- NATS feed
 
-MAX_PENDING = 1000
+#: How long a record waits to share a message with the next ones (`WAFT_HTTP_ACCESS_BATCH_MS`; 0: only the
+#: records of one event-loop turn share one). One message per request cost ~70 us of CPU per request in
+#: the provider and nats-server (`docs/performance.md`); the dashboard's metrics do not need them sooner.
+DEFAULT_BATCH_MS = 100
+#: Records in one message at most: a full batch goes at once.
+BATCH_MAX = 256
+#: Messages being sent at once at most; past it, NATS is not keeping up and a batch is dropped.
+MAX_SENDING = 8
 
 
 class AccessPublisher:
-    """Sends one message per request without making the request wait; drops when NATS cannot keep up."""
+    """Sends the records of each interval as one message, without making a request wait; drops (and
+    counts in `dropped`) when NATS cannot keep up."""
 
-    def __init__(self, publish: Callable[[str, bytes], Awaitable[None]], subject: str) -> None:
+    def __init__(self, publish: Callable[[str, bytes], Awaitable[None]], subject: str,
+                 batch_ms: int | None = None) -> None:
         self._publish = publish
         self.subject = subject
+        batch_ms = int_setting("http_access_batch_ms", DEFAULT_BATCH_MS) if batch_ms is None else batch_ms
+        if batch_ms < 0:
+            raise ValueError(f"access batch interval must be 0 ms or more, got {batch_ms}")
+        self._interval_s = batch_ms / 1000
         self.dropped = 0
-        self._pending: set[asyncio.Task[None]] = set()
+        self._batch: list[AccessRecord] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
 
     def __call__(self, entry: AccessEntry) -> None:
-        if len(self._pending) >= MAX_PENDING:
-            self.dropped += 1
-            return
-        data = AccessRecord.of(entry.method, entry.path, entry.status, entry.bytes, entry.ms).encode()
         try:
-            task = asyncio.get_running_loop().create_task(self._send(data))
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (a synchronous caller): nothing to send with
             self.dropped += 1
             return
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._batch.append(AccessRecord.of(entry.method, entry.path, entry.status, entry.bytes, entry.ms))
+        if len(self._batch) >= BATCH_MAX:
+            self._send_batch()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._interval_s, self._send_batch)
 
-    async def _send(self, data: bytes) -> None:
+    def _send_batch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        if len(self._sending) >= MAX_SENDING:
+            self.dropped += len(batch)
+            return
+        task = asyncio.get_running_loop().create_task(self._send(AccessRecord.encode_many(batch), len(batch)))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, data: bytes, count: int) -> None:
         try:
             await self._publish(self.subject, data)
-        except Exception:  # best effort: a closed or reconnecting connection drops the message
-            self.dropped += 1
+        except Exception:  # best effort: a closed or reconnecting connection drops the batch
+            self.dropped += count
+
+    async def flush(self) -> None:
+        """Send what waits now and wait for every send (on shutdown, before the connection drains)."""
+        self._send_batch()
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=2)
 
 
 _publisher: Callable[[AccessEntry], None] | None = None

@@ -30,10 +30,12 @@ class HttpServerProvider(Provider):
     def __init__(self, host_data: HostData) -> None:
         super().__init__(host_data)
         self.listeners: dict[str, Listener] = {}
+        self.access: AccessPublisher | None = None
 
     async def on_start(self) -> None:
         assert self.nc is not None
-        set_access_publisher(AccessPublisher(self.nc.publish, subjects.access_log(self.host_data.lattice_rpc_prefix)))
+        self.access = AccessPublisher(self.nc.publish, subjects.access_log(self.host_data.lattice_rpc_prefix))
+        set_access_publisher(self.access)
 
     async def put_link(self, link: LinkDefinition) -> None:
         try:
@@ -80,3 +82,5 @@ class HttpServerProvider(Provider):
         async with asyncio.TaskGroup() as tasks:
             for listener in listeners:
                 tasks.create_task(listener.close())
+        if self.access is not None:
+            await self.access.flush()  # the last interval's records, before the connection drains

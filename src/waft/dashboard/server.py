@@ -232,12 +232,16 @@ class Dashboard:
             self._events.put_nowait(parse_event(msg.data))
 
     async def _on_access_msg(self, msg: Any) -> None:
+        """One record, or a batch of them (the httpserver provider sends a batch per interval)."""
         try:
-            record = AccessRecord.decode(msg.data)
+            records, bad = AccessRecord.decode_many(msg.data)
         except BadAccessRecord:
             self.metrics.rejected.inc()
             return
-        self.metrics.record(record)
+        if bad:
+            self.metrics.rejected.inc(bad)
+        for record in records:
+            self.metrics.record(record)
 
     async def _event_loop(self) -> None:
         while True:
