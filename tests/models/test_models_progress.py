@@ -12,9 +12,12 @@ import asyncio
 import contextlib
 import os
 import pty
+import select
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -113,3 +116,48 @@ async def test_fetch_shows_a_bar_on_a_terminal_only(tmp_path: Path) -> None:
             else:
                 assert b"download mobilenetv2-7.onnx" not in err and HIDE_CURSOR not in err, err
                 assert err.decode().count("\n") == 1 and err.startswith(b"error: "), err
+
+
+def test_up_push_models_shows_a_bar_on_a_terminal(tmp_path: Path) -> None:
+    """`waft up --push-models` in a terminal (as `make run` is): the same bar per large parcel while it pushes the
+    built models to its own bindle server; stopped with SIGTERM once up, leaving nothing running."""
+    if not (MODELS_DIR / "effnetlite0" / "efficientnet-lite0.onnx").is_file():
+        pytest.skip("build/models has no effnetlite0: run `make models`")
+    env = {**os.environ, "WAFT_HOME": str(tmp_path / "home"), "COLUMNS": "120", "TERM": "xterm",
+           "WAFT_MODELS_DIR": str(MODELS_DIR)}
+    for name in ("NO_COLOR", "BINDLE_URL", "WAFT_BINDLE_URL", "WAFT_NATS_URL"):
+        env.pop(name, None)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "waft", "up", "--push-models", "--nats-port", "0",
+                             "--bindle-address", "127.0.0.1:0", "--no-dashboard"], stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    received = bytearray()
+    try:
+        for _ in range(1200):  # bounded polls of what the terminal received, never a timing assertion
+            if b"lattice is up" in received or proc.poll() is not None:
+                break
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    received.extend(os.read(master, 65536))
+                except OSError:
+                    break
+        assert b"lattice is up" in received, bytes(received[-3000:])
+        assert b"push efficientnet-lite0.onnx" in received and HIDE_CURSOR in received, bytes(received[-3000:])
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:  # drain, or the child blocks writing its exit
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    os.read(master, 65536)
+                except OSError:
+                    break
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        os.close(master)
+    assert proc.returncode == 0, bytes(received[-3000:])
