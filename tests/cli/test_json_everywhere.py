@@ -4,8 +4,9 @@ Each command of the CLI (every leaf of the parser: a command added without a row
 runs as a user runs it, a subprocess, in JSON mode, with arguments that make it fail for real: a NATS, bindle
 server or registry that is not there, a file that does not exist, a name nobody stored, a port that is taken.
 What comes back must be wash's shape on stdout and nothing else: one JSON object `{"success": false, "error":
-…}` (the error non-empty), exit status 1 (a refusal, not a usage error: the arguments are right), no traceback. The few commands that cannot fail without setting up
-a broken machine (listing an empty key store) are run to success instead, and must answer JSON.
+…}` (the error non-empty), exit status 1 (a refusal, not a usage error: the arguments are right), no
+traceback. The few commands that cannot fail without setting up a broken machine (listing an empty key
+store) are run to success instead, and must answer JSON.
 """
 
 from __future__ import annotations
