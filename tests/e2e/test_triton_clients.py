@@ -6,7 +6,8 @@ The wire formats are those of the KServe v2 / Open Inference Protocol and Triton
 Data Extension", "Classification Extension", "Model Repository Extension", "Model Configuration Extension",
 "Statistics Extension"); tritonclient is the independent reader of them. The models are built here with
 onnx.helper (a model with two inputs of different types and two outputs, and a ten-class scorer with a labels
-parcel) and every answer is compared with onnxruntime run directly on the same arrays.
+parcel) and every answer is compared with onnxruntime run directly on the same arrays; the same two-input,
+two-output computation as a TF1 graph and as TF Lite is compared with TensorFlow run directly.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 import pytest_asyncio
 from e2e_support import ml_lattice, skip_if_missing
 from onnx_models import LABELS, direct, scorer, two_in_two_out
+from tf_models import direct_graph, direct_lite, frozen_graph, lite_model, short_name
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
 
@@ -44,15 +46,19 @@ async def served(nats_server: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     from waft.models.store import add_local
 
     tmp = tmp_path_factory.mktemp("triton")
-    files = {"twoio": tmp / "twoio.onnx", "scorer": tmp / "scorer.onnx"}
+    files = {"twoio": tmp / "twoio.onnx", "scorer": tmp / "scorer.onnx", "twoio_pb": tmp / "twoio.pb",
+             "twoio_lite": tmp / "twoio.tflite"}
     two_in_two_out(files["twoio"])
     scorer(files["scorer"])
+    frozen_graph(files["twoio_pb"])
+    lite_model(files["twoio_lite"])
     labels = tmp / "labels.txt"
     labels.write_text("\n".join(LABELS) + "\n")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WAFT_HOME", str(tmp / "home"))  # `models add` keeps models in $WAFT_HOME/models
         zoo = {"twoio": str(add_local("twoio", files["twoio"])["bindle_id"]),
-               "scorer": str(add_local("scorer", files["scorer"], labels=labels)["bindle_id"])}
+               "scorer": str(add_local("scorer", files["scorer"], labels=labels)["bindle_id"]),
+               **{name: str(add_local(name, files[name])["bindle_id"]) for name in ("twoio_pb", "twoio_lite")}}
         async with ml_lattice(nats_server.url, f"ttriton{os.getpid()}",
                               link_values(zoo, model_dir=tmp / "home" / "models"), ready=tuple(zoo)) as lattice:
             yield Served(lattice.url.removeprefix("http://"), files)
@@ -161,14 +167,13 @@ def exercise_tritonclient(address: str, files: dict[str, Path]) -> None:
         assert grew(stats, "twoio", "inference_stats", "fail", "count") == 1
         assert grew(stats, "twoio", "execution_count") == 3 and stats["inference_stats"]["compute_infer"]["ns"] > 0
         every = {m["name"]: m for m in client.get_inference_statistics()["model_stats"]}  # GET /v2/models/stats
-        assert sorted(every) == ["scorer", "twoio"] and every["twoio"] == model_stats(client, "twoio")
+        assert sorted(every) == sorted(files) and every["twoio"] == model_stats(client, "twoio")  # every loaded one
         # the two classification requests
         assert grew(every["scorer"], "scorer", "inference_stats", "success", "count") == 2
 
         # the model repository extension: index, unload, load
         index = {m["name"]: m for m in client.get_model_repository_index()}
-        assert {n: (m["state"], m["version"]) for n, m in index.items()} == {"twoio": ("READY", "1"),
-                                                                            "scorer": ("READY", "1")}
+        assert {n: (m["state"], m["version"]) for n, m in index.items()} == {n: ("READY", "1") for n in files}
         client.unload_model("scorer")
         index = {m["name"]: m for m in client.get_model_repository_index()}
         assert index["scorer"]["state"] == "UNAVAILABLE" and "unloaded" in index["scorer"]["reason"]
@@ -194,6 +199,39 @@ async def test_tritonclient_speaks_to_waft_v2(served: Served) -> None:
     pytest.importorskip("tritonclient.http", reason="tritonclient[http] is a dev dependency (make venv)")
     # a blocking client, and the host runs in this loop: the client gets a thread
     await asyncio.to_thread(exercise_tritonclient, served.address, served.files)
+
+
+def exercise_tensorflow_models(address: str, files: dict[str, Path]) -> None:
+    """A TF1 graph and a TF Lite model of two inputs and two outputs, fed by name with binary and JSON tensors,
+    each answer equal to TensorFlow run directly; the names are the models' own, as the metadata lists them."""
+    import tritonclient.http as httpclient
+
+    rng = np.random.default_rng(11)
+    feeds = {"a": rng.normal(0, 1, (2, 3)).astype(np.float32), "b": rng.integers(-50, 50, (2, 3)).astype(np.int32)}
+    client = httpclient.InferenceServerClient(address)
+    try:
+        for model, direct_run in (("twoio_pb", direct_graph), ("twoio_lite", direct_lite)):
+            want = direct_run(files[model], feeds)
+            meta = client.get_model_metadata(model)
+            assert [(i["datatype"], i["shape"]) for i in meta["inputs"]] == [("FP32", [2, 3]), ("INT32", [2, 3])], meta
+            assert sorted(o["name"] for o in meta["outputs"]) == sorted(want), meta
+            for binary in (True, False):
+                inputs = []
+                for spec in meta["inputs"]:
+                    tensor = httpclient.InferInput(spec["name"], spec["shape"], spec["datatype"])
+                    tensor.set_data_from_numpy(feeds[short_name(spec["name"], feeds)], binary_data=binary)
+                    inputs.append(tensor)
+                outputs = [httpclient.InferRequestedOutput(o["name"], binary_data=binary) for o in meta["outputs"]]
+                result = client.infer(model, inputs, outputs=outputs)
+                for name, array in want.items():
+                    np.testing.assert_array_equal(result.as_numpy(name), array, err_msg=f"{model} {name}")
+    finally:
+        client.close()
+
+
+async def test_tritonclient_feeds_tensorflow_models_by_name(served: Served) -> None:
+    pytest.importorskip("tritonclient.http", reason="tritonclient[http] is a dev dependency (make venv)")
+    await asyncio.to_thread(exercise_tensorflow_models, served.address, served.files)
 
 
 def perf_analyzer() -> tuple[Path, dict[str, str]] | str:

@@ -6,11 +6,11 @@ names an input the model lacks, or leaves one out, is refused naming the model's
 from __future__ import annotations
 
 import asyncio
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tf_models import direct_graph, direct_lite, frozen_graph, lite_model, short_name
 from waft_mlinference.registry import ModelRegistry
 from waft_mlinference.settings import LinkSettings
 from waft_mlinference.sources import DirectorySource
@@ -18,66 +18,6 @@ from waft_mlinference.sources import DirectorySource
 from waft.interfaces.mlinference import CORRUPT_INPUT_TENSOR, InferenceInput, Tensor
 
 pytestmark = pytest.mark.timeout(240)
-W = np.random.default_rng(5).normal(0, 1, (3, 4)).astype(np.float32)
-
-
-def tf():  # type: ignore[no-untyped-def]
-    import tensorflow
-
-    return tensorflow
-
-
-def frozen_graph(path: Path) -> None:
-    """a: FP32 [2,3], b: INT32 [2,3] -> total = a + float(b), proj = a @ W: two Placeholders, two sinks."""
-    v1 = tf().compat.v1
-    graph = v1.Graph()
-    with graph.as_default():
-        a = v1.placeholder(v1.float32, [2, 3], name="a")
-        b = v1.placeholder(v1.int32, [2, 3], name="b")
-        v1.identity(a + v1.cast(b, v1.float32), name="total")
-        v1.identity(v1.matmul(a, v1.constant(W)), name="proj")
-    path.write_bytes(graph.as_graph_def().SerializeToString())
-
-
-def lite_model(path: Path) -> None:
-    """The same computation converted by TF Lite's converter (its own tensor names)."""
-    t = tf()
-
-    @t.function(input_signature=[t.TensorSpec([2, 3], t.float32, name="a"), t.TensorSpec([2, 3], t.int32, name="b")])
-    def two(a, b):  # type: ignore[no-untyped-def]
-        return {"total": a + t.cast(b, t.float32), "proj": t.matmul(a, t.constant(W))}
-
-    converter = t.lite.TFLiteConverter.from_concrete_functions([two.get_concrete_function()], two)
-    path.write_bytes(converter.convert())
-
-
-def direct_graph(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    v1 = tf().compat.v1
-    graph_def = v1.GraphDef()
-    graph_def.ParseFromString(path.read_bytes())
-    graph = v1.Graph()
-    with graph.as_default():
-        v1.import_graph_def(graph_def, name="")
-    with v1.Session(graph=graph) as session:
-        got = session.run(["total:0", "proj:0"], {f"{k}:0": v for k, v in feeds.items()})
-    return {"total": got[0], "proj": got[1]}
-
-
-def direct_lite(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """By the interpreter's own names: the input whose name ends in the signature's name gets that array."""
-    with warnings.catch_warnings():  # tensorflow's interpreter is deprecated in favour of LiteRT's
-        warnings.simplefilter("ignore", UserWarning)
-        interpreter = tf().lite.Interpreter(model_content=path.read_bytes())
-    interpreter.allocate_tensors()
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], feeds[_short(detail["name"], feeds)])
-    interpreter.invoke()
-    return {d["name"]: np.array(interpreter.get_tensor(d["index"])) for d in interpreter.get_output_details()}
-
-
-def _short(name: str, feeds: dict[str, np.ndarray]) -> str:
-    (short,) = [k for k in feeds if name.removesuffix(":0").endswith(k)]
-    return short
 
 
 @pytest.mark.parametrize("suffix", [".pb", ".tflite"])
@@ -103,7 +43,7 @@ async def test_two_inputs_and_two_outputs_by_name(suffix: str, tmp_path: Path,
         inputs = [i["name"] for i in meta["inputs"]]
         outputs = [o["name"] for o in meta["outputs"]]
         assert len(inputs) == 2 and sorted(outputs) == sorted(want), meta  # the model's own names, as /v2 lists
-        by_name = {name: feeds[_short(name, feeds)] for name in inputs}
+        by_name = {name: feeds[short_name(name, feeds)] for name in inputs}
 
         def request(names: list[str], wanted: tuple[str, ...] = ()) -> InferenceInput:
             named = tuple((n, Tensor.from_numpy(by_name.get(n, feeds["a"]))) for n in names)
