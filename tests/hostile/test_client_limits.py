@@ -179,7 +179,7 @@ def test_per_client_limits_have_defaults_settings_and_link_values() -> None:
     s = load_settings({}, env={})
     assert (s.max_client_concurrent, s.max_client_bodies_bytes, s.max_client_active) == (
         DEFAULT_MAX_CLIENT_CONCURRENT, DEFAULT_MAX_CLIENT_BODIES_BYTES, DEFAULT_MAX_CLIENT_ACTIVE) == (
-        32, 64 * 1024 * 1024, 1)
+        64, 64 * 1024 * 1024, 1)
     env = {"WAFT_HTTP_MAX_CLIENT_CONCURRENT": "5", "WAFT_HTTP_MAX_CLIENT_BODIES_BYTES": "2m",
            "WAFT_HTTP_MAX_CLIENT_ACTIVE": "3"}
     s = load_settings({}, env=env)

@@ -29,9 +29,9 @@ DEFAULT_MAX_CONCURRENT = 256
 DEFAULT_BODY_TIMEOUT_MS = 10_000
 #: Bytes of request bodies the listener holds at once (reserved by Content-Length before reading).
 DEFAULT_MAX_BODIES_BYTES = 256 * 1024 * 1024
-#: What one client address may hold (`admission.py`): requests in flight, and body bytes reserved (a quarter
-#: of the listener's budget, so one client's slow bodies leave the rest to others).
-DEFAULT_MAX_CLIENT_CONCURRENT = 32
+#: What one client address may hold (`admission.py`): requests in flight and body bytes reserved, each a quarter
+#: of the listener's limit, so one client's slow or stuck requests leave the rest to others.
+DEFAULT_MAX_CLIENT_CONCURRENT = 64
 DEFAULT_MAX_CLIENT_BODIES_BYTES = 64 * 1024 * 1024
 #: Calls one client may have at the actor while other clients use it too (more wait for their own).
 DEFAULT_MAX_CLIENT_ACTIVE = 1
