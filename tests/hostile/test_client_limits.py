@@ -20,7 +20,7 @@ import msgpack
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "httpserver"))
-from waft_httpserver.admission import Admission, ClientLimits
+from waft_httpserver.admission import USAGE_CLIENTS, Admission, ClientLimits
 from waft_httpserver.listener import Invoke, Listener
 from waft_httpserver.settings import (
     DEFAULT_MAX_CLIENT_ACTIVE,
@@ -173,6 +173,20 @@ async def test_a_cancelled_wait_gives_its_turn_up() -> None:
         await until(lambda: admission.waiting == 0, "the turn given up")
         done.set()
     assert inside == ["a1", "b1"] and admission.active_total == 0 and not admission.active
+
+
+async def test_what_is_remembered_of_clients_is_bounded() -> None:
+    """An attacker with many addresses cannot grow the listener's memory: counts go when a client has nothing
+    in flight, and usage is kept for a bounded number of clients (the lightest idle ones forgotten first)."""
+    admission = Admission(ClientLimits(32, 1 << 20, 1))
+    for i in range(USAGE_CLIENTS * 2):
+        client = f"10.0.{i >> 8}.{i & 255}"
+        with admission.request(client), admission.body(client, 10):
+            async with admission.at_actor(client):
+                pass
+        assert len(admission._usage) <= USAGE_CLIENTS
+    assert not admission.in_flight and not admission.body_bytes and not admission.active and not admission._started
+    assert client in admission._usage  # the latest is remembered
 
 
 def test_per_client_limits_have_defaults_settings_and_link_values() -> None:
