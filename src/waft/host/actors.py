@@ -3,6 +3,12 @@
 Each call takes a free instance, runs the guest on a worker thread (wasmtime releases the GIL), and
 gives the instance back; an instance that trapped or ran past its deadline is thrown away and a fresh
 one takes its place, so one bad request never poisons the next.
+
+A guest that cannot call out (`WapcModule.pure`: no host calls, no WASI) and whose recent calls were
+short (`Limits.inline_us`) runs on the event loop thread instead: the two thread hand-offs cost more
+than such a call, and under load every hand-off also waits for the GIL. It gets `INLINE_DEADLINE_MS`
+of compute there; past it, it is stopped and run again on a worker with the whole deadline (it called
+nothing, so nobody saw the first run), and the pool goes back to workers until its calls are short again.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import collections
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +28,11 @@ from waft.claims.actor import ActorClaims
 from waft.host.wapc import ActorTrap, GuestError, HostCall, Limits, WapcInstance, WapcModule
 
 log = logging.getLogger("waft.host.actors")
+
+#: Compute an inline run may use before it is stopped and run on a worker instead: what the event loop can lose.
+INLINE_DEADLINE_MS = 100
+#: Weight of the latest call in a pool's running estimate of its call time.
+COST_WEIGHT = 0.2
 
 
 @dataclass
@@ -53,6 +65,9 @@ class ActorPool:
         self.calls = 0
         self.errors = 0
         self.recycled = 0
+        self.inline_calls = 0
+        #: Recent guest run time in seconds (a running average); None until the first call is measured.
+        self.cost_s: float | None = None
 
     @property
     def public_key(self) -> str:
@@ -100,9 +115,29 @@ class ActorPool:
             instance = self._pop_free() if self.instances else None
         if instance is None:
             instance = await asyncio.wait_for(self._acquire(), timeout)
+        if self._runs_inline():
+            inline_ms = min(INLINE_DEADLINE_MS, self.limits.deadline_ms)
+            try:
+                answer = self._run(instance, operation, payload, inline_ms)
+            except ActorTrap as exc:
+                await self.replace(instance)
+                if not exc.deadline or inline_ms >= self.limits.deadline_ms:  # a real failure, not our cut-off
+                    self.errors += 1
+                    raise
+                log.info("%s took over %d ms on the event loop; running it on a worker", self.claims.name,
+                         INLINE_DEADLINE_MS)
+                instance = await asyncio.wait_for(self._acquire(), timeout)
+            except GuestError:
+                self.errors += 1
+                self._release(instance)
+                raise
+            else:
+                self.inline_calls += 1
+                await self._finish(instance)
+                return answer, instance.instance_id
         loop = asyncio.get_running_loop()
         try:
-            answer = await loop.run_in_executor(self._executor, instance.wapc.call, operation, payload)
+            answer = await loop.run_in_executor(self._executor, self._run, instance, operation, payload)
         except ActorTrap:
             self.errors += 1
             await self.replace(instance)
@@ -111,11 +146,27 @@ class ActorPool:
             self.errors += 1
             self._release(instance)
             raise
+        await self._finish(instance)
+        return answer, instance.instance_id
+
+    def _runs_inline(self) -> bool:
+        limit = self.limits.inline_us
+        return self.module.pure and limit > 0 and self.cost_s is not None and self.cost_s * 1e6 <= limit
+
+    def _run(self, instance: Instance, operation: str, payload: bytes, deadline_ms: int | None = None) -> bytes:
+        """One guest call, on whichever thread, timed into `cost_s`."""
+        started = time.perf_counter()
+        try:
+            return instance.wapc.call(operation, payload, deadline_ms)
+        finally:
+            spent = time.perf_counter() - started
+            self.cost_s = spent if self.cost_s is None else self.cost_s + COST_WEIGHT * (spent - self.cost_s)
+
+    async def _finish(self, instance: Instance) -> None:
         if self._bloated(instance):
             await self.replace(instance)
         else:
             self._release(instance)
-        return answer, instance.instance_id
 
     def _bloated(self, instance: Instance) -> bool:
         size = instance.wapc.memory_size()
@@ -140,7 +191,7 @@ class ActorPool:
             return None
         self.calls += 1
         try:
-            answer = instance.wapc.call(operation, payload)
+            answer = self._run(instance, operation, payload)
         except ActorTrap:
             self.errors += 1
             on_trap(instance)

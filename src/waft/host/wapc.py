@@ -97,6 +97,9 @@ class Limits:
     #: An instance whose linear memory grew past this is replaced after its call: wasm memory never
     #: shrinks, so one large upload would keep an instance at its high-water mark (264 MiB after one PNG).
     recycle_bytes: int = 128 * 1024 * 1024
+    #: A module that cannot call out (no `__host_call`, no WASI) whose recent calls took at most this long runs
+    #: on the event loop thread instead of a worker (`ActorPool.call`); 0: never.
+    inline_us: int = 1000
 
     #: What one actor instance is: one module, its tables and memories; wasmtime counts them per store.
     INSTANCES_PER_STORE = 1
@@ -106,13 +109,14 @@ class Limits:
     @classmethod
     def from_settings(cls, env: Mapping[str, str] | None = None) -> Limits:
         """`WAFT_ACTOR_MEMORY_BYTES`, `WAFT_ACTOR_DEADLINE_MS`, `WAFT_ACTOR_WALL_MS`, `WAFT_ACTOR_TABLE_ELEMENTS`,
-        `WAFT_ACTOR_RECYCLE_BYTES`; defaults above."""
+        `WAFT_ACTOR_RECYCLE_BYTES`, `WAFT_ACTOR_INLINE_US`; defaults above."""
         default = cls()
         return cls(memory_bytes=int_setting("actor_memory_bytes", default.memory_bytes, env=env),
                    deadline_ms=int_setting("actor_deadline_ms", default.deadline_ms, env=env),
                    wall_ms=int_setting("actor_wall_ms", default.wall_ms, env=env),
                    table_elements=int_setting("actor_table_elements", default.table_elements, env=env),
-                   recycle_bytes=int_setting("actor_recycle_bytes", default.recycle_bytes, env=env))
+                   recycle_bytes=int_setting("actor_recycle_bytes", default.recycle_bytes, env=env),
+                   inline_us=int_setting("actor_inline_us", default.inline_us, env=env))
 
 
 class _EpochTicker:
@@ -190,6 +194,10 @@ class WapcModule:
         self.api_version_export = "__wasmbus_rpc_version" if "__wasmbus_rpc_version" in exports else None
         self.init_exports = [name for name in INIT_EXPORTS if name in exports]
         self.needs_wasi = any("wasi" in imp.module for imp in module.imports)
+        #: Calls nothing outside itself: no host calls, no WASI. Its call is a function of its input (and its
+        #: instance's state), so one stopped half-way can be run again elsewhere without anyone seeing it.
+        self.pure = not self.needs_wasi and not any(
+            imp.name == "__host_call" for imp in module.imports if imp.module in IMPORT_MODULES)
 
     def instantiate(self, host_call: HostCall, limits: Limits = Limits(),
                     log: Callable[[str], None] | None = None) -> WapcInstance:
@@ -407,15 +415,17 @@ class WapcInstance:
             raise failure
         return int(slots[0].i32)
 
-    def call(self, operation: str, payload: bytes) -> bytes:
-        """Run one operation; raise GuestError for a guest-reported failure, ActorTrap for a trap."""
+    def call(self, operation: str, payload: bytes, deadline_ms: int | None = None) -> bytes:
+        """Run one operation; raise GuestError for a guest-reported failure, ActorTrap for a trap.
+        `deadline_ms` replaces the limits' compute deadline for this call (a shorter one for inline runs)."""
         if self.spent:
             raise ActorTrap("instance was discarded after a trap")
+        deadline_ms = self.limits.deadline_ms if deadline_ms is None else deadline_ms
         self._operation = operation.encode()
         self._payload = payload
         self._guest_response = None
         self._guest_error = None
-        self._budget = self._ticks(self.limits.deadline_ms)
+        self._budget = self._ticks(deadline_ms)
         self._segment = self.module.runtime.ticker.ticks
         self._wall_end = time.monotonic() + self.limits.wall_ms / 1000
         self.store.set_epoch_deadline(self._budget)
@@ -425,8 +435,7 @@ class WapcInstance:
             self.spent = True
             deadline = exc.trap_code == wasmtime.TrapCode.INTERRUPT
             if deadline:
-                raise ActorTrap(f"actor ran past its {self.limits.deadline_ms} ms deadline",
-                                deadline=True) from None
+                raise ActorTrap(f"actor ran past its {deadline_ms} ms deadline", deadline=True) from None
             raise ActorTrap(f"actor trapped: {_first_line(exc)}") from None
         except wasmtime.WasmtimeError as exc:
             self.spent = True
