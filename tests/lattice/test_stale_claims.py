@@ -160,15 +160,22 @@ async def test_a_sigkilled_hosts_claims_go_after_missed_heartbeats(nats_url, lat
 async def test_a_sweep_needs_the_missed_heartbeats_and_a_renewal_restores_claims(nats_url, lattice_prefix,
                                                                                    tmp_path):
     """A host frozen past the limit loses its claims to a sweep and puts them back at its next heartbeat;
-    with a larger `stale_heartbeats` the same silence is not yet stale."""
+    with a larger `stale_heartbeats` the same silence is not yet stale, and a renewal the sweeper's consumer
+    missed is found at the server before anything is swept."""
     async with running_host(nats_url=nats_url, prefix=lattice_prefix, heartbeat_interval_s=3600) as quiet, \
             running_host(nats_url=nats_url, prefix=lattice_prefix, heartbeat_interval_s=3600) as sweeper:
         key = (await quiet.start_actor(_echo(tmp_path, 1))).public_key
         await _until(lambda: (key, quiet.host_id) in sweeper.cache.presence, "the presence entry arriving")
-        seen, every = sweeper.cache.presence[(key, quiet.host_id)]
-        assert every == 3600
+        seen, every, seq = sweeper.cache.presence[(key, quiet.host_id)]
+        assert every == 3600 and seq > 0
         assert await sweeper.cache.sweep(sweeper.host_id, 3) == []  # just seen: not stale
-        sweeper.cache.presence[(key, quiet.host_id)] = (seen - 2.5 * every, every)  # as if 2.5 intervals passed
+        # a renewal this host's consumer missed (as while a cluster changes): the server's newer message wins
+        await quiet._renew_presence()
+        sweeper.cache.presence[(key, quiet.host_id)] = (seen - 10 * every, every, seq)
+        assert await sweeper.cache.sweep(sweeper.host_id, 3) == []
+        seen, every, renewed = sweeper.cache.presence[(key, quiet.host_id)]
+        assert renewed > seq
+        sweeper.cache.presence[(key, quiet.host_id)] = (seen - 2.5 * every, every, renewed)  # 2.5 intervals on
         assert await sweeper.cache.sweep(sweeper.host_id, 3) == []
         assert await sweeper.cache.sweep(sweeper.host_id, 2) == [(key, quiet.host_id)]
         nc = await nats.connect(nats_url)

@@ -17,7 +17,10 @@ its own at each heartbeat and `sweep` removes, on behalf of the dead, entries no
 `stale_heartbeats` of the interval their writer named; the usual release then tombstones the claims if no
 live host is left. Freshness is judged by when this host saw an entry arrive (its own clock only, so clock
 skew between machines cannot make a live host look dead); entries already there when it joined count from
-then. A host that was only frozen re-puts its presence and claims at its next heartbeat.
+then. Before releasing one, the sweeper asks the server for the entry's last message: if its sequence is
+not the one it saw, the entry was renewed and only this host's consumer missed it (an ordered consumer
+stalls while a cluster changes), so nothing is swept. A host that was only frozen re-puts its presence and
+claims at its next heartbeat.
 """
 
 from __future__ import annotations
@@ -54,8 +57,9 @@ class LatticeCache:
         self.links: dict[tuple[str, str, str], LinkDefinition] = {}
         self.claims: dict[str, dict[str, str]] = {}
         self._sub: Any = None
-        #: (public key, host id) -> (monotonic time this host last saw the entry, its writer's interval in s)
-        self.presence: dict[tuple[str, str], tuple[float, float]] = {}
+        #: (public key, host id) -> (monotonic time this host last saw the entry, its writer's interval in s,
+        #: the entry's stream sequence then)
+        self.presence: dict[tuple[str, str], tuple[float, float, int]] = {}
         self.on_change: Callable[[], None] = lambda: None
 
     async def start(self, jetstream_wait_s: float = 60.0) -> None:
@@ -123,9 +127,7 @@ class LatticeCache:
             return
         kind = parts[2]
         if kind == "running" and len(parts) >= 5:
-            every = body.get("every_s")
-            self.presence[(parts[3], parts[4])] = (time.monotonic(), float(every) if isinstance(
-                every, int | float) and every > 0 else 0.0)
+            self.presence[(parts[3], parts[4])] = (time.monotonic(), _interval(body), _sequence(msg))
             return
         if kind == "linkdefs":
             self._apply_link(body)
@@ -176,14 +178,39 @@ class LatticeCache:
         """Release the presence entries of other hosts not renewed for `stale_heartbeats` of their intervals
         (their claims go with the last one); the (public key, host id) pairs swept."""
         now = time.monotonic()
-        stale = [pair for pair, (seen, every) in self.presence.items()
+        stale = [pair for pair, (seen, every, _) in self.presence.items()
                  if pair[1] != own_host and every > 0 and now - seen > stale_heartbeats * every]
+        swept = []
         for public_key, host_id in stale:
+            if await self._renewed_meanwhile(public_key, host_id):
+                continue
             self.presence.pop((public_key, host_id), None)
             removed = await self.release(public_key, host_id)
+            swept.append((public_key, host_id))
             log.warning("host %s stopped renewing its presence for %s (%d heartbeats); released it%s",
                         host_id, public_key, stale_heartbeats, ", and its claims" if removed else "")
-        return stale
+        return swept
+
+    async def _renewed_meanwhile(self, public_key: str, host_id: str) -> bool:
+        """Whether the server holds a newer presence message than the one this host saw (then remembered as
+        seen now); on an error, True: a sweep must never act on a view it could not check."""
+        subject = subjects.lattice_cache(self._prefix, "running", public_key, host_id)
+        try:
+            last = await self._nc.jetstream().get_last_msg(subjects.lattice_cache_stream(self._prefix), subject)
+        except nats.js.errors.NotFoundError:
+            return False  # purged already: release to tombstone the claims if nobody else runs it
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.info("cannot check the presence of %s on %s (%s); not sweeping it now", public_key, host_id, exc)
+            return True
+        seen = self.presence.get((public_key, host_id))
+        if seen is None or last.seq == seen[2]:
+            return False
+        try:
+            body = json.loads(last.data) if last.data else {}
+        except ValueError:
+            body = {}
+        self.presence[(public_key, host_id)] = (time.monotonic(), _interval(body), last.seq or 0)
+        return True
 
     async def release(self, public_key: str, host_id: str) -> bool:
         """This host no longer runs `public_key`; remove its claims if no other host does. True if removed."""
@@ -233,3 +260,15 @@ class LatticeCache:
             await js.publish(subjects.lattice_cache(self._prefix, *parts), json.dumps(body).encode(), timeout=5)
         except (TimeoutError, nats.errors.Error) as exc:
             log.warning("lattice cache write failed (%s); this host keeps its own copy", exc)
+
+
+def _interval(body: object) -> float:
+    every = body.get("every_s") if isinstance(body, dict) else None
+    return float(every) if isinstance(every, int | float) and every > 0 else 0.0
+
+
+def _sequence(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except (AttributeError, ValueError, TypeError, nats.errors.Error):
+        return 0
