@@ -20,12 +20,15 @@ import msgpack
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "httpserver"))
-from waft_httpserver.admission import USAGE_CLIENTS, Admission, ClientLimits
+from waft_httpserver.admission import USAGE_CLIENTS, Admission, ClientLimits, Refused
 from waft_httpserver.listener import Invoke, Listener
 from waft_httpserver.settings import (
     DEFAULT_MAX_CLIENT_ACTIVE,
+    DEFAULT_MAX_CLIENT_ACTOR_BURST_MS,
+    DEFAULT_MAX_CLIENT_ACTOR_MS_PER_S,
     DEFAULT_MAX_CLIENT_BODIES_BYTES,
     DEFAULT_MAX_CLIENT_CONCURRENT,
+    DEFAULT_MAX_CLIENT_WAIT_MS,
     load_settings,
 )
 
@@ -203,5 +206,134 @@ def test_per_client_limits_have_defaults_settings_and_link_values() -> None:
     assert (s.max_client_concurrent, s.max_client_bodies_bytes, s.max_client_active) == (7, 1024, 2)
     for values in ({"max_client_concurrent": "0"}, {"max_client_active": "many"},
                    {"max_client_bodies_bytes": "lots"}):
+        with pytest.raises(SettingsError, match="max_client_"):
+            load_settings(values, env={})
+
+
+class Clock:
+    """The admission's clock, moved by the test: how much actor time a call took is then exact, not measured."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def share_limits(**kw: float) -> ClientLimits:
+    """Only the actor-time share holds anyone back here (`max_client_active` out of the way)."""
+    return ClientLimits(64, 1 << 20, 100, **{"client_actor_rate": 0.25, "client_actor_burst_s": 1.0,
+                                             "max_client_wait_s": 5.0, **kw})
+
+
+async def test_a_client_over_its_actor_time_waits_while_a_client_within_its_share_is_there_and_not_alone() -> None:
+    clock = Clock()
+    admission = Admission(share_limits(), clock=clock)
+    inside: list[str] = []
+    gates: dict[str, asyncio.Event] = {}
+
+    async def call(client: str, name: str, took: float = 0.0) -> None:
+        async with admission.at_actor(client):
+            inside.append(name)
+            if name in gates:
+                await gates[name].wait()
+            clock.now += took
+
+    async def ordinary_passes(seconds: float) -> None:
+        """The ordinary client's quick calls, one every 0.5 s of the clock: each must go at once."""
+        for _ in range(int(seconds / 0.5)):
+            clock.now += 0.5
+            await call(ORDINARY, f"b{len(inside)}")
+
+    # alone, a client may use the actor all the time: 3 s of it in each of two calls, and nothing is held
+    await call(ATTACKER, "a1", took=3.0)
+    await call(ATTACKER, "a2", took=3.0)
+    assert admission.tokens(ATTACKER) == 0  # what it used alone was no one's loss
+
+    await ordinary_passes(0.5)
+    async with asyncio.TaskGroup() as tasks:
+        gates["a3"] = asyncio.Event()
+        tasks.create_task(call(ATTACKER, "a3"))  # not in debt: goes, though the ordinary client is there
+        await until(lambda: "a3" in inside, "a3 at the actor")
+        await ordinary_passes(1.5)  # a3 at the actor for 1.5 s meanwhile
+        gates["a3"].set()
+    assert admission.tokens(ATTACKER) == pytest.approx(-1.0)  # 2 s since a2 refilled 0.5 s; 1.5 s used
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(call(ATTACKER, "a4"))
+        await until(lambda: admission.waiting == 1, "a4 waiting for its debt to be paid")
+        await ordinary_passes(3.5)  # 1 s at 0.25 actor-s/s takes 4 s: not yet
+        await asyncio.sleep(0.2)  # several looks at the waits (every 50 ms); only the clock lets a4 go
+        assert "a4" not in inside and admission.waiting == 1
+        await ordinary_passes(0.5)
+        await until(lambda: "a4" in inside, "a4 going once its debt is paid")
+    assert inside[:3] == ["a1", "a2", "b2"] and inside[-1] == "a4" and inside.count("a4") == 1
+    assert not admission.active and admission.waiting == 0
+
+
+async def test_a_debt_longer_than_the_wait_is_refused_and_failed_calls_count() -> None:
+    clock = Clock()
+    admission = Admission(share_limits(), clock=clock)
+    with pytest.raises(RuntimeError):  # a call that fails is charged its time at the actor all the same
+        async with admission.at_actor(ATTACKER):
+            for _ in range(6):  # 3 s at the actor while the ordinary client comes every 0.5 s
+                clock.now += 0.5
+                async with admission.at_actor(ORDINARY):
+                    pass
+            raise RuntimeError("the actor refused it")
+    assert admission.tokens(ATTACKER) == pytest.approx(-2.0)  # 1 s of burst, 3 s used: 8 s to pay at 0.25
+    with pytest.raises(Refused) as refused:
+        async with admission.at_actor(ATTACKER):
+            raise AssertionError("went to the actor in debt")
+    assert refused.value.retry_after == 8 and "max_client_actor_ms_per_s 250" in refused.value.detail
+    clock.now += 1.0  # the ordinary client gone a second: the attacker is alone, and not held to the share
+    async with admission.at_actor(ATTACKER):
+        pass
+
+
+async def test_over_share_gets_429_with_retry_after_over_http_while_others_are_served() -> None:
+    actor = HeldActor()
+    async with listening(actor, max_client_actor_ms_per_s="100", max_client_actor_burst_ms="500",
+                         max_client_wait_ms="1000") as listener, session_from(ATTACKER) as attacker, \
+            session_from(ORDINARY) as ordinary:
+        clock = Clock()
+        listener.admission.clock = clock
+        base = f"http://127.0.0.1:{listener.port}"
+
+        async def get(session: aiohttp.ClientSession, path: str) -> tuple[int, str, str]:
+            actor.release(path)
+            async with session.get(base + path) as response:
+                return response.status, await response.text(), response.headers.get("Retry-After", "")
+
+        async with asyncio.TaskGroup() as tasks:
+            a1 = tasks.create_task(attacker.get(base + "/a1"))
+            await until(lambda: "/a1" in actor.seen, "a1 at the actor")
+            for i in range(5):  # 2.5 s at the actor while the ordinary client comes every 0.5 s
+                clock.now += 0.5
+                assert (await get(ordinary, f"/b{i}"))[0] == 200
+            actor.release("/a1")
+            async with await a1 as response:
+                assert response.status == 200
+        status, text, retry_after = await get(attacker, "/a2")  # 2 s in debt: 20 s at 100 ms/s
+        assert (status, retry_after) == (429, "20") and "too much actor time for this client" in text
+        assert "/a2" not in actor.seen
+        assert (await get(ordinary, "/b5"))[0] == 200  # the other client is served
+        clock.now += 1.0  # the ordinary client gone: the attacker is alone, and served
+        assert (await get(attacker, "/a3"))[0] == 200
+
+
+def test_the_actor_time_share_has_defaults_settings_and_link_values() -> None:
+    s = load_settings({}, env={})
+    assert (s.max_client_actor_ms_per_s, s.max_client_actor_burst_ms, s.max_client_wait_ms) == (
+        DEFAULT_MAX_CLIENT_ACTOR_MS_PER_S, DEFAULT_MAX_CLIENT_ACTOR_BURST_MS, DEFAULT_MAX_CLIENT_WAIT_MS) == (
+        250, 1000, 5000)
+    env = {"WAFT_HTTP_MAX_CLIENT_ACTOR_MS_PER_S": "100", "WAFT_HTTP_MAX_CLIENT_ACTOR_BURST_MS": "300",
+           "WAFT_HTTP_MAX_CLIENT_WAIT_MS": "700"}
+    s = load_settings({}, env=env)
+    assert (s.max_client_actor_ms_per_s, s.max_client_actor_burst_ms, s.max_client_wait_ms) == (100, 300, 700)
+    s = load_settings({"MAX_CLIENT_ACTOR_MS_PER_S": "500", "max_client_actor_burst_ms": "2000",
+                       "max_client_wait_ms": "50"}, env=env)
+    assert (s.max_client_actor_ms_per_s, s.max_client_actor_burst_ms, s.max_client_wait_ms) == (500, 2000, 50)
+    for values in ({"max_client_actor_ms_per_s": "0"}, {"max_client_wait_ms": "soon"}):
         with pytest.raises(SettingsError, match="max_client_"):
             load_settings(values, env={})

@@ -57,8 +57,10 @@ class Listener:
         #: limit when it sends none), against `max_bodies_bytes`.
         self.body_bytes = 0
         self.served = 0
-        self.admission = Admission(ClientLimits(settings.max_client_concurrent, settings.max_client_bodies_bytes,
-                                                settings.max_client_active))
+        self.admission = Admission(ClientLimits(
+            settings.max_client_concurrent, settings.max_client_bodies_bytes, settings.max_client_active,
+            settings.max_client_actor_ms_per_s / 1000, settings.max_client_actor_burst_ms / 1000,
+            settings.max_client_wait_ms / 1000))
         self.port = settings.port
         self._runner: web.AppRunner | None = None
 
@@ -153,7 +155,7 @@ class Listener:
                 response, error = await self._call_actor(request, client)
         except Refused as exc:
             response, error = _error(429, exc.error, exc.detail)
-            response.headers["Retry-After"] = "1"
+            response.headers["Retry-After"] = str(exc.retry_after)
         finally:
             self.in_flight -= 1
         response.headers.extend(cors)

@@ -35,6 +35,14 @@ DEFAULT_MAX_CLIENT_CONCURRENT = 64
 DEFAULT_MAX_CLIENT_BODIES_BYTES = 64 * 1024 * 1024
 #: Calls one client may have at the actor while other clients use it too (more wait for their own).
 DEFAULT_MAX_CLIENT_ACTIVE = 1
+#: Actor time one client may use (ms per second, after a burst) while a client within its own share wants the
+#: actor; a client alone is not held to it. A quarter of one core: on two cores a client over it no longer
+#: doubles everyone else's latency.
+DEFAULT_MAX_CLIENT_ACTOR_MS_PER_S = 250
+DEFAULT_MAX_CLIENT_ACTOR_BURST_MS = 1000
+#: How long a request of a client over its share waits for it (an answer later beats a 429 that a careless
+#: client would resend at once); a longer debt gets 429 with the Retry-After it needs.
+DEFAULT_MAX_CLIENT_WAIT_MS = 5000
 DEFAULT_CORS_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS")
 DEFAULT_CORS_HEADERS = ("accept", "accept-language", "content-type", "content-language")
 DEFAULT_CORS_MAX_AGE_S = 300
@@ -69,6 +77,9 @@ class ListenerSettings:
     max_client_concurrent: int = DEFAULT_MAX_CLIENT_CONCURRENT
     max_client_bodies_bytes: int = DEFAULT_MAX_CLIENT_BODIES_BYTES
     max_client_active: int = DEFAULT_MAX_CLIENT_ACTIVE
+    max_client_actor_ms_per_s: int = DEFAULT_MAX_CLIENT_ACTOR_MS_PER_S
+    max_client_actor_burst_ms: int = DEFAULT_MAX_CLIENT_ACTOR_BURST_MS
+    max_client_wait_ms: int = DEFAULT_MAX_CLIENT_WAIT_MS
     log_format: str = "text"
     access_log: bool = True
 
@@ -191,7 +202,8 @@ def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = Non
     # plain link values override the JSON config, as `address` and `port` do in wasmCloud
     for key in ("address", "max_content_len", "max_body_bytes", "timeout_ms", "max_concurrent", "log_format",
                 "access_log", "body_timeout_ms", "max_bodies_bytes", "max_client_concurrent",
-                "max_client_bodies_bytes", "max_client_active"):
+                "max_client_bodies_bytes", "max_client_active", "max_client_actor_ms_per_s",
+                "max_client_actor_burst_ms", "max_client_wait_ms"):
         if key in lowered:
             config[key] = lowered[key]
 
@@ -226,6 +238,12 @@ def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = Non
                      or DEFAULT_MAX_CLIENT_BODIES_BYTES)
     client_active = (config.get("max_client_active") or env.get("WAFT_HTTP_MAX_CLIENT_ACTIVE")
                      or DEFAULT_MAX_CLIENT_ACTIVE)
+    actor_rate = (config.get("max_client_actor_ms_per_s") or env.get("WAFT_HTTP_MAX_CLIENT_ACTOR_MS_PER_S")
+                  or DEFAULT_MAX_CLIENT_ACTOR_MS_PER_S)
+    actor_burst = (config.get("max_client_actor_burst_ms") or env.get("WAFT_HTTP_MAX_CLIENT_ACTOR_BURST_MS")
+                   or DEFAULT_MAX_CLIENT_ACTOR_BURST_MS)
+    client_wait = (config.get("max_client_wait_ms") or env.get("WAFT_HTTP_MAX_CLIENT_WAIT_MS")
+                   or DEFAULT_MAX_CLIENT_WAIT_MS)
     log_format = str(config.get("log_format") or env.get("WAFT_LOG_FORMAT")
                      or ("json" if structured_logging else "text")).lower()
     if log_format not in ("text", "json"):
@@ -243,4 +261,7 @@ def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = Non
         max_client_concurrent=_positive_int(client_concurrent, "max_client_concurrent"),
         max_client_bodies_bytes=parse_size(client_bodies, what="max_client_bodies_bytes"),
         max_client_active=_positive_int(client_active, "max_client_active"),
+        max_client_actor_ms_per_s=_positive_int(actor_rate, "max_client_actor_ms_per_s"),
+        max_client_actor_burst_ms=_positive_int(actor_burst, "max_client_actor_burst_ms"),
+        max_client_wait_ms=_positive_int(client_wait, "max_client_wait_ms"),
         log_format=log_format, access_log=access_log)
