@@ -10,12 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 from test_up import processes_mentioning
-from waft_testing import ROOT, run_waft
+from waft_testing import ROOT, run_waft, waft_up_process
 
 pytestmark = pytest.mark.timeout(300)
 CATS = range(281, 286)
@@ -88,23 +85,9 @@ def running_lattice(tmp_path: Path, *extra: str) -> Iterator[Lattice]:
     home = tmp_path / "lattice-home"
     home.mkdir()
     log = tmp_path / "up.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("BINDLE_URL", "WAFT_BINDLE_URL", "WAFT_NATS_URL")}
-    env.update(WAFT_HOME=str(home), PYTHONUNBUFFERED="1", COLUMNS="200")
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "waft", "up", "--nats-port", "0", "--bindle-address",
-                                 "127.0.0.1:0", "--no-dashboard", *extra], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        urls = wait_ready(log, proc)
+    with waft_up_process(home, log, "--nats-port", "0", "--bindle-address", "127.0.0.1:0", "--no-dashboard",
+                         *extra, columns=200) as (urls, _):
         yield Lattice(home, urls["nats"], urls["bindle"], log)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    assert proc.returncode == 0, log.read_text()[-3000:]
     wait_lattice_stopped(home)
 
 

@@ -12,13 +12,11 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,7 +26,7 @@ from pathlib import Path
 import nats
 import nats.errors
 import pytest
-from waft_testing import echo_app_manifest, run_waft, running_host
+from waft_testing import echo_app_manifest, run_waft, running_host, waft_up_process
 
 from waft.claims import KeyPair, Role
 from waft.embedded_nats import EmbeddedNats
@@ -64,33 +62,9 @@ def waft_up(tmp_path: Path, *extra: str) -> Iterator[Up]:
     home = tmp_path / "up-home"
     home.mkdir()
     log = tmp_path / "up.log"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("BINDLE_URL", "WAFT_BINDLE_URL", "WAFT_NATS_URL", "WAFT_INSECURE_NO_AUTH", "WAFT_KEYS")}
-    env.update(WAFT_HOME=str(home), PYTHONUNBUFFERED="1", COLUMNS="300")
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "waft", "up", "--nats-port", "0", "--bindle-address",
-                                 "127.0.0.1:0", "--dashboard-address", "127.0.0.1:0", "--app", str(manifest),
-                                 *extra], env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    try:
-        urls: dict[str, str] = {}
-        for _ in range(1800):
-            text = log.read_text()
-            if "lattice is up" in text:
-                urls = dict(re.findall(r"^\s*(nats|bindle|host|dashboard)\s+(\S+)\s*$", text, re.M))
-                break
-            assert proc.poll() is None, text[-3000:]
-            time.sleep(0.1)
-        assert urls, log.read_text()[-3000:]
+    with waft_up_process(home, log, "--nats-port", "0", "--bindle-address", "127.0.0.1:0", "--dashboard-address",
+                         "127.0.0.1:0", "--app", str(manifest), *extra) as (urls, _):
         yield Up(home, urls, port, log)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    assert proc.returncode == 0, log.read_text()[-3000:]
 
 
 async def connect_error(url: str, **options: object) -> str:

@@ -14,8 +14,6 @@ import contextlib
 import io
 import json
 import os
-import re
-import signal
 import socket
 import struct
 import subprocess
@@ -31,7 +29,7 @@ import nats
 import nats.errors
 import pytest
 import yaml
-from waft_testing import ROOT
+from waft_testing import ROOT, waft_up_process
 
 pytestmark = [pytest.mark.timeout(420),
               pytest.mark.skipif(not (ROOT / "build" / "actors" / "api_s.wasm").exists(),
@@ -92,34 +90,12 @@ def make_run(tmp_path: Path) -> Iterator[MakeRun]:
     home = tmp_path / "up-home"  # a clean clone's first run: nothing in it yet
     home.mkdir()
     log = tmp_path / "up.log"
-    env = {k: v for k, v in os.environ.items() if k not in (
-        "BINDLE_URL", "WAFT_BINDLE_URL", "WAFT_NATS_URL", "WAFT_INSECURE_NO_AUTH", "WAFT_KEYS", "WAFT_DASHBOARD_TOKEN")}
-    env.update(WAFT_HOME=str(home), PYTHONUNBUFFERED="1", COLUMNS="300")
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "waft", "up", "--push-models", "--app", str(manifest),
-                                 "--nats-port", "0", "--bindle-address", "127.0.0.1:0", "--dashboard-address",
-                                 "127.0.0.1:0"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        urls: dict[str, str] = {}
-        for _ in range(3000):  # up prints "try: curl" once the app's model answers ready
-            text = log.read_text()
-            if "lattice is up" in text and "try: curl" in text:
-                urls = dict(re.findall(r"^\s*(nats|bindle|host|dashboard)\s+(\S+)\s*$", text, re.M))
-                break
-            assert proc.poll() is None, text[-3000:]
-            time.sleep(0.1)
-        assert urls, log.read_text()[-3000:]
+    # up prints "try: curl" once the app's model answers ready
+    with waft_up_process(home, log, "--push-models", "--app", str(manifest), "--nats-port", "0", "--bindle-address",
+                         "127.0.0.1:0", "--dashboard-address", "127.0.0.1:0", ready=("lattice is up", "try: curl"),
+                         stop_wait=90) as (urls, env):
         yield MakeRun(home, urls, f"http://127.0.0.1:{port}",
                       {**env, "WAFT_NATS_URL": urls["nats"], "BINDLE_URL": urls["bindle"]})
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(90)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    assert proc.returncode == 0, log.read_text()[-3000:]
     for _ in range(300):
         if not _processes_with(str(home)):
             break

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
+import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,3 +158,40 @@ links:
     values: {{address: "127.0.0.1:{port}"}}
 """)
     return path
+
+
+#: Settings of the outer environment that would point a fresh `waft up` at someone else's lattice or loosen it.
+OUTER_SETTINGS = ("BINDLE_URL", "WAFT_BINDLE_URL", "WAFT_NATS_URL", "WAFT_INSECURE_NO_AUTH", "WAFT_KEYS",
+                  "WAFT_DASHBOARD_TOKEN")
+
+
+@contextlib.contextmanager
+def waft_up_process(home: Path, log: Path, *args: str, ready: tuple[str, ...] = ("lattice is up",),
+                    stop_wait: float = 60, columns: int = 300) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+    """`waft up ARGS` in the foreground of a subprocess with its own WAFT_HOME, until its log shows every
+    `ready` line; yields the URLs it printed and the environment it ran with. SIGTERM after, and it must
+    exit 0. Polls the log (never times a step)."""
+    env = {k: v for k, v in os.environ.items() if k not in OUTER_SETTINGS}
+    env.update(WAFT_HOME=str(home), PYTHONUNBUFFERED="1", COLUMNS=str(columns))
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "waft", "up", *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        urls: dict[str, str] = {}
+        for _ in range(3000):
+            text = log.read_text()
+            if all(line in text for line in ready):
+                urls = dict(re.findall(r"^\s*(nats|bindle|host|dashboard)\s+(\S+)\s*$", text, re.M))
+                break
+            assert proc.poll() is None, text[-3000:]
+            time.sleep(0.1)
+        assert urls, log.read_text()[-3000:]
+        yield urls, env
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(stop_wait)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert proc.returncode == 0, log.read_text()[-3000:]
