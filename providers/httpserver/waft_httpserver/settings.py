@@ -227,23 +227,20 @@ def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = Non
     body_limit = config.get("max_body_bytes", config.get("max_content_len"))
     if body_limit is None:
         body_limit = env.get("WAFT_HTTP_MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES
-    timeout_ms = config.get("timeout_ms") or env.get("WAFT_HTTP_TIMEOUT_MS") or DEFAULT_TIMEOUT_MS
-    concurrent = config.get("max_concurrent") or env.get("WAFT_HTTP_MAX_CONCURRENT") or DEFAULT_MAX_CONCURRENT
-    body_timeout_ms = (config.get("body_timeout_ms") or env.get("WAFT_HTTP_BODY_TIMEOUT_MS")
-                       or DEFAULT_BODY_TIMEOUT_MS)
-    bodies = config.get("max_bodies_bytes") or env.get("WAFT_HTTP_MAX_BODIES_BYTES") or DEFAULT_MAX_BODIES_BYTES
-    client_concurrent = (config.get("max_client_concurrent") or env.get("WAFT_HTTP_MAX_CLIENT_CONCURRENT")
-                         or DEFAULT_MAX_CLIENT_CONCURRENT)
-    client_bodies = (config.get("max_client_bodies_bytes") or env.get("WAFT_HTTP_MAX_CLIENT_BODIES_BYTES")
-                     or DEFAULT_MAX_CLIENT_BODIES_BYTES)
-    client_active = (config.get("max_client_active") or env.get("WAFT_HTTP_MAX_CLIENT_ACTIVE")
-                     or DEFAULT_MAX_CLIENT_ACTIVE)
-    actor_rate = (config.get("max_client_actor_ms_per_s") or env.get("WAFT_HTTP_MAX_CLIENT_ACTOR_MS_PER_S")
-                  or DEFAULT_MAX_CLIENT_ACTOR_MS_PER_S)
-    actor_burst = (config.get("max_client_actor_burst_ms") or env.get("WAFT_HTTP_MAX_CLIENT_ACTOR_BURST_MS")
-                   or DEFAULT_MAX_CLIENT_ACTOR_BURST_MS)
-    client_wait = (config.get("max_client_wait_ms") or env.get("WAFT_HTTP_MAX_CLIENT_WAIT_MS")
-                   or DEFAULT_MAX_CLIENT_WAIT_MS)
+    def limit(key: str, default: object) -> object:
+        """A link value (or config JSON) first, then WAFT_HTTP_<KEY>, then the default."""
+        return config.get(key) or env.get(f"WAFT_HTTP_{key.upper()}") or default
+
+    timeout_ms = limit("timeout_ms", DEFAULT_TIMEOUT_MS)
+    concurrent = limit("max_concurrent", DEFAULT_MAX_CONCURRENT)
+    body_timeout_ms = limit("body_timeout_ms", DEFAULT_BODY_TIMEOUT_MS)
+    bodies = limit("max_bodies_bytes", DEFAULT_MAX_BODIES_BYTES)
+    client_concurrent = limit("max_client_concurrent", DEFAULT_MAX_CLIENT_CONCURRENT)
+    client_bodies = limit("max_client_bodies_bytes", DEFAULT_MAX_CLIENT_BODIES_BYTES)
+    client_active = limit("max_client_active", DEFAULT_MAX_CLIENT_ACTIVE)
+    actor_rate = limit("max_client_actor_ms_per_s", DEFAULT_MAX_CLIENT_ACTOR_MS_PER_S)
+    actor_burst = limit("max_client_actor_burst_ms", DEFAULT_MAX_CLIENT_ACTOR_BURST_MS)
+    client_wait = limit("max_client_wait_ms", DEFAULT_MAX_CLIENT_WAIT_MS)
     log_format = str(config.get("log_format") or env.get("WAFT_LOG_FORMAT")
                      or ("json" if structured_logging else "text")).lower()
     if log_format not in ("text", "json"):
