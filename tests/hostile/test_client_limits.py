@@ -10,9 +10,8 @@ connects from 127.0.0.2, the ordinary client from 127.0.0.1: two clients, as the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -20,8 +19,8 @@ import msgpack
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "httpserver"))
+from listener_support import listening
 from waft_httpserver.admission import USAGE_CLIENTS, Admission, ClientLimits, Refused
-from waft_httpserver.listener import Invoke, Listener
 from waft_httpserver.settings import (
     DEFAULT_MAX_CLIENT_ACTIVE,
     DEFAULT_MAX_CLIENT_ACTOR_BURST_MS,
@@ -35,7 +34,6 @@ from waft_httpserver.settings import (
 from waft.provider.link_values import SettingsError
 
 pytestmark = pytest.mark.timeout(60)
-ACTOR = "M" + "A" * 55
 ATTACKER, ORDINARY = "127.0.0.2", "127.0.0.1"
 
 
@@ -58,16 +56,6 @@ class HeldActor:
 
 async def echo(payload: bytes, timeout: float) -> bytes:
     return msgpack.packb({"statusCode": 200, "header": {}, "body": b"ok"})
-
-
-@contextlib.asynccontextmanager
-async def listening(invoke: Invoke, **values: str) -> AsyncIterator[Listener]:
-    listener = Listener(ACTOR, load_settings({"address": "127.0.0.1:0", **values}, env={}), invoke)
-    await listener.start()
-    try:
-        yield listener
-    finally:
-        await listener.close()
 
 
 def session_from(address: str) -> aiohttp.ClientSession:

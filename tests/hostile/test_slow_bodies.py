@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -14,26 +12,15 @@ import msgpack
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "httpserver"))
-from waft_httpserver.listener import Invoke, Listener
-from waft_httpserver.settings import load_settings
+
+from listener_support import listening
 
 pytestmark = pytest.mark.timeout(60)
-ACTOR = "M" + "A" * 55
 
 
 async def echo(payload: bytes, timeout: float) -> bytes:
     body = msgpack.unpackb(payload)["body"]
     return msgpack.packb({"statusCode": 200, "header": {}, "body": str(len(body)).encode()})
-
-
-@contextlib.asynccontextmanager
-async def listening(invoke: Invoke, **values: str) -> AsyncIterator[Listener]:
-    listener = Listener(ACTOR, load_settings({"address": "127.0.0.1:0", **values}, env={}), invoke)
-    await listener.start()
-    try:
-        yield listener
-    finally:
-        await listener.close()
 
 
 async def slow_client(port: int, declared: int, sent: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
