@@ -3,7 +3,7 @@ old one, and what people wrote by hand (notes under the old table, other section
 
 from __future__ import annotations
 
-from tools.chaos_cluster import REPORT_HEADING, render_report
+from tools.chaos_cluster import REPORT_HEADING, dead_hosts_presence, render_report
 
 EARLIER = f"""# Reliability
 
@@ -46,3 +46,13 @@ def test_a_file_without_the_section_gets_it_at_the_end() -> None:
     text = render_report([], 40.0, 30.0, "# Reliability\n\nSomething.\n")
     assert text.startswith("# Reliability\n\nSomething.\n\n" + REPORT_HEADING)
     assert text.endswith("|---|---|---|---|---|---|---|---|---|---|---|\n")
+
+
+def test_only_a_dead_hosts_presence_entries_may_go() -> None:
+    """The loss check forgives what the stale-claims sweep removes on purpose, and nothing else."""
+    live = {"NLIVE"}
+    assert dead_hosts_presence("lc.default.running.MACTOR.NDEAD", live)
+    assert not dead_hosts_presence("lc.default.running.MACTOR.NLIVE", live)
+    assert not dead_hosts_presence("lc.default.claims.MACTOR", live)
+    assert not dead_hosts_presence("lc.default.linkdefs.abc", live)
+    assert not dead_hosts_presence("apps/echo", live)
