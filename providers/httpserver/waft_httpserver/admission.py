@@ -176,8 +176,6 @@ class Admission:
 
     def over_share(self, client: str, now: float | None = None) -> bool:
         """In debt while another client, within its own share, wants the actor (is at it, waits, or just was)."""
-        if self.limits.client_actor_rate <= 0:  # the share is off (the default)
-            return False
         now = self.clock() if now is None else now
         return self.tokens(client, now) < 0 and self._light_other(client, now)
 
@@ -190,8 +188,7 @@ class Admission:
         return any(self.tokens(c, now) >= 0 for c in {*self.active, *self._waiting, *self._recent} if c != client)
 
     def _refill_s(self, client: str, now: float) -> float:
-        rate = self.limits.client_actor_rate
-        return max(0.0, -self.tokens(client, now)) / rate if rate > 0 else 0.0
+        return max(0.0, -self.tokens(client, now)) / self.limits.client_actor_rate
 
     def _over_share_refusal(self, client: str, need: float) -> Refused:
         limits = self.limits

@@ -38,9 +38,7 @@ DEFAULT_MAX_CLIENT_ACTIVE = 1
 #: Actor time one client may use (ms per second, after a burst) while a client within its own share wants the
 #: actor; a client alone is not held to it. A quarter of one core: on two cores a client over it no longer
 #: doubles everyone else's latency.
-#: Off by default (0): with the share on (250 was measured), a 10 s freeze of one NATS member at 70% load put the
-#: single ordinary client over its share and turned 10 s of timeouts into 25 s of 429s (make chaos's cluster run).
-DEFAULT_MAX_CLIENT_ACTOR_MS_PER_S = 0
+DEFAULT_MAX_CLIENT_ACTOR_MS_PER_S = 250
 DEFAULT_MAX_CLIENT_ACTOR_BURST_MS = 1000
 #: How long a request of a client over its share waits for it (an answer later beats a 429 that a careless
 #: client would resend at once); a longer debt gets 429 with the Retry-After it needs.
@@ -131,12 +129,6 @@ def _positive_int(text: object, what: str) -> int:
         raise SettingsError(f"invalid {what} {text!r}: expected a whole number") from None
     if value <= 0:
         raise SettingsError(f"invalid {what} {value}: must be above 0")
-    return value
-
-
-def _non_negative_int(text: object, what: str) -> int:
-    """0 turns the limit off."""
-    value = _positive_int(text, what) if str(text).strip() not in ("0", "") else 0
     return value
 
 
@@ -266,7 +258,7 @@ def load_settings(values: Mapping[str, str], env: Mapping[str, str] | None = Non
         max_client_concurrent=_positive_int(client_concurrent, "max_client_concurrent"),
         max_client_bodies_bytes=parse_size(client_bodies, what="max_client_bodies_bytes"),
         max_client_active=_positive_int(client_active, "max_client_active"),
-        max_client_actor_ms_per_s=_non_negative_int(actor_rate, "max_client_actor_ms_per_s"),
+        max_client_actor_ms_per_s=_positive_int(actor_rate, "max_client_actor_ms_per_s"),
         max_client_actor_burst_ms=_positive_int(actor_burst, "max_client_actor_burst_ms"),
         max_client_wait_ms=_positive_int(client_wait, "max_client_wait_ms"),
         log_format=log_format, access_log=access_log)
