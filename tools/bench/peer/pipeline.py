@@ -54,18 +54,23 @@ def jpeg_scale(width: int, height: int, spec: dict[str, Any]) -> int:
     return next((d for d in (8, 4, 2) if min(-(-width // d), -(-height // d)) >= target), 1)
 
 
+def rgb(image: Image.Image) -> Image.Image:
+    """convert("RGB") only when needed: to the same mode it is a whole copy of the image."""
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 def decode(image: Image.Image, spec: dict[str, Any]) -> Image.Image:
     """Decode as Waft does: a JPEG much larger than needed is decoded scaled down in the IDCT (Pillow's
     draft(), libjpeg's DCT scaling: less work, and Waft's answers exactly), then EXIF orientation applied;
     any other format is box-reduced by the same scale (Pillow's reduce()), so one photo answers the same
     whatever its format."""
     if image.format == "JPEG":
-        turned = image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
-        scale = jpeg_scale(*(image.size[::-1] if turned else image.size), spec)
+        orientation = image.getexif().get(ORIENTATION, 1)
+        scale = jpeg_scale(*(image.size[::-1] if orientation in (5, 6, 7, 8) else image.size), spec)
         if scale > 1:
             image.draft("RGB", (image.size[0] // scale, image.size[1] // scale))
-        return ImageOps.exif_transpose(image).convert("RGB")
-    image = image.convert("RGB")
+        return rgb(ImageOps.exif_transpose(image) if orientation != 1 else image)
+    image = rgb(image)
     scale = jpeg_scale(*image.size, spec)
     return image.reduce(scale) if scale > 1 else image
 
