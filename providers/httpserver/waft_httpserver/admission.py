@@ -162,17 +162,22 @@ class Admission:
     def usage(self, client: str, now: float | None = None) -> float:
         """Recent seconds `client`'s calls spent at the actor (calls under way count up to now)."""
         now = self.clock() if now is None else now
-        spent, at = self._usage.get(client, (0.0, now))
-        return spent * math.exp2(-(now - at) / USAGE_HALF_LIFE_S) + sum(
-            now - started for started in self._started.get(client, ()))
+        return self._decayed(client, now) + sum(now - started for started in self._started.get(client, ()))
 
     def tokens(self, client: str, now: float | None = None) -> float:
         """Actor-seconds left in `client`'s bucket, negative when in debt (calls under way count up to now)."""
         now = self.clock() if now is None else now
-        limits = self.limits
-        left, at = self._bucket.get(client, (limits.client_actor_burst_s, now))
-        return min(limits.client_actor_burst_s, left + limits.client_actor_rate * (now - at)) - sum(
-            now - started for started in self._started.get(client, ()))
+        return self._refilled(client, now) - sum(now - started for started in self._started.get(client, ()))
+
+    def _decayed(self, client: str, now: float) -> float:
+        """`client`'s finished calls' time at the actor, decayed to `now`."""
+        spent, at = self._usage.get(client, (0.0, now))
+        return spent * math.exp2(-(now - at) / USAGE_HALF_LIFE_S)
+
+    def _refilled(self, client: str, now: float) -> float:
+        """`client`'s bucket as of `now`, before the calls under way are taken from it."""
+        left, at = self._bucket.get(client, (self.limits.client_actor_burst_s, now))
+        return min(self.limits.client_actor_burst_s, left + self.limits.client_actor_rate * (now - at))
 
     def over_share(self, client: str, now: float | None = None) -> bool:
         """In debt while another client, within its own share, wants the actor (is at it, waits, or just was)."""
@@ -232,11 +237,8 @@ class Admission:
         took = now - started.pop(0)
         if not started:
             del self._started[client]
-        spent, at = self._usage.get(client, (0.0, now))
-        self._usage[client] = (spent * math.exp2(-(now - at) / USAGE_HALF_LIFE_S) + took, now)
-        limits = self.limits
-        left, at = self._bucket.get(client, (limits.client_actor_burst_s, now))
-        left = min(limits.client_actor_burst_s, left + limits.client_actor_rate * (now - at)) - took
+        self._usage[client] = (self._decayed(client, now) + took, now)
+        left = self._refilled(client, now) - took
         if left < 0 and not self._light_other(client, now):
             left = 0.0  # used while no one else wanted the actor: nobody's loss
         self._bucket[client] = (left, now)

@@ -184,8 +184,7 @@ class LatticeCache:
         for public_key, host_id in stale:
             if await self._renewed_meanwhile(public_key, host_id):
                 continue
-            self.presence.pop((public_key, host_id), None)
-            removed = await self.release(public_key, host_id)
+            removed = await self.release(public_key, host_id)  # forgets the entry too
             swept.append((public_key, host_id))
             log.warning("host %s stopped renewing its presence for %s (%d heartbeats); released it%s",
                         host_id, public_key, stale_heartbeats, ", and its claims" if removed else "")

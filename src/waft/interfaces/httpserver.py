@@ -115,6 +115,13 @@ def model_of(path: str) -> str:
     return parts[0]
 
 
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadAccessRecord(f"access record is not JSON: {exc}") from None
+
+
 @dataclass(frozen=True)
 class AccessRecord:
     """One answered request, as the dashboard's metrics need it (no client address: it leaves the host)."""
@@ -135,11 +142,7 @@ class AccessRecord:
 
     @classmethod
     def decode(cls, data: bytes) -> AccessRecord:
-        try:
-            wire = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadAccessRecord(f"access record is not JSON: {exc}") from None
-        return cls.from_wire(wire)
+        return cls.from_wire(_json(data))
 
     @staticmethod
     def encode_many(records: Iterable[AccessRecord]) -> bytes:
@@ -151,10 +154,7 @@ class AccessRecord:
     def decode_many(cls, data: bytes) -> tuple[list[AccessRecord], int]:
         """A message of one record (a JSON object) or a batch (an array of at most `MAX_ACCESS_BATCH`): the
         records that check out, and how many did not. Raises BadAccessRecord when the message is neither."""
-        try:
-            wire = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadAccessRecord(f"access record is not JSON: {exc}") from None
+        wire = _json(data)
         if not isinstance(wire, list):
             return [cls.from_wire(wire)], 0
         if len(wire) > MAX_ACCESS_BATCH:
