@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MISSING = "waft-no-such-package"
 
 
-def make(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def make(*args: str, prefix: tuple[str, ...] = (), cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
-    return subprocess.run([*prefix, "make", "--no-print-directory", "-s", *args], cwd=ROOT, env=env,
+    return subprocess.run([*prefix, "make", "--no-print-directory", "-s", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -38,7 +39,11 @@ def test_without_root_or_sudo_it_fails_printing_the_command() -> None:
     nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
     if shutil.which("sudo", path="/usr/bin:/bin"):
         pytest.skip("sudo is installed in /usr/bin: make would use it")
-    done = make("system-deps", f"APT_PACKAGES=coreutils {MISSING}", prefix=nobody)
+    # nobody may not read a checkout under a 0700 folder (mktemp -d): give it a readable copy of the Makefile
+    with tempfile.TemporaryDirectory(dir="/tmp") as scratch:
+        os.chmod(scratch, 0o755)
+        shutil.copy(ROOT / "Makefile", scratch)
+        done = make("system-deps", f"APT_PACKAGES=coreutils {MISSING}", prefix=nobody, cwd=Path(scratch))
     assert done.returncode != 0, done
     assert f"needs the Debian packages {MISSING}; as root, run: apt-get install -y {MISSING}" in done.stderr, done
     assert "coreutils" not in done.stderr  # installed: not asked for
