@@ -20,6 +20,7 @@ import pytest
 from tools.chaos_cluster import NatsCluster, free_port_on, member_address, replicas_of, write_credentials
 from waft.embedded_nats import ClusterOptions, EmbeddedNats, LeafRemote
 from waft.lattice import subjects
+from waft.lattice.barrier import server_caught_up
 from waft.lattice.credentials import authorization_config, route_credentials
 
 pytestmark = pytest.mark.timeout(120)
@@ -55,7 +56,7 @@ async def test_members_route_to_each_other_and_refuse_anonymous_clients(cluster:
     first, last = await cluster.connect(0), await cluster.connect(2)
     try:
         sub = await last.subscribe("probe.hello")
-        await last.flush()
+        await server_caught_up(last)
         await asyncio.sleep(0)  # interest travels over the route with the flush above
         for _ in range(50):
             await first.publish("probe.hello", b"across")
@@ -145,7 +146,7 @@ async def test_a_leaf_node_joins_a_hub_with_the_lattice_key(tmp_path: Path) -> N
         on_leaf = await nats.connect(leaf.url)
         try:
             sub = await on_hub.subscribe("probe.leaf")
-            await on_hub.flush()
+            await server_caught_up(on_hub)
             msg = None
             for _ in range(100):  # until the leaf connection is up and has the hub's interest
                 await on_leaf.publish("probe.leaf", b"from the leaf")

@@ -20,6 +20,7 @@ from waft_testing import ROOT, built_actor, running_host
 from waft import __version__
 from waft.ctl import CtlClient
 from waft.lattice import subjects
+from waft.lattice.barrier import server_caught_up
 
 pytestmark = pytest.mark.timeout(180)
 TEST_CONTRACT = "waft:test"
@@ -68,7 +69,7 @@ async def publish_access(nats_url: str, prefix: str, events: list[dict]) -> None
     try:
         for event in events:
             await nc.publish(subjects.access_log(prefix), json.dumps(event).encode())
-        await nc.flush(timeout=5)
+        await server_caught_up(nc)
     finally:
         await nc.close()
 

@@ -32,6 +32,7 @@ from waft.claims import KeyPair, Role
 from waft.embedded_nats import EmbeddedNats
 from waft.host.providers import ProviderStartError
 from waft.lattice import credentials
+from waft.lattice.barrier import server_caught_up
 from waft.lattice.chunking import ChunkStore
 
 pytestmark = pytest.mark.timeout(240)
@@ -190,7 +191,7 @@ async def provider_attempts(url: str, seed: str, host_id: str) -> list[str]:
         await nc.publish(f"wasmbus.ctl.default.cmd.{host_id}.stop", json.dumps({"host_id": host_id}).encode())
         await nc.publish("lc.default.linkdefs.forged", b"{}")
         await nc.publish("$JS.API.STREAM.PURGE.LATTICECACHE_default", b"{}", reply=nc.new_inbox())
-        await nc.flush()
+        await server_caught_up(nc)
         for _ in range(50):
             if len(errors) >= 3:
                 break
@@ -241,7 +242,7 @@ async def test_provider_credential_cannot_send_control_commands_but_carries_chun
 
             await host.subscribe("wasmbus.>", cb=record)
             await host.subscribe("lc.>", cb=record)
-            await host.flush()
+            await server_caught_up(host)
             refused = ["wasmbus.ctl.default.cmd.NHOST.lp", "wasmbus.evt.default",
                        "wasmbus.rpc.default.VOTHER.default.linkdefs.put", "lc.default.claims.M1",
                        "$KV.apps_default.echo", "$JS.API.STREAM.DELETE.LATTICECACHE_default",
@@ -249,7 +250,7 @@ async def test_provider_credential_cannot_send_control_commands_but_carries_chun
             for subject in refused:
                 await provider.publish(subject, b"{}")
             await provider.publish("wasmbus.rpc.default.MACTOR", b"invocation")
-            await provider.flush()
+            await server_caught_up(provider)
             # One connection's messages arrive in order: once the allowed one is here, any refused one that
             # had got through would be here before it. Waiting on the events, not a sleep, keeps a loaded
             # machine from failing the test.
@@ -260,7 +261,7 @@ async def test_provider_credential_cannot_send_control_commands_but_carries_chun
                 assert any(f'publish to "{subject.lower()}"' in e for e in errors), (subject, errors)
 
             await provider.subscribe("wasmbus.rpc.default.MACTOR", queue="steal")
-            await provider.flush()
+            await server_caught_up(provider)
             await until(lambda: any('subscription to "wasmbus.rpc.default.mactor"' in e for e in errors))
             assert any('subscription to "wasmbus.rpc.default.mactor"' in e for e in errors), errors
 
@@ -269,7 +270,7 @@ async def test_provider_credential_cannot_send_control_commands_but_carries_chun
                 await msg.respond(b"pong")  # type: ignore[attr-defined]
 
             await provider.subscribe("wasmbus.rpc.default.VPROV.default", queue="rpc", cb=pong)
-            await provider.flush()
+            await server_caught_up(provider)
             assert (await host.request("wasmbus.rpc.default.VPROV.default", b"ping", timeout=5)).data == b"pong"
             payload = os.urandom(3_000_000)
             await ChunkStore(provider, "default").put("inv-1", payload)

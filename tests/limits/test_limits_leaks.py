@@ -31,6 +31,7 @@ from waft.claims import Role, keystore
 from waft.ctl import CtlClient
 from waft.embedded_nats import EmbeddedNats
 from waft.lattice import LatticeConfig, LatticeRpc, RpcError, WasmCloudEntity
+from waft.lattice.barrier import server_caught_up
 
 TOTAL = int(os.environ.get("WAFT_LEAK_REQUESTS", "100000"))
 CHECKPOINT = TOTAL // 10
@@ -153,7 +154,7 @@ async def test_rss_fds_and_subscriptions_stay_flat(tmp_path, capsys):
 
                 async def run_until(count: int) -> None:
                     await asyncio.gather(*(worker(count) for _ in range(CONCURRENCY)))
-                    await nc.flush()
+                    await server_caught_up(nc)
 
                 try:
                     await run_until(WARMUP)

@@ -7,6 +7,8 @@ import sys
 
 import nats
 
+from waft.lattice.barrier import server_caught_up
+
 
 async def main(url: str, subject: str) -> None:
     nc = await nats.connect(url)
@@ -15,7 +17,7 @@ async def main(url: str, subject: str) -> None:
         await msg.respond(msg.data)
 
     await nc.subscribe(subject, cb=echo)
-    await nc.flush()
+    await server_caught_up(nc)
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
     await nc.close()

@@ -39,6 +39,7 @@ from waft.host.routing import HostCallRouter, describe_failure, failure_kind
 from waft.host.wapc import ActorTrap, GuestError, HostCallError, Runtime
 from waft.lattice import events as lattice_events
 from waft.lattice import subjects
+from waft.lattice.barrier import server_caught_up
 from waft.lattice.credentials import FAILOVER_PINGS, connect_options, server_urls
 from waft.lattice.events import EventPublisher
 from waft.lattice.host_data import HostData
@@ -174,7 +175,7 @@ class Host:
 
             self._reconciler = Reconciler(session.nc, self.config.prefix, self.host_id)
             session.tasks.create_task(self._reconciler.run())
-        await session.nc.flush(timeout=5)  # subscriptions are live at the server before anyone is told
+        await server_caught_up(session.nc)  # subscriptions are live at the server before anyone is told
         self._ready.set()
         log.info("host %s up on lattice %r", self.host_id, self.config.prefix)
         await self._stop.wait()
@@ -341,7 +342,7 @@ class Host:
         # The server must drop our subscription before stop_actor returns: a request sent after it
         # must find no responders, not a subscriber that silently ignores it.
         with contextlib.suppress(Exception):
-            await self.nc.flush(timeout=2)
+            await server_caught_up(self.nc, timeout=2)
 
     async def _on_actor_rpc(self, msg: Msg) -> None:
         self.background(self._handle_actor_rpc(msg))

@@ -27,6 +27,7 @@ from nats.aio.msg import Msg
 from waft.claims.keys import KeyPair
 from waft.config import setting
 from waft.lattice import subjects
+from waft.lattice.barrier import server_caught_up
 from waft.lattice.codec import DecodeError
 from waft.lattice.credentials import FAILOVER_PINGS, connect_options, server_urls
 from waft.lattice.health import HealthCheckResponse
@@ -141,7 +142,7 @@ class Provider:
                 await self.nc.subscribe(subjects.provider_health(prefix, key, link), cb=self._on_health),
                 await self.nc.subscribe(subjects.provider_shutdown(prefix, key, link), cb=self._on_shutdown),
             ]
-            await self.nc.flush()
+            await server_caught_up(self.nc)
             log.info("provider %s ready on link %s", self.contract_id, link)
             await self._stopping.wait()
             for sub in subs:
