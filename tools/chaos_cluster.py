@@ -215,6 +215,22 @@ def dead_hosts_presence(subject: str, live_hosts: set[str]) -> bool:
     return len(parts) == 5 and parts[0] == "lc" and parts[2] == "running" and parts[4] not in live_hosts
 
 
+async def answered(call: Callable[[], Awaitable[Any]], attempts: int = 12) -> Any:
+    """`call()` once JetStream answers: right after a member dies the meta or stream leader may be on it, and
+    an API request times out until the survivors elect another. What the checks measure is whether the
+    state is still there, not how fast the API comes back (`make chaos` times that), so a read that timed
+    out is asked again, a bounded number of times, and the last failure is raised."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError,
+                nats.errors.ConnectionReconnectingError, TimeoutError):
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
 async def lattice_state(nc: NATS, expected: dict[str, str] | None = None) -> dict[str, str]:
     """Every entry of the lattice cache (last message per subject) and of the apps store, as subject -> data:
     what "the lattice lost nothing" compares before and after a fault. Each app held in `expected` is read
@@ -223,39 +239,31 @@ async def lattice_state(nc: NATS, expected: dict[str, str] | None = None) -> dic
     js = nc.jetstream()
     state: dict[str, str] = {}
     stream = subjects.lattice_cache_stream(PREFIX)
-    info = await js.stream_info(stream)
+    info = await answered(lambda: js.stream_info(stream))
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
         with contextlib.suppress(nats.js.errors.NotFoundError):
-            msg = await js.get_msg(stream, seq)
+            msg = await answered(lambda seq=seq: js.get_msg(stream, seq))
             state[msg.subject] = (msg.data or b"").decode()
     from waft.app_store import bucket_name
 
     with contextlib.suppress(nats.js.errors.BucketNotFoundError):
-        kv = await js.key_value(bucket_name(PREFIX))
+        kv = await answered(lambda: js.key_value(bucket_name(PREFIX)))
         keys: set[str] = {k.removeprefix("apps/") for k in expected or {} if k.startswith("apps/")}
         with contextlib.suppress(nats.js.errors.NoKeysError):
-            keys |= set(await kv.keys())
+            keys |= set(await answered(kv.keys))
         for key in sorted(keys):
-            for attempt in range(5):
-                try:
-                    entry = await kv.get(key)
-                except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-                    break  # not there: lost, if it was before
-                except (nats.errors.Error, TimeoutError):
-                    if attempt == 4:
-                        raise
-                    await asyncio.sleep(0.5)
-                    continue
-                state[f"apps/{key}"] = (entry.value or b"").decode()
-                break
+            try:
+                entry = await answered(lambda key=key: kv.get(key))
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                continue  # not there: lost, if it was before
+            state[f"apps/{key}"] = (entry.value or b"").decode()
     return state
 
 
 async def replicas_of(nc: NATS) -> dict[str, int]:
     """Each lattice stream's replica count, by stream name."""
-    js = nc.jetstream()
     found = {}
-    for name in await js.streams_info():
+    for name in await answered(nc.jetstream().streams_info):
         if name.config.name and re.match(r"(LATTICECACHE_|KV_waft_apps_|OBJ_)", name.config.name):
             found[name.config.name] = name.config.num_replicas or 1
     return found
