@@ -20,7 +20,7 @@ import pytest
 from tools.chaos_cluster import NatsCluster, free_port_on, member_address, replicas_of, write_credentials
 from waft.embedded_nats import ClusterOptions, EmbeddedNats, LeafRemote
 from waft.lattice import subjects
-from waft.lattice.barrier import server_caught_up
+from waft.lattice.connection import server_caught_up
 from waft.lattice.credentials import authorization_config, route_credentials
 
 pytestmark = pytest.mark.timeout(120)

@@ -20,7 +20,7 @@ from waft_testing import ROOT, built_actor, running_host
 from waft import __version__
 from waft.ctl import CtlClient
 from waft.lattice import subjects
-from waft.lattice.barrier import server_caught_up
+from waft.lattice.connection import server_caught_up
 
 pytestmark = pytest.mark.timeout(180)
 TEST_CONTRACT = "waft:test"

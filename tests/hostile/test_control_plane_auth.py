@@ -32,8 +32,8 @@ from waft.claims import KeyPair, Role
 from waft.embedded_nats import EmbeddedNats
 from waft.host.providers import ProviderStartError
 from waft.lattice import credentials
-from waft.lattice.barrier import server_caught_up
 from waft.lattice.chunking import ChunkStore
+from waft.lattice.connection import server_caught_up
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -93,6 +93,7 @@ async def test_concurrency_limit_answers_503_at_once():
 @pytest.mark.parametrize(("error", "status", "name"), [
     (RpcError("nobody", no_responders=True), 503, "actor not running"),
     (RpcError("slow", timeout=True), 504, "actor timed out"),
+    (RpcError("lost", connection_lost=True), 503, "lattice connection lost"),
     (RpcError("actor trapped: wasm trap: wasm `unreachable` instruction executed"), 500, "actor error"),
 ])
 async def test_rpc_errors_become_json_errors(error, status, name):

@@ -31,7 +31,7 @@ from waft.claims import Role, keystore
 from waft.ctl import CtlClient
 from waft.embedded_nats import EmbeddedNats
 from waft.lattice import LatticeConfig, LatticeRpc, RpcError, WasmCloudEntity
-from waft.lattice.barrier import server_caught_up
+from waft.lattice.connection import server_caught_up
 
 TOTAL = int(os.environ.get("WAFT_LEAK_REQUESTS", "100000"))
 CHECKPOINT = TOTAL // 10

@@ -7,7 +7,7 @@ import sys
 
 import nats
 
-from waft.lattice.barrier import server_caught_up
+from waft.lattice.connection import server_caught_up
 
 
 async def main(url: str, subject: str) -> None:

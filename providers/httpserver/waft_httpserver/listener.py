@@ -198,6 +198,10 @@ class Listener:
         except RpcError as exc:
             if exc.no_responders:
                 return _error(503, "actor not running", f"actor {self.actor_id} is not running: {exc}")
+            if exc.connection_lost:
+                response, error = _error(503, "lattice connection lost", str(exc))
+                response.headers["Retry-After"] = "1"
+                return response, error
             if exc.timeout:
                 return _error(504, "actor timed out", f"actor {self.actor_id} did not answer within {timeout:g} s")
             return _error(500, "actor error", str(exc))

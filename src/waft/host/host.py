@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
@@ -39,8 +38,7 @@ from waft.host.routing import HostCallRouter, describe_failure, failure_kind
 from waft.host.wapc import ActorTrap, GuestError, HostCallError, Runtime
 from waft.lattice import events as lattice_events
 from waft.lattice import subjects
-from waft.lattice.barrier import server_caught_up
-from waft.lattice.credentials import FAILOVER_PINGS, connect_options, server_urls
+from waft.lattice.connection import connect, server_caught_up
 from waft.lattice.events import EventPublisher
 from waft.lattice.host_data import HostData
 from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, wait_closed
@@ -134,9 +132,7 @@ class Host:
     async def run(self) -> None:
         """Serve until `stop()` is called; clean up everything on the way out."""
         config = self.config
-        nc = await nats.connect(server_urls(config.nats_url), name=f"waft host {self.host_id[:8]}",
-                                max_reconnect_attempts=-1, reconnect_time_wait=0.25, **FAILOVER_PINGS,
-                                **connect_options(config.nats_url, config.nats_seed))
+        nc = await connect(config.nats_url, config.nats_seed, name=f"waft host {self.host_id[:8]}")
         try:
             lattice = LatticeConfig(config.prefix, self.cluster_key, self.host_id, set(config.cluster_issuers),
                                     config.rpc_timeout_s)

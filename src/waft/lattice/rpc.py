@@ -19,6 +19,7 @@ from waft.errors import WaftError
 from waft.lattice import subjects
 from waft.lattice.chunking import ChunkStore, MissingChunk, response_key
 from waft.lattice.codec import DecodeError
+from waft.lattice.connection import ConnectionLostInFlight
 from waft.lattice.signing import ForgedInvocation, sign_invocation, verify_invocation
 from waft.lattice.types import Invocation, InvocationResponse, WasmCloudEntity
 
@@ -36,10 +37,12 @@ class RpcError(WaftError):
     InvocationResponse's `error_kind`), else `timeout`, `not_running` (no responders) or `failed`."""
 
     def __init__(self, message: str, *, timeout: bool = False, no_responders: bool = False,
-                 kind: str | None = None) -> None:
+                 connection_lost: bool = False, kind: str | None = None) -> None:
         super().__init__(message)
         self.timeout = timeout
         self.no_responders = no_responders
+        #: The lattice connection went while waiting (waft.lattice.connection): the call may have run.
+        self.connection_lost = connection_lost
         self.kind = kind or ("timeout" if timeout else "not_running" if no_responders else "failed")
 
 
@@ -98,6 +101,9 @@ class LatticeRpc:
         except nats.errors.TimeoutError:
             raise RpcError(f"Failed to perform RPC call: request timeout after {budget:g} s ({operation})",
                            timeout=True) from None
+        except ConnectionLostInFlight:
+            raise RpcError(f"the lattice connection was lost while {operation} was in flight (it may have run); "
+                           "retry shortly", connection_lost=True, kind="not_running") from None
         except nats.errors.MaxPayloadError as exc:
             raise RpcError(f"invocation of {operation} is too large for the lattice: {exc}", kind="too_large") from None
         try:

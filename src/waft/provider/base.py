@@ -20,16 +20,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from waft.claims.keys import KeyPair
 from waft.config import setting
 from waft.lattice import subjects
-from waft.lattice.barrier import server_caught_up
 from waft.lattice.codec import DecodeError
-from waft.lattice.credentials import FAILOVER_PINGS, connect_options, server_urls
+from waft.lattice.connection import connect, server_caught_up
 from waft.lattice.health import HealthCheckResponse
 from waft.lattice.host_data import HostData, HostDataError
 from waft.lattice.rpc import InvocationRejected, LatticeConfig, LatticeRpc, wait_closed
@@ -124,9 +122,8 @@ class Provider:
         data = self.host_data
         prefix, key, link = data.lattice_rpc_prefix, data.provider_key, data.link_name
         # the provider user's seed, when the host has one: it cannot publish control commands
-        self.nc = await nats.connect(server_urls(data.nats_url), name=f"provider {self.contract_id} {link}",
-                                     max_reconnect_attempts=-1, reconnect_time_wait=0.25, **FAILOVER_PINGS,
-                                     **connect_options(data.nats_url, data.lattice_rpc_user_seed or None))
+        self.nc = await connect(data.nats_url, data.lattice_rpc_user_seed or None,
+                                name=f"provider {self.contract_id} {link}")
         cluster = KeyPair.from_seed(data.invocation_seed)
         self.rpc = LatticeRpc(self.nc, LatticeConfig(prefix, cluster, data.host_id, data.cluster_issuers,
                                                      data.default_rpc_timeout_ms / 1000))
