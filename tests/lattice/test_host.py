@@ -347,7 +347,7 @@ async def test_an_instance_past_recycle_bytes_is_replaced_after_its_call(nats_ur
 
     cluster = KeyPair.generate(Role.CLUSTER)
     async with running_host(nats_url=nats_url, prefix=lattice_prefix, cluster_seed=cluster.seed,
-                            limits=Limits(recycle_bytes=8 * 1024 * 1024), rpc_timeout_s=5) as host:
+                            limits=Limits(recycle_bytes=8 * 1024 * 1024, recycle_idle_ms=0), rpc_timeout_s=5) as host:
         pool = await host.start_actor(str(built_actor("hostcheck")))
         nc, rpc = await lattice_client(nats_url, lattice_prefix, cluster)
         target = WasmCloudEntity.actor(pool.public_key)
@@ -360,6 +360,37 @@ async def test_an_instance_past_recycle_bytes_is_replaced_after_its_call(nats_ur
             (fresh,) = pool.instances  # ...then replaced
             assert fresh is not first and fresh.instance_id == first.instance_id and pool.recycled == 1
             assert fresh.wapc.memory_size() == start < 8 * 1024 * 1024
+            assert await rpc.invoke(CALLER, target, "Test.Echo", b"still here") == b"still here"
+        finally:
+            await nc.close()
+
+
+async def test_a_big_instance_is_kept_while_in_use_and_recycled_once_idle(nats_url, lattice_prefix):
+    """A stream of large inputs must not get a fresh instance per call (each next input would fault its memory
+    in again): past `recycle_bytes` an instance keeps serving while calls come, and is replaced once it has had
+    none for `recycle_idle_ms`."""
+    from waft.host.wapc import Limits
+
+    cluster = KeyPair.generate(Role.CLUSTER)
+    limits = Limits(recycle_bytes=8 * 1024 * 1024, recycle_idle_ms=1000)
+    async with running_host(nats_url=nats_url, prefix=lattice_prefix, cluster_seed=cluster.seed, limits=limits,
+                            rpc_timeout_s=5) as host:
+        pool = await host.start_actor(str(built_actor("hostcheck")))
+        nc, rpc = await lattice_client(nats_url, lattice_prefix, cluster)
+        target = WasmCloudEntity.actor(pool.public_key)
+        try:
+            (first,) = pool.instances
+            for _ in range(3):  # in use: kept, big
+                assert await rpc.invoke(CALLER, target, "Test.Alloc", struct.pack("<I", 16)) == b"ok"
+                assert pool.instances == [first] and pool.recycled == 0
+            assert first.wapc.memory_size() > 8 * 1024 * 1024
+            for _ in range(100):  # then idle: replaced (same id, memory back down)
+                if pool.recycled:
+                    break
+                await asyncio.sleep(0.1)
+            (fresh,) = pool.instances
+            assert pool.recycled == 1 and fresh is not first and fresh.instance_id == first.instance_id
+            assert fresh.wapc.memory_size() < 8 * 1024 * 1024
             assert await rpc.invoke(CALLER, target, "Test.Echo", b"still here") == b"still here"
         finally:
             await nc.close()

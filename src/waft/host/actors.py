@@ -40,6 +40,8 @@ class Instance:
     wapc: WapcInstance
     instance_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     annotations: dict[str, str] = field(default_factory=dict)
+    #: time.monotonic() when its last call ended
+    last_used: float = 0.0
 
 
 class ActorPool:
@@ -65,6 +67,9 @@ class ActorPool:
         self.calls = 0
         self.errors = 0
         self.recycled = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweep: asyncio.TimerHandle | None = None
+        self._replacing: set[asyncio.Task[None]] = set()
         self.inline_calls = 0
         #: Recent guest run time in seconds (a running average); None until the first call is measured.
         self.cost_s: float | None = None
@@ -86,6 +91,7 @@ class ActorPool:
                                        log=lambda line: log.info("[%s] %s", self.claims.name, line))
 
     async def add(self, count: int, annotations: dict[str, str] | None = None) -> list[Instance]:
+        self._loop = self._loop or asyncio.get_running_loop()
         added = []
         for _ in range(count):
             wapc = await asyncio.get_running_loop().run_in_executor(self._executor, self._new_wapc)
@@ -111,6 +117,7 @@ class ActorPool:
         instance frees up in time.
         """
         self.calls += 1
+        self._loop = self._loop or asyncio.get_running_loop()
         with self._lock:  # a free instance now: no wait_for (in 3.11 it wraps _acquire in a task of its own)
             instance = self._pop_free() if self.instances else None
         if instance is None:
@@ -169,13 +176,50 @@ class ActorPool:
             self._release(instance)
 
     def _bloated(self, instance: Instance) -> bool:
+        """Past `recycle_bytes` and to be replaced now: with `recycle_idle_ms` it is only noted here, and
+        replaced once it has had no call for that long (`_sweep_idle`)."""
+        instance.last_used = time.monotonic()
         size = instance.wapc.memory_size()
         if size <= self.limits.recycle_bytes:
+            return False
+        if self.limits.recycle_idle_ms:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._schedule_sweep)
             return False
         log.info("recycling an instance of %s: its memory grew to %d bytes (recycle_bytes %d)", self.claims.name,
                  size, self.limits.recycle_bytes)
         self.recycled += 1
         return True
+
+    def _schedule_sweep(self) -> None:
+        if self._sweep is None and self._loop is not None and self.instances:
+            self._sweep = self._loop.call_later(self.limits.recycle_idle_ms / 1000, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        """On the loop: replace every free instance past `recycle_bytes` that has had no call for
+        `recycle_idle_ms`; look again later while big ones are in use."""
+        self._sweep = None
+        idle_s = self.limits.recycle_idle_ms / 1000
+        now = time.monotonic()
+        big_left = False
+        for instance in list(self.instances):
+            if instance.wapc.memory_size() <= self.limits.recycle_bytes:
+                continue
+            with self._lock:
+                free = instance in self._free and now - instance.last_used >= idle_s
+                if free:
+                    self._free.remove(instance)
+            if not free:
+                big_left = True
+                continue
+            log.info("recycling an idle instance of %s: its memory grew to %d bytes (recycle_bytes %d)",
+                     self.claims.name, instance.wapc.memory_size(), self.limits.recycle_bytes)
+            self.recycled += 1
+            task = asyncio.ensure_future(self.replace(instance))
+            self._replacing.add(task)
+            task.add_done_callback(self._replacing.discard)
+        if big_left:
+            self._schedule_sweep()
 
     def call_here(self, operation: str, payload: bytes,
                   on_trap: Callable[[Instance], None]) -> tuple[bytes, str] | None:
@@ -263,8 +307,14 @@ class ActorPool:
         fresh = Instance(wapc, instance.instance_id, instance.annotations)
         self.instances[index] = fresh
         self._release(fresh)
+        await asyncio.get_running_loop().run_in_executor(self._executor, instance.wapc.close)
 
     async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for task in list(self._replacing):
+            task.cancel()
         self.instances.clear()
         sub, self.subscription = self.subscription, None
         if sub is not None:

@@ -97,6 +97,10 @@ class Limits:
     #: An instance whose linear memory grew past this is replaced after its call: wasm memory never
     #: shrinks, so one large upload would keep an instance at its high-water mark (264 MiB after one PNG).
     recycle_bytes: int = 128 * 1024 * 1024
+    #: An instance past `recycle_bytes` is replaced once it has had no call for this long (0: right after
+    #: its call). Under a stream of large inputs, replacing after every call made each next one fault in its
+    #: ~130 MiB afresh in a new instance, which cost the other clients' p99 on a small machine.
+    recycle_idle_ms: int = 10_000
     #: A module that cannot call out (no `__host_call`, no WASI) whose recent calls took at most this long runs
     #: on the event loop thread instead of a worker (`ActorPool.call`); 0: never.
     inline_us: int = 1000
@@ -109,13 +113,14 @@ class Limits:
     @classmethod
     def from_settings(cls, env: Mapping[str, str] | None = None) -> Limits:
         """`WAFT_ACTOR_MEMORY_BYTES`, `WAFT_ACTOR_DEADLINE_MS`, `WAFT_ACTOR_WALL_MS`, `WAFT_ACTOR_TABLE_ELEMENTS`,
-        `WAFT_ACTOR_RECYCLE_BYTES`, `WAFT_ACTOR_INLINE_US`; defaults above."""
+        `WAFT_ACTOR_RECYCLE_BYTES`, `WAFT_ACTOR_RECYCLE_IDLE_MS`, `WAFT_ACTOR_INLINE_US`; defaults above."""
         default = cls()
         return cls(memory_bytes=int_setting("actor_memory_bytes", default.memory_bytes, env=env),
                    deadline_ms=int_setting("actor_deadline_ms", default.deadline_ms, env=env),
                    wall_ms=int_setting("actor_wall_ms", default.wall_ms, env=env),
                    table_elements=int_setting("actor_table_elements", default.table_elements, env=env),
                    recycle_bytes=int_setting("actor_recycle_bytes", default.recycle_bytes, env=env),
+                   recycle_idle_ms=max(0, int_setting("actor_recycle_idle_ms", default.recycle_idle_ms, env=env)),
                    inline_us=int_setting("actor_inline_us", default.inline_us, env=env))
 
 
@@ -275,6 +280,12 @@ class WapcInstance:
         except (wasmtime.WasmtimeError, wasmtime.Trap, KeyError) as exc:
             raise ActorTrap(f"instantiation failed: {_first_line(exc)}") from None
         self.spent = False
+
+    def close(self) -> None:
+        """Free the store (its linear memory) now, on the calling thread, rather than wherever the last
+        reference happens to go: unmapping a few hundred MiB took the event loop's time when that was there."""
+        self.spent = True
+        self.store.close()
 
     def memory_size(self) -> int:
         """Bytes of linear memory the guest has now (its high-water mark: wasm memory does not shrink)."""
