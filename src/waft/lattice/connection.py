@@ -28,7 +28,8 @@ from waft.lattice.credentials import FAILOVER_PINGS, connect_options, server_url
 
 
 class ConnectionLostInFlight(nats.errors.Error):
-    """The connection was lost while this request waited: it may or may not have reached its target."""
+    """The connection was lost while this request waited: it may or may not have reached its target. Not a
+    TimeoutError: nats-py's `request` turns every asyncio.TimeoutError from its wait into its own timeout."""
 
     def __str__(self) -> str:
         return "nats: the connection to the lattice was lost while waiting for the answer"
@@ -39,7 +40,8 @@ async def connect(url: str, seed: str | None, *, name: str, **options: Any) -> N
     nc = NATS()
 
     async def disconnected() -> None:
-        fail_in_flight(nc)
+        if not nc.is_closed:  # a close on purpose ends the requests as nats-py always has
+            fail_in_flight(nc)
 
     await nc.connect(server_urls(url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
                      disconnected_cb=disconnected, **FAILOVER_PINGS, **connect_options(url, seed), **options)

@@ -98,12 +98,12 @@ class LatticeRpc:
         except nats.errors.NoRespondersError:
             raise RpcError(f"no one is serving {target.public_key} ({operation}): is it running?",
                            no_responders=True) from None
-        except nats.errors.TimeoutError:
-            raise RpcError(f"Failed to perform RPC call: request timeout after {budget:g} s ({operation})",
-                           timeout=True) from None
         except ConnectionLostInFlight:
             raise RpcError(f"the lattice connection was lost while {operation} was in flight (it may have run); "
                            "retry shortly", connection_lost=True, kind="not_running") from None
+        except nats.errors.TimeoutError:
+            raise RpcError(f"Failed to perform RPC call: request timeout after {budget:g} s ({operation})",
+                           timeout=True) from None
         except nats.errors.MaxPayloadError as exc:
             raise RpcError(f"invocation of {operation} is too large for the lattice: {exc}", kind="too_large") from None
         try:
