@@ -240,8 +240,8 @@ class Reconciler:
             try:
                 await js.key_value(bucket_name(self.prefix))
                 break
-            except (nats.js.errors.BucketNotFoundError, nats.errors.Error, nats.js.errors.Error):
-                await asyncio.sleep(self.settings.interval_s)  # none yet, or NATS reconnecting: look again
+            except nats.errors.Error:  # no bucket yet (BucketNotFoundError is one), or NATS reconnecting
+                await asyncio.sleep(self.settings.interval_s)
         kv = await open_leases(self.nc, self.prefix, self.settings.lease_s)
         self.leader = Lease(kv, LEADER_KEY, self.owner)
         sub = await self.nc.subscribe(subjects.events(self.prefix), cb=self._on_event)

@@ -67,7 +67,7 @@ class ActorPool:
         self.calls = 0
         self.errors = 0
         self.recycled = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by `add`, which every instance comes from
         self._sweep: asyncio.TimerHandle | None = None
         self._replacing: set[asyncio.Task[None]] = set()
         self.inline_calls = 0
@@ -117,7 +117,6 @@ class ActorPool:
         instance frees up in time.
         """
         self.calls += 1
-        self._loop = self._loop or asyncio.get_running_loop()
         with self._lock:  # a free instance now: no wait_for (in 3.11 it wraps _acquire in a task of its own)
             instance = self._pop_free() if self.instances else None
         if instance is None:
@@ -203,7 +202,8 @@ class ActorPool:
         now = time.monotonic()
         big_left = False
         for instance in list(self.instances):
-            if instance.wapc.memory_size() <= self.limits.recycle_bytes:
+            size = instance.wapc.memory_size()
+            if size <= self.limits.recycle_bytes:
                 continue
             with self._lock:
                 free = instance in self._free and now - instance.last_used >= idle_s
@@ -213,7 +213,7 @@ class ActorPool:
                 big_left = True
                 continue
             log.info("recycling an idle instance of %s: its memory grew to %d bytes (recycle_bytes %d)",
-                     self.claims.name, instance.wapc.memory_size(), self.limits.recycle_bytes)
+                     self.claims.name, size, self.limits.recycle_bytes)
             self.recycled += 1
             task = asyncio.ensure_future(self.replace(instance))
             self._replacing.add(task)
