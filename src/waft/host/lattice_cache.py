@@ -194,6 +194,7 @@ class LatticeCache:
         """Whether the server holds a newer presence message than the one this host saw (then remembered as
         seen now); on an error, True: a sweep must never act on a view it could not check."""
         subject = subjects.lattice_cache(self._prefix, "running", public_key, host_id)
+        judged = self.presence.get((public_key, host_id))  # what the stale verdict was made from
         try:
             last = await self._nc.jetstream().get_last_msg(subjects.lattice_cache_stream(self._prefix), subject)
         except nats.js.errors.NotFoundError:
@@ -202,6 +203,8 @@ class LatticeCache:
             log.info("cannot check the presence of %s on %s (%s); not sweeping it now", public_key, host_id, exc)
             return True
         seen = self.presence.get((public_key, host_id))
+        if seen is not None and seen != judged:
+            return True  # this host's consumer saw a renewal while the server was asked
         if seen is None or last.seq == seen[2]:
             return False
         try:
