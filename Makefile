@@ -11,6 +11,8 @@ INSTALL := -c constraints.txt -e '.[build,dev]' -e providers/httpserver -e 'prov
 # The models `make models` builds here are the ones `make run`, `make test` and the tools serve (an installed
 # waft reads $WAFT_MODELS_DIR, else $WAFT_HOME/models).
 export WAFT_MODELS_DIR ?= $(CURDIR)/build/models
+# Suite workers (pytest-xdist; one test file stays on one worker): 2 halves the suite's time on 2 cores.
+TEST_WORKERS ?= 2
 
 .PHONY: run test bench chaos fuzz actors models lint venv clean system-deps
 
@@ -56,7 +58,7 @@ lint: venv
 
 test: venv system-deps actors models
 	$(VENV)/bin/ruff check src providers tests actors models tools
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # The whole application on embedded defaults: NATS, bindle (:8080, models pushed), host, dashboard (:4000),
 # and the ML app on :8078. Ctrl-C stops everything it started.

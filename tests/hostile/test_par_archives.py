@@ -44,7 +44,8 @@ def _files_under(root: Path) -> set[Path]:
 
 
 @pytest.mark.parametrize("subject", ["V/../../../escaped", "V" + "A" * 55, "V..", "<absolute>",
-                                     KeyPair.generate(Role.ACCOUNT).public_key])
+                                     KeyPair.generate(Role.ACCOUNT).public_key],
+                         ids=["dotdot", "not-a-key", "V..", "absolute", "account-key"])
 def test_subject_must_be_a_real_service_key(subject: str, hostile_home: Path) -> None:
     absolute = hostile_home.parent / "absolute-escape"
     subject = subject.replace("<absolute>", str(absolute))
